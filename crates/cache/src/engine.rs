@@ -1,0 +1,249 @@
+//! The operations a user of the cache sees, each one a short sequence of
+//! the concepts below it: resolve a reference, read or write the index, lock
+//! the store, materialize or collect artifacts.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::archive::save::{self, Format, SaveImage};
+use crate::archive::{Archive, LoadOptions};
+use crate::backend::Backend;
+use crate::digest::Digest;
+use crate::disk;
+use crate::error::{Error, Result};
+use crate::gc;
+use crate::index::{now_ms, read, write, Index};
+use crate::ingest;
+use crate::layer;
+use crate::manifest::Descriptor;
+use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
+use crate::reference::Reference;
+use crate::source::StoreBlobs;
+use crate::store::Store;
+
+/// An open cache: its directory and its index.
+pub struct Cache {
+    store: Store,
+    index: Index,
+}
+
+/// Parses a user-supplied reference.
+pub fn parse_reference(reference: &str) -> Result<Reference> {
+    Reference::parse(reference).map_err(|reason| Error::InvalidReference { reference: reference.to_string(), reason })
+}
+
+fn check_name(kind: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
+        return Err(Error::InvalidArgument(format!("{kind} name {name:?} must be 1-255 printable characters")));
+    }
+    Ok(())
+}
+
+impl Cache {
+    /// Opens (creating if needed) the cache in `home`.
+    pub fn open(home: &Path) -> Result<Cache> {
+        let store = Store::open(home)?;
+        let index = Index::open(&store.db_path())?;
+        Ok(Cache { store, index })
+    }
+
+    /// The cache the environment configures, shared by every call in this
+    /// process; refuses with `Unsupported` under a cloud backend before
+    /// touching the disk.
+    pub fn from_env(operation: &str) -> Result<Arc<Cache>> {
+        static OPEN: Mutex<Option<HashMap<PathBuf, Arc<Cache>>>> = Mutex::new(None);
+        let backend = Backend::from_env()?;
+        let home = backend.local_home(operation)?;
+        let mut open = OPEN.lock().map_err(|_| Error::Internal("cache registry poisoned".into()))?;
+        let open = open.get_or_insert_with(HashMap::new);
+        if let Some(cache) = open.get(home) {
+            // A cache directory deleted behind our back is opened afresh.
+            if cache.store.db_path().exists() {
+                return Ok(cache.clone());
+            }
+        }
+        let cache = Arc::new(Cache::open(home)?);
+        open.insert(home.clone(), cache.clone());
+        Ok(cache)
+    }
+
+    /// The cache directory.
+    pub fn home(&self) -> &Path {
+        self.store.root()
+    }
+
+    /// The image a reference names.
+    pub fn get(&self, reference: &str) -> Result<ImageSummary> {
+        let parsed = parse_reference(reference)?;
+        self.index.read(|conn| read::find(conn, &parsed))?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
+    }
+
+    /// Every cached reference, sorted.
+    pub fn list(&self) -> Result<Vec<ImageSummary>> {
+        self.index.read(read::list)
+    }
+
+    /// A reference's image with its config and layers.
+    pub fn inspect(&self, reference: &str) -> Result<ImageDetails> {
+        let parsed = parse_reference(reference)?;
+        self.index.read(|conn| {
+            let summary = read::find(conn, &parsed)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })?;
+            let config = read::config_of(conn, &summary.manifest_digest)?;
+            let layers = read::layers_of(conn, &summary.manifest_digest)?;
+            Ok(ImageDetails { summary, config, layers })
+        })
+    }
+
+    /// Deletes a reference (a digest reference: every reference of its
+    /// repository resolving to that manifest), then whatever only it kept
+    /// alive. Without `force`, refuses while sandboxes use the image; with
+    /// it, the reference goes but the sandboxes' files stay.
+    pub fn remove(&self, reference: &str, force: bool) -> Result<PruneReport> {
+        let parsed = parse_reference(reference)?;
+        let _lock = self.store.lock_collect()?;
+        let doomed = self.index.write(|tx| {
+            let refs = read::covered_refs(tx, &parsed)?;
+            if refs.is_empty() {
+                return Err(Error::ImageNotFound { reference: reference.to_string() });
+            }
+            if !force {
+                let mut sandboxes = Vec::new();
+                for (_, manifest) in &refs {
+                    sandboxes.extend(read::sandboxes_using(tx, manifest)?);
+                }
+                if !sandboxes.is_empty() {
+                    sandboxes.sort();
+                    sandboxes.dedup();
+                    return Err(Error::ImageInUse { reference: reference.to_string(), sandboxes });
+                }
+            }
+            gc::remove_rows(tx, &refs)
+        })?;
+        gc::delete_files(&self.store, &doomed)
+    }
+
+    /// Deletes every reference no sandbox or snapshot uses, everything that
+    /// became unreachable, and every file no index row reaches.
+    pub fn prune(&self) -> Result<PruneReport> {
+        let _lock = self.store.lock_collect()?;
+        let doomed = self.index.write(gc::prune_rows)?;
+        let mut report = gc::delete_files(&self.store, &doomed)?;
+        let live = self.index.read(gc::live_set)?;
+        gc::sweep_orphans(&self.store, &live, &mut report)?;
+        Ok(report)
+    }
+
+    /// Imports every image of an archive; returns one summary per reference.
+    pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
+        let mut archive = Archive::open(path, &self.store)?;
+        let images = archive.resolve(options)?;
+        for image in &images {
+            ingest::ingest(&self.store, &self.index, image, &archive)?;
+        }
+        let mut summaries = Vec::new();
+        for reference in images.iter().flat_map(|i| &i.references) {
+            summaries.push(self.get(&reference.to_string())?);
+        }
+        Ok(summaries)
+    }
+
+    /// Writes the images `references` name to an archive at `output`.
+    pub fn save(&self, references: &[String], output: &Path, format: Format) -> Result<()> {
+        if references.is_empty() {
+            return Err(Error::InvalidArgument("save needs at least one reference".into()));
+        }
+        let _lease = self.store.lock_ingest()?;
+        let mut images: Vec<SaveImage> = Vec::new();
+        for reference in references {
+            let parsed = parse_reference(reference)?;
+            let summary = self.get(reference)?;
+            let manifest = Digest::parse(&summary.manifest_digest).map_err(Error::Internal)?;
+            match images.iter_mut().find(|i| i.manifest.digest == manifest) {
+                Some(image) => image.references.push(parsed),
+                None => images.push(self.save_image(parsed, manifest)?),
+            }
+        }
+        save::save(&self.store, &images, output, format)
+    }
+
+    fn save_image(&self, reference: Reference, manifest: Digest) -> Result<SaveImage> {
+        self.index.read(|conn| {
+            let blob = |digest: &str| -> Result<Descriptor> {
+                let (size, media_type) = read::blob(conn, digest)?.ok_or_else(|| Error::Internal(format!("blob {digest} is not indexed")))?;
+                Ok(Descriptor { media_type: media_type.unwrap_or_default(), digest: Digest::parse(digest).map_err(Error::Internal)?, size })
+            };
+            let config = read::config_of(conn, manifest.as_str())?.ok_or_else(|| Error::Internal(format!("{manifest} has no config")))?;
+            let layers = read::layers_of(conn, manifest.as_str())?
+                .into_iter()
+                .map(|l| Ok((blob(&l.blob_digest)?, Digest::parse(&l.diff_id).map_err(Error::Internal)?)))
+                .collect::<Result<_>>()?;
+            Ok(SaveImage { references: vec![reference], manifest: blob(manifest.as_str())?, config: blob(&config.digest)?, layers })
+        })
+    }
+
+    /// Records that sandbox `sandbox` uses the image `reference` names (a GC
+    /// root, and the image's `lastUsedAt`), rebuilding any artifact that went
+    /// missing from cached blobs, and returns what the sandbox boots from.
+    pub fn acquire(&self, reference: &str, sandbox: &str) -> Result<BootImage> {
+        check_name("sandbox", sandbox)?;
+        let parsed = parse_reference(reference)?;
+        let _lease = self.store.lock_ingest()?;
+        let summary = self.get(reference)?;
+        let manifest = Digest::parse(&summary.manifest_digest).map_err(Error::Internal)?;
+        let layers = self.index.read(|conn| read::layers_of(conn, manifest.as_str()))?;
+        let mut diff_ids = Vec::with_capacity(layers.len());
+        let mut repaired = Vec::new();
+        for layer in &layers {
+            let diff_id = Digest::parse(&layer.diff_id).map_err(Error::Internal)?;
+            if !self.store.layer_path(&diff_id).exists() {
+                let blob = Descriptor {
+                    media_type: layer.media_type.clone().unwrap_or_default(),
+                    digest: Digest::parse(&layer.blob_digest).map_err(Error::Internal)?,
+                    size: layer.compressed_size.unwrap_or_default(),
+                };
+                layer::materialize(&self.store, &StoreBlobs(&self.store), &blob, &diff_id, &mut repaired)?;
+            }
+            diff_ids.push(diff_id);
+        }
+        let before = self.index.read(|conn| read::disk_artifacts(conn, manifest.as_str()))?;
+        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, &mut repaired)?;
+        let config = self.index.write(|tx| {
+            if before != Some((Some(sizes.fsmeta), Some(sizes.vmdk))) {
+                write::update_disk_artifacts(tx, manifest.as_str(), sizes.fsmeta, sizes.vmdk)?;
+            }
+            write::acquire(tx, sandbox, manifest.as_str(), &parsed.to_string(), now_ms())?;
+            read::config_of(tx, manifest.as_str())?.ok_or_else(|| Error::Internal(format!("{manifest} has no config")))
+        })?;
+        Ok(BootImage {
+            reference: parsed.to_string(),
+            manifest_digest: manifest.to_string(),
+            config,
+            layers: diff_ids.iter().map(|d| self.store.layer_path(d)).collect(),
+            fsmeta: self.store.fsmeta_path(&manifest),
+            vmdk: self.store.vmdk_path(&manifest),
+        })
+    }
+
+    /// Drops sandbox `sandbox`'s root; false when it held none.
+    pub fn release(&self, sandbox: &str) -> Result<bool> {
+        check_name("sandbox", sandbox)?;
+        self.index.write(|tx| write::release(tx, sandbox))
+    }
+
+    /// Makes snapshot `name` a root of the image `reference` names.
+    pub fn pin_snapshot(&self, name: &str, reference: &str) -> Result<()> {
+        check_name("snapshot", name)?;
+        let parsed = parse_reference(reference)?;
+        self.index.write(|tx| {
+            let summary = read::find(tx, &parsed)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })?;
+            write::pin_snapshot(tx, name, &summary.manifest_digest, &parsed.to_string(), now_ms())
+        })
+    }
+
+    /// Drops snapshot `name`'s root; false when it held none.
+    pub fn unpin_snapshot(&self, name: &str) -> Result<bool> {
+        check_name("snapshot", name)?;
+        self.index.write(|tx| write::unpin_snapshot(tx, name))
+    }
+}

@@ -1,0 +1,113 @@
+//! The SQLite index: which images, manifests, configs and layers the cache
+//! holds, and which sandboxes and snapshots hold on to them. Several
+//! processes may share one index: WAL mode, a busy timeout and immediate
+//! write transactions keep them from tripping over each other.
+
+mod schema;
+pub mod read;
+pub mod write;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+
+use crate::error::{Error, Result};
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+const MAX_IDLE_CONNECTIONS: usize = 4;
+
+/// A pool of connections to one index file.
+pub struct Index {
+    path: PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl Index {
+    /// Opens the index at `path`, creating and migrating it as needed.
+    pub fn open(path: &Path) -> Result<Index> {
+        let index = Index { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let mut conn = index.connect()?;
+        schema::migrate(&mut conn).map_err(|e| index.classify(e))?;
+        index.idle.lock().map_err(poisoned)?.push(conn);
+        Ok(index)
+    }
+
+    fn connect(&self) -> Result<Connection> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let setup = || -> rusqlite::Result<Connection> {
+            let conn = Connection::open_with_flags(&self.path, flags)?;
+            conn.busy_timeout(BUSY_TIMEOUT)?;
+            // WAL lets readers run beside a writer; FULL makes each commit durable
+            // before the collector deletes the files a commit dropped.
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", true)?;
+            conn.set_prepared_statement_cache_capacity(64);
+            Ok(conn)
+        };
+        setup().map_err(|e| self.classify(Error::Index(e)))
+    }
+
+    /// Reports storage-level SQLite failures (read-only directory, disk full,
+    /// permissions) as cache errors naming the file, like any other I/O failure.
+    fn classify(&self, error: Error) -> Error {
+        use rusqlite::ErrorCode::*;
+        match error {
+            Error::Index(rusqlite::Error::SqliteFailure(f, msg))
+                if matches!(f.code, CannotOpen | ReadOnly | PermissionDenied | DiskFull | SystemIoFailure) =>
+            {
+                let text = msg.unwrap_or_else(|| f.to_string());
+                Error::Cache { path: self.path.clone(), source: std::io::Error::other(text) }
+            }
+            other => other,
+        }
+    }
+
+    /// Runs `f` on a pooled connection.
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        let conn = self.checkout()?;
+        let result = f(&conn);
+        self.checkin(conn);
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Runs `f` in an immediate (write-locked) transaction, committing on Ok.
+    pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let result = (|| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let value = f(&tx)?;
+            tx.commit()?;
+            Ok(value)
+        })();
+        self.checkin(conn);
+        result.map_err(|e| self.classify(e))
+    }
+
+    fn checkout(&self) -> Result<Connection> {
+        let pooled = self.idle.lock().map_err(poisoned)?.pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => self.connect(),
+        }
+    }
+
+    fn checkin(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < MAX_IDLE_CONNECTIONS {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn poisoned<T>(_: T) -> Error {
+    Error::Internal("index connection pool poisoned".into())
+}
+
+/// Milliseconds since the Unix epoch: the unit of every timestamp in the index.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}

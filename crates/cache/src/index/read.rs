@@ -1,0 +1,153 @@
+//! Read queries: images by reference, configs, layer order.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+
+use crate::error::Result;
+use crate::model::{ConfigDetails, ImageSummary, LayerDetails};
+use crate::reference::Reference;
+
+const SUMMARY_SELECT: &str = "SELECT r.reference, r.manifest_digest, m.size_bytes, c.architecture, c.os, \
+     m.layer_count, m.last_used_at, r.created_at \
+     FROM image_refs r \
+     JOIN manifests m ON m.digest = r.manifest_digest \
+     JOIN configs c ON c.digest = m.config_digest";
+
+fn summary(row: &Row<'_>) -> rusqlite::Result<ImageSummary> {
+    Ok(ImageSummary {
+        reference: row.get(0)?,
+        manifest_digest: row.get(1)?,
+        size_bytes: row.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+        architecture: row.get(3)?,
+        os: row.get(4)?,
+        layer_count: row.get(5)?,
+        last_used_at: row.get(6)?,
+        created_at: row.get(7)?,
+    })
+}
+
+/// Every cached reference, sorted by reference.
+pub fn list(conn: &Connection) -> Result<Vec<ImageSummary>> {
+    let mut stmt = conn.prepare_cached(&format!("{SUMMARY_SELECT} ORDER BY r.reference"))?;
+    let rows = stmt.query_map([], summary)?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The image a reference names. A tagged reference matches its own row; a
+/// digest reference matches any reference of the same repository that
+/// resolves to that manifest (reported under the digest spelling).
+pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSummary>> {
+    match reference.digest() {
+        None => {
+            let mut stmt = conn.prepare_cached(&format!("{SUMMARY_SELECT} WHERE r.reference = ?1"))?;
+            Ok(stmt.query_row([reference.to_string()], summary).optional()?)
+        }
+        Some(digest) => {
+            let mut stmt = conn.prepare_cached(&format!(
+                "{SUMMARY_SELECT} WHERE r.repository = ?1 AND r.manifest_digest = ?2 ORDER BY r.created_at LIMIT 1"
+            ))?;
+            let found = stmt.query_row([reference.repository(), digest.to_string()], summary).optional()?;
+            Ok(found.map(|s| ImageSummary { reference: reference.to_string(), ..s }))
+        }
+    }
+}
+
+/// References (stored spelling) a reference covers: itself when tagged, every
+/// reference of the repository resolving to the digest otherwise.
+pub fn covered_refs(conn: &Connection, reference: &Reference) -> Result<Vec<(String, String)>> {
+    let (sql, params): (&str, Vec<String>) = match reference.digest() {
+        None => ("SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1", vec![reference.to_string()]),
+        Some(digest) => (
+            "SELECT reference, manifest_digest FROM image_refs WHERE repository = ?1 AND manifest_digest = ?2",
+            vec![reference.repository(), digest.to_string()],
+        ),
+    };
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// The config of a manifest.
+pub fn config_of(conn: &Connection, manifest: &str) -> Result<Option<ConfigDetails>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.digest, c.env, c.cmd, c.entrypoint, c.working_dir, c.user, c.labels, c.stop_signal \
+         FROM manifests m JOIN configs c ON c.digest = m.config_digest WHERE m.digest = ?1",
+    )?;
+    let row = stmt
+        .query_row([manifest], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, Option<String>>(2)?,
+                row.get::<_, Option<String>>(3)?,
+                row.get::<_, Option<String>>(4)?,
+                row.get::<_, Option<String>>(5)?,
+                row.get::<_, Option<String>>(6)?,
+                row.get::<_, Option<String>>(7)?,
+            ))
+        })
+        .optional()?;
+    let Some((digest, env, cmd, entrypoint, working_dir, user, labels, stop_signal)) = row else {
+        return Ok(None);
+    };
+    Ok(Some(ConfigDetails {
+        env: json(&digest, Some(env))?.unwrap_or_default(),
+        cmd: json(&digest, cmd)?,
+        entrypoint: json(&digest, entrypoint)?,
+        working_dir,
+        user,
+        labels: json(&digest, labels)?,
+        stop_signal,
+        digest,
+    }))
+}
+
+fn json<T: serde::de::DeserializeOwned>(digest: &str, text: Option<String>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t))
+        .transpose()
+        .map_err(|e| crate::error::Error::Internal(format!("corrupt config row {digest}: {e}")))
+}
+
+/// The layers of a manifest, bottom to top.
+pub fn layers_of(conn: &Connection, manifest: &str) -> Result<Vec<LayerDetails>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT ml.position, ml.diff_id, ml.blob_digest, ml.media_type, b.size, l.erofs_size \
+         FROM manifest_layers ml \
+         LEFT JOIN blobs b ON b.digest = ml.blob_digest \
+         LEFT JOIN layers l ON l.diff_id = ml.diff_id \
+         WHERE ml.manifest_digest = ?1 ORDER BY ml.position",
+    )?;
+    let rows = stmt.query_map([manifest], |row| {
+        Ok(LayerDetails {
+            position: row.get(0)?,
+            diff_id: row.get(1)?,
+            blob_digest: row.get(2)?,
+            media_type: row.get(3)?,
+            compressed_size: row.get::<_, Option<i64>>(4)?.map(|v| v as u64),
+            erofs_size: row.get::<_, Option<i64>>(5)?.map(|v| v as u64),
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Names of the sandboxes using a manifest.
+pub fn sandboxes_using(conn: &Connection, manifest: &str) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM sandboxes WHERE manifest_digest = ?1 ORDER BY name")?;
+    let rows = stmt.query_map([manifest], |row| row.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Sizes of a manifest's fsmeta and VMDK, when the index records them.
+pub fn disk_artifacts(conn: &Connection, manifest: &str) -> Result<Option<(Option<u64>, Option<u64>)>> {
+    let mut stmt = conn.prepare_cached("SELECT fsmeta_size, vmdk_size FROM manifests WHERE digest = ?1")?;
+    Ok(stmt
+        .query_row([manifest], |row| {
+            Ok((row.get::<_, Option<i64>>(0)?.map(|v| v as u64), row.get::<_, Option<i64>>(1)?.map(|v| v as u64)))
+        })
+        .optional()?)
+}
+
+/// A blob's size and media type, as recorded.
+pub fn blob(conn: &Connection, digest: &str) -> Result<Option<(u64, Option<String>)>> {
+    let mut stmt = conn.prepare_cached("SELECT size, media_type FROM blobs WHERE digest = ?1")?;
+    Ok(stmt.query_row([digest], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))).optional()?)
+}

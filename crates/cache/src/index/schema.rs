@@ -1,0 +1,109 @@
+//! Versioned schema migrations, applied in order inside one transaction and
+//! tracked with SQLite's `user_version`.
+
+use rusqlite::Connection;
+
+use crate::error::{Error, Result};
+
+/// Each entry moves the schema from version `i` to `i + 1`. Append only.
+const MIGRATIONS: &[&str] = &[
+    // 1: the initial schema.
+    r#"
+    -- Content-addressed files under blobs/: manifests, configs, compressed layers.
+    CREATE TABLE blobs (
+        digest      TEXT PRIMARY KEY,
+        size        INTEGER NOT NULL,
+        media_type  TEXT
+    ) WITHOUT ROWID;
+
+    -- Parsed image configs (the blob itself is in blobs).
+    CREATE TABLE configs (
+        digest        TEXT PRIMARY KEY REFERENCES blobs(digest),
+        architecture  TEXT,
+        os            TEXT,
+        variant       TEXT,
+        env           TEXT NOT NULL,   -- JSON array of KEY=value
+        cmd           TEXT,            -- JSON array or NULL
+        entrypoint    TEXT,            -- JSON array or NULL
+        working_dir   TEXT,
+        user          TEXT,
+        labels        TEXT,            -- JSON object or NULL
+        stop_signal   TEXT
+    ) WITHOUT ROWID;
+
+    -- Layer EROFS images under layers/, by diff_id (shared by every image using the layer).
+    CREATE TABLE layers (
+        diff_id     TEXT PRIMARY KEY,
+        erofs_size  INTEGER NOT NULL
+    ) WITHOUT ROWID;
+
+    -- Image manifests, with the per-manifest artifacts (fsmeta, vmdk) when built.
+    CREATE TABLE manifests (
+        digest         TEXT PRIMARY KEY REFERENCES blobs(digest),
+        config_digest  TEXT NOT NULL REFERENCES configs(digest),
+        layer_count    INTEGER NOT NULL,
+        fsmeta_size    INTEGER,
+        vmdk_size      INTEGER,
+        size_bytes     INTEGER NOT NULL,
+        last_used_at   INTEGER
+    ) WITHOUT ROWID;
+    CREATE INDEX manifests_config ON manifests(config_digest);
+
+    -- Layer order of each manifest, position 0 at the bottom.
+    CREATE TABLE manifest_layers (
+        manifest_digest  TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+        position         INTEGER NOT NULL,
+        diff_id          TEXT NOT NULL REFERENCES layers(diff_id),
+        blob_digest      TEXT NOT NULL REFERENCES blobs(digest),
+        media_type       TEXT,
+        PRIMARY KEY (manifest_digest, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX manifest_layers_diff_id ON manifest_layers(diff_id);
+    CREATE INDEX manifest_layers_blob ON manifest_layers(blob_digest);
+
+    -- Names users know images by (normalized references).
+    CREATE TABLE image_refs (
+        reference        TEXT PRIMARY KEY,
+        repository       TEXT NOT NULL,
+        manifest_digest  TEXT NOT NULL REFERENCES manifests(digest),
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX image_refs_manifest ON image_refs(manifest_digest);
+
+    -- GC roots: sandboxes using an image, and snapshots pinning one.
+    CREATE TABLE sandboxes (
+        name             TEXT PRIMARY KEY,
+        manifest_digest  TEXT NOT NULL REFERENCES manifests(digest),
+        reference        TEXT NOT NULL,
+        acquired_at      INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX sandboxes_manifest ON sandboxes(manifest_digest);
+
+    CREATE TABLE snapshots (
+        name             TEXT PRIMARY KEY,
+        manifest_digest  TEXT NOT NULL REFERENCES manifests(digest),
+        reference        TEXT NOT NULL,
+        pinned_at        INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX snapshots_manifest ON snapshots(manifest_digest);
+    "#,
+];
+
+/// Brings the schema up to date; refuses an index written by a newer version.
+pub fn migrate(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let version: usize = tx.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if version > MIGRATIONS.len() {
+        return Err(Error::Internal(format!(
+            "the cache index has schema version {version}, newer than this library's {}; upgrade microsandbox",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", i + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

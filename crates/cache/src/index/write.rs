@@ -1,0 +1,171 @@
+//! Write statements: recording an ingested image, and the GC roots
+//! (sandboxes, snapshots). Each runs inside the caller's transaction.
+
+use rusqlite::{params, Transaction};
+
+use crate::error::Result;
+use crate::model::ConfigDetails;
+
+/// A content-addressed blob as recorded in `blobs`.
+#[derive(Debug, Clone)]
+pub struct BlobRecord {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// Bytes on disk.
+    pub size: u64,
+    /// Media type from the descriptor that named it.
+    pub media_type: Option<String>,
+}
+
+/// A layer of the manifest being recorded.
+#[derive(Debug, Clone)]
+pub struct LayerRecord {
+    /// Uncompressed digest; keys the layer's EROFS image.
+    pub diff_id: String,
+    /// The compressed blob as distributed.
+    pub blob: BlobRecord,
+    /// Size of the layer's EROFS image.
+    pub erofs_size: u64,
+}
+
+/// Everything an ingest adds in one transaction.
+#[derive(Debug, Clone)]
+pub struct ImageRecord {
+    /// The manifest blob.
+    pub manifest: BlobRecord,
+    /// The config blob.
+    pub config: BlobRecord,
+    /// Parsed config fields.
+    pub config_details: ConfigDetails,
+    /// Platform from the config.
+    pub architecture: Option<String>,
+    /// Platform from the config.
+    pub os: Option<String>,
+    /// Platform from the config.
+    pub variant: Option<String>,
+    /// Bottom to top.
+    pub layers: Vec<LayerRecord>,
+    /// Size of the fsmeta image.
+    pub fsmeta_size: u64,
+    /// Size of the VMDK descriptor.
+    pub vmdk_size: u64,
+    /// Normalized references (and their repositories) to point at the manifest.
+    pub references: Vec<(String, String)>,
+}
+
+impl ImageRecord {
+    /// The image's on-disk footprint: every blob and artifact, shared layers in full.
+    pub fn size_bytes(&self) -> u64 {
+        self.manifest.size
+            + self.config.size
+            + self.layers.iter().map(|l| l.blob.size + l.erofs_size).sum::<u64>()
+            + self.fsmeta_size
+            + self.vmdk_size
+    }
+}
+
+fn insert_blob(tx: &Transaction<'_>, blob: &BlobRecord) -> Result<()> {
+    tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, media_type) VALUES (?1, ?2, ?3)")?
+        .execute(params![blob.digest, blob.size as i64, blob.media_type])?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("strings and maps always serialize")
+}
+
+/// Records an image and points its references at it. A reference that
+/// already existed keeps its `created_at` (the first time it was cached).
+pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Result<()> {
+    insert_blob(tx, &image.manifest)?;
+    insert_blob(tx, &image.config)?;
+    let c = &image.config_details;
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO configs (digest, architecture, os, variant, env, cmd, entrypoint, working_dir, user, labels, stop_signal) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?
+    .execute(params![
+        image.config.digest,
+        image.architecture,
+        image.os,
+        image.variant,
+        to_json(&c.env),
+        c.cmd.as_ref().map(to_json),
+        c.entrypoint.as_ref().map(to_json),
+        c.working_dir,
+        c.user,
+        c.labels.as_ref().map(to_json),
+        c.stop_signal,
+    ])?;
+    tx.prepare_cached(
+        "INSERT INTO manifests (digest, config_digest, layer_count, fsmeta_size, vmdk_size, size_bytes) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (digest) DO UPDATE SET fsmeta_size = excluded.fsmeta_size, vmdk_size = excluded.vmdk_size, size_bytes = excluded.size_bytes",
+    )?
+    .execute(params![
+        image.manifest.digest,
+        image.config.digest,
+        image.layers.len() as i64,
+        image.fsmeta_size as i64,
+        image.vmdk_size as i64,
+        image.size_bytes() as i64,
+    ])?;
+    for (position, layer) in image.layers.iter().enumerate() {
+        insert_blob(tx, &layer.blob)?;
+        tx.prepare_cached("INSERT OR IGNORE INTO layers (diff_id, erofs_size) VALUES (?1, ?2)")?
+            .execute(params![layer.diff_id, layer.erofs_size as i64])?;
+        tx.prepare_cached(
+            "INSERT OR IGNORE INTO manifest_layers (manifest_digest, position, diff_id, blob_digest, media_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?
+        .execute(params![image.manifest.digest, position as i64, layer.diff_id, layer.blob.digest, layer.blob.media_type])?;
+    }
+    for (reference, repository) in &image.references {
+        tx.prepare_cached(
+            "INSERT INTO image_refs (reference, repository, manifest_digest, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+             ON CONFLICT (reference) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+        )?
+        .execute(params![reference, repository, image.manifest.digest, now])?;
+    }
+    Ok(())
+}
+
+/// Records new sizes after the per-manifest artifacts were rebuilt.
+pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &str, fsmeta_size: u64, vmdk_size: u64) -> Result<()> {
+    tx.prepare_cached(
+        "UPDATE manifests SET size_bytes = size_bytes - coalesce(fsmeta_size, 0) - coalesce(vmdk_size, 0) + ?2 + ?3, \
+         fsmeta_size = ?2, vmdk_size = ?3 WHERE digest = ?1",
+    )?
+    .execute(params![manifest, fsmeta_size as i64, vmdk_size as i64])?;
+    Ok(())
+}
+
+/// Makes sandbox `name` a root of `manifest` and stamps the image as used now.
+pub fn acquire(tx: &Transaction<'_>, name: &str, manifest: &str, reference: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO sandboxes (name, manifest_digest, reference, acquired_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (name) DO UPDATE SET manifest_digest = excluded.manifest_digest, reference = excluded.reference, acquired_at = excluded.acquired_at",
+    )?
+    .execute(params![name, manifest, reference, now])?;
+    tx.prepare_cached("UPDATE manifests SET last_used_at = ?2 WHERE digest = ?1")?.execute(params![manifest, now])?;
+    Ok(())
+}
+
+/// Drops sandbox `name`'s root; false when it held none.
+pub fn release(tx: &Transaction<'_>, name: &str) -> Result<bool> {
+    Ok(tx.prepare_cached("DELETE FROM sandboxes WHERE name = ?1")?.execute([name])? > 0)
+}
+
+/// Makes snapshot `name` a root of `manifest`.
+pub fn pin_snapshot(tx: &Transaction<'_>, name: &str, manifest: &str, reference: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO snapshots (name, manifest_digest, reference, pinned_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (name) DO UPDATE SET manifest_digest = excluded.manifest_digest, reference = excluded.reference, pinned_at = excluded.pinned_at",
+    )?
+    .execute(params![name, manifest, reference, now])?;
+    Ok(())
+}
+
+/// Drops snapshot `name`'s root; false when it held none.
+pub fn unpin_snapshot(tx: &Transaction<'_>, name: &str) -> Result<bool> {
+    Ok(tx.prepare_cached("DELETE FROM snapshots WHERE name = ?1")?.execute([name])? > 0)
+}

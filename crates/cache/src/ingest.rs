@@ -1,0 +1,86 @@
+//! Adding an image to the cache, whatever its source: blobs and layer
+//! images first (each published only once verified), then the root disk,
+//! then one index transaction. If anything fails, the index is untouched and
+//! the files this ingest published are taken back.
+
+use crate::digest::Digest;
+use crate::disk;
+use crate::error::Result;
+use crate::gc;
+use crate::index::write::{self, BlobRecord, ImageRecord};
+use crate::index::{now_ms, Index};
+use crate::layer;
+use crate::manifest::{Config, Manifest};
+use crate::reference::Reference;
+use crate::source::BlobSource;
+use crate::store::{Artifact, Store};
+
+/// An image a source has resolved: manifest and config read and verified,
+/// layers not yet touched.
+#[derive(Debug, Clone)]
+pub struct ResolvedImage {
+    /// The names to give it in the cache.
+    pub references: Vec<Reference>,
+    /// Digest of `manifest_bytes`.
+    pub manifest_digest: Digest,
+    /// The manifest exactly as distributed.
+    pub manifest_bytes: Vec<u8>,
+    /// The parsed manifest.
+    pub manifest: Manifest,
+    /// The config exactly as distributed.
+    pub config_bytes: Vec<u8>,
+    /// The parsed config.
+    pub config: Config,
+}
+
+/// Adds `image` to the cache, reading from `source` only what the cache lacks.
+pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource) -> Result<()> {
+    let mut published = Vec::new();
+    let result = {
+        let _lease = store.lock_ingest()?;
+        add(store, index, image, source, &mut published)
+    };
+    if result.is_err() && !published.is_empty() {
+        // Best effort: the original error is what the caller needs to see.
+        let _ = gc::discard_unrecorded(store, index, &published);
+    }
+    result
+}
+
+fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource, published: &mut Vec<Artifact>) -> Result<()> {
+    let manifest = BlobRecord {
+        digest: image.manifest_digest.to_string(),
+        size: image.manifest_bytes.len() as u64,
+        media_type: Some(image.manifest.media_type.clone()),
+    };
+    let config = BlobRecord {
+        digest: image.manifest.config.digest.to_string(),
+        size: image.config_bytes.len() as u64,
+        media_type: Some(image.manifest.config.media_type.clone()),
+    };
+    for (digest, bytes) in [(&image.manifest_digest, &image.manifest_bytes), (&image.manifest.config.digest, &image.config_bytes)] {
+        let path = store.blob_path(digest);
+        if !path.exists() {
+            store.write_atomic(&path, bytes)?;
+            published.push(Artifact::Blob(digest.clone()));
+        }
+    }
+    let mut layers = Vec::with_capacity(image.manifest.layers.len());
+    for (blob, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
+        layers.push(layer::materialize(store, source, blob, diff_id, published)?);
+    }
+    let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
+    let record = ImageRecord {
+        manifest,
+        config,
+        config_details: image.config.details.clone(),
+        architecture: Some(image.config.platform.architecture.clone()),
+        os: Some(image.config.platform.os.clone()),
+        variant: image.config.platform.variant.clone(),
+        layers,
+        fsmeta_size: sizes.fsmeta,
+        vmdk_size: sizes.vmdk,
+        references: image.references.iter().map(|r| (r.to_string(), r.repository())).collect(),
+    };
+    index.write(|tx| write::record_image(tx, &record, now_ms()))
+}

@@ -1,0 +1,268 @@
+//! The on-disk layout of a cache and the two rules that keep it consistent:
+//! every file is written under `tmp/` and renamed into place only when it is
+//! complete and verified, and processes coordinate through file locks.
+//!
+//! ```text
+//! $MSB_HOME/
+//!   db/index.sqlite            the index (SQLite, WAL)
+//!   blobs/sha256/<hex>         manifests, configs and compressed layer blobs, by digest
+//!   layers/sha256/<hex>.erofs  layer EROFS images, by diff_id
+//!   fsmeta/sha256/<hex>.erofs  merged metadata EROFS images, by manifest digest
+//!   vmdk/sha256/<hex>.vmdk     root-disk descriptors, by manifest digest
+//!   tmp/                       files being written; anything here after a crash is garbage
+//!   locks/                     lock files (gc.lock, one per artifact being built)
+//! ```
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+
+/// Top-level directories of a cache, created on open.
+pub const DIRS: [&str; 7] = ["db", "blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256", "tmp", "locks"];
+const GC_LOCK: &str = "gc.lock";
+
+/// A file the index can reach, named by kind and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Artifact {
+    /// A manifest, config or compressed layer, by digest.
+    Blob(Digest),
+    /// A layer EROFS image, by diff_id.
+    Layer(Digest),
+    /// A merged metadata image, by manifest digest.
+    Fsmeta(Digest),
+    /// A root-disk descriptor, by manifest digest.
+    Vmdk(Digest),
+}
+
+/// A cache directory: paths of every artifact, temp files and locks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed, owner-only) the cache rooted at `root`.
+    pub fn open(root: &Path) -> Result<Store> {
+        if !root.exists() {
+            create_private_dir(root)?;
+        }
+        for dir in DIRS {
+            let path = root.join(dir);
+            if !path.is_dir() {
+                fs::create_dir_all(&path).map_err(Error::cache(&path))?;
+            }
+        }
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite index file.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("db/index.sqlite")
+    }
+
+    /// Where an artifact lives.
+    pub fn path(&self, artifact: &Artifact) -> PathBuf {
+        match artifact {
+            Artifact::Blob(d) => self.blob_path(d),
+            Artifact::Layer(d) => self.layer_path(d),
+            Artifact::Fsmeta(d) => self.fsmeta_path(d),
+            Artifact::Vmdk(d) => self.vmdk_path(d),
+        }
+    }
+
+    /// Where a manifest, config or compressed layer blob lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root.join("blobs/sha256").join(digest.hex())
+    }
+
+    /// Where the EROFS image of the layer with this diff_id lives.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.root.join("layers/sha256").join(format!("{}.erofs", diff_id.hex()))
+    }
+
+    /// Where the merged metadata image of a manifest lives.
+    pub fn fsmeta_path(&self, manifest: &Digest) -> PathBuf {
+        self.root.join("fsmeta/sha256").join(format!("{}.erofs", manifest.hex()))
+    }
+
+    /// Where the root-disk descriptor of a manifest lives.
+    pub fn vmdk_path(&self, manifest: &Digest) -> PathBuf {
+        self.root.join("vmdk/sha256").join(format!("{}.vmdk", manifest.hex()))
+    }
+
+    /// The directory for files being written.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The directory of lock files.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    /// A new, empty temp file that disappears unless it is published.
+    pub fn temp_file(&self) -> Result<TempFile> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let name = format!("{}-{}-{:x}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos);
+        let path = self.tmp_dir().join(name);
+        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(Error::cache(&path))?;
+        Ok(TempFile { path, file: Some(file) })
+    }
+
+    /// Writes `bytes` to `dest` atomically, replacing any previous file.
+    pub fn write_atomic(&self, dest: &Path, bytes: &[u8]) -> Result<()> {
+        let mut tmp = self.temp_file()?;
+        tmp.file().write_all(bytes).map_err(Error::cache(tmp.path()))?;
+        tmp.publish(dest)
+    }
+
+    /// Shared side of the collector lock: held while adding files and rows, so
+    /// that a collection never mistakes an ingest in progress for garbage.
+    pub fn lock_ingest(&self) -> Result<FileLock> {
+        FileLock::acquire(&self.locks_dir().join(GC_LOCK), false)
+    }
+
+    /// Exclusive side of the collector lock: held while deleting files.
+    pub fn lock_collect(&self) -> Result<FileLock> {
+        FileLock::acquire(&self.locks_dir().join(GC_LOCK), true)
+    }
+
+    /// Serializes the building of one artifact across threads and processes,
+    /// so two builders of the same layer end with one good copy.
+    pub fn lock_artifact(&self, kind: &str, digest: &Digest) -> Result<FileLock> {
+        FileLock::acquire(&self.locks_dir().join(format!("{kind}-{}.lock", digest.hex())), true)
+    }
+
+    /// Whether `name` in `locks/` is the collector lock (never swept).
+    pub fn is_gc_lock(name: &str) -> bool {
+        name == GC_LOCK
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(Error::cache(path))
+}
+
+/// A file under `tmp/` that is deleted on drop unless published.
+pub struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// The open file, for writing.
+    pub fn file(&mut self) -> &mut File {
+        self.file.as_mut().expect("temp file is open until published")
+    }
+
+    /// Where it is being written.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Makes the file durable, then renames it to `dest` and makes the rename
+    /// durable: after this returns, `dest` is complete even across a crash.
+    pub fn publish(mut self, dest: &Path) -> Result<()> {
+        let file = self.file.take().expect("temp file is open until published");
+        file.sync_all().map_err(Error::cache(&self.path))?;
+        drop(file);
+        fs::rename(&self.path, dest).map_err(Error::cache(dest))?;
+        sync_parent(dest).map_err(Error::cache(dest))?;
+        self.path.clear();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            self.file.take();
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+#[cfg(unix)]
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+#[cfg(not(unix))]
+fn sync_parent(_path: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+/// An advisory lock on a file in `locks/`, released on drop. Locks are per
+/// open file, so they exclude other threads of this process too.
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    fn acquire(path: &Path, exclusive: bool) -> Result<FileLock> {
+        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(Error::cache(path))?;
+        let locked = if exclusive { file.lock() } else { file.lock_shared() };
+        locked.map_err(Error::cache(path))?;
+        Ok(FileLock { _file: file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn temp_files_vanish_unless_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("home")).unwrap();
+        let tmp = store.temp_file().unwrap();
+        let path = tmp.path().to_path_buf();
+        assert!(path.exists());
+        drop(tmp);
+        assert!(!path.exists());
+
+        let dest = store.blob_path(&Digest::of(b"x"));
+        store.write_atomic(&dest, b"x").unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"x");
+        assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn home_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("a/b");
+        Store::open(&home).unwrap();
+        assert_eq!(fs::metadata(&home).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[test]
+    fn exclusive_lock_excludes_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let shared = store.lock_ingest().unwrap();
+        let file = File::open(store.locks_dir().join(GC_LOCK)).unwrap();
+        assert!(file.try_lock().is_err());
+        drop(shared);
+        assert!(file.try_lock().is_ok());
+    }
+}

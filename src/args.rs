@@ -1,0 +1,69 @@
+//! Arguments arrive untyped from JavaScript; a wrong type becomes an
+//! `InvalidArgumentError` rejection rather than a synchronous throw.
+
+use napi::bindgen_prelude::*;
+use napi::ValueType;
+
+use cache::Error;
+
+fn invalid(message: String) -> Error {
+    Error::InvalidArgument(message)
+}
+
+/// A required string argument.
+pub fn string(value: Option<Unknown<'_>>, what: &str) -> cache::Result<String> {
+    match value {
+        Some(v) if v.get_type().ok() == Some(ValueType::String) => {
+            // SAFETY: the value was just checked to be a string.
+            unsafe { v.cast::<String>() }.map_err(|e| invalid(format!("{what}: {e}")))
+        }
+        _ => Err(invalid(format!("{what} must be a string"))),
+    }
+}
+
+/// One string or an array of strings.
+pub fn strings(value: Option<Unknown<'_>>, what: &str) -> cache::Result<Vec<String>> {
+    let Some(v) = value else { return Err(invalid(format!("{what} must be a string or an array of strings"))) };
+    if v.get_type().ok() == Some(ValueType::String) {
+        return Ok(vec![string(Some(v), what)?]);
+    }
+    if v.is_array().unwrap_or(false) {
+        // SAFETY: the value was just checked to be an array.
+        let items = unsafe { v.cast::<Vec<Unknown<'_>>>() }.map_err(|e| invalid(format!("{what}: {e}")))?;
+        return items.into_iter().map(|item| string(Some(item), what)).collect();
+    }
+    Err(invalid(format!("{what} must be a string or an array of strings")))
+}
+
+/// An optional options object (`undefined` and `null` mean none).
+pub fn options<'env>(value: Option<Unknown<'env>>, what: &str) -> cache::Result<Option<Object<'env>>> {
+    match value.map(|v| (v.get_type().ok(), v)) {
+        None | Some((Some(ValueType::Undefined | ValueType::Null), _)) => Ok(None),
+        // SAFETY: the value was just checked to be an object.
+        Some((Some(ValueType::Object), v)) => unsafe { v.cast::<Object<'env>>() }.map(Some).map_err(|e| invalid(format!("{what}: {e}"))),
+        _ => Err(invalid(format!("{what} must be an object"))),
+    }
+}
+
+fn field<'env>(options: &Option<Object<'env>>, key: &str) -> cache::Result<Option<Unknown<'env>>> {
+    let Some(obj) = options else { return Ok(None) };
+    let value: Option<Unknown<'env>> = obj.get(key).map_err(|e| invalid(format!("{key}: {e}")))?;
+    Ok(value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))))
+}
+
+/// An optional string option.
+pub fn opt_string(options: &Option<Object<'_>>, key: &str) -> cache::Result<Option<String>> {
+    field(options, key)?.map(|v| string(Some(v), key)).transpose()
+}
+
+/// An optional boolean option.
+pub fn opt_bool(options: &Option<Object<'_>>, key: &str) -> cache::Result<Option<bool>> {
+    match field(options, key)? {
+        None => Ok(None),
+        Some(v) if v.get_type().ok() == Some(ValueType::Boolean) => {
+            // SAFETY: the value was just checked to be a boolean.
+            unsafe { v.cast::<bool>() }.map(Some).map_err(|e| invalid(format!("{key}: {e}")))
+        }
+        Some(_) => Err(invalid(format!("{key} must be a boolean"))),
+    }
+}

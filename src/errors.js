@@ -1,0 +1,48 @@
+// Error classes of the microsandbox package, installed on the addon's
+// exports at load time (the generated index.js re-exports them). Evaluated
+// once per JavaScript environment; returns the factory the Rust side calls
+// to build a rejection of the right class.
+(function installErrors(exports) {
+  'use strict'
+  class MicrosandboxError extends Error {
+    constructor(message, options) {
+      super(message, options && options.cause !== undefined ? { cause: options.cause } : undefined)
+      this.code = 'internal'
+    }
+  }
+  const classes = { MicrosandboxError }
+  const byCode = {}
+  const define = (name, code) => {
+    const cls = {
+      [name]: class extends MicrosandboxError {
+        constructor(message, options) {
+          super(message, options)
+          this.code = code
+        }
+      },
+    }[name]
+    classes[name] = cls
+    byCode[code] = cls
+  }
+  define('ImageNotFoundError', 'image_not_found')
+  define('ImageInUseError', 'image_in_use')
+  define('UnsupportedError', 'unsupported')
+  define('InvalidReferenceError', 'invalid_reference')
+  define('ImageArchiveError', 'image_archive')
+  define('DigestMismatchError', 'digest_mismatch')
+  define('InvalidLayerError', 'invalid_layer')
+  define('InvalidArgumentError', 'invalid_argument')
+  define('CacheError', 'cache')
+  define('CacheIndexError', 'cache_index')
+  for (const [name, cls] of Object.entries(classes)) {
+    Object.defineProperty(cls.prototype, 'name', { value: name, writable: true, configurable: true })
+    exports[name] = cls
+  }
+  return function createError(code, message, details) {
+    const cls = byCode[code] || MicrosandboxError
+    const error = new cls(message)
+    error.code = code
+    if (details) Object.assign(error, details)
+    return error
+  }
+})

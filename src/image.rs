@@ -1,0 +1,179 @@
+//! The `Image` class: static methods over the local image cache. Each one
+//! validates its arguments, runs the engine off the event loop, and
+//! converts the answer.
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+use cache::{parse_reference, Cache, Format, LoadOptions};
+
+use crate::args;
+use crate::task::run;
+use crate::types::{AcquiredImage, ImageDetail, ImageHandle, ImagePruneReport};
+
+/// Inspect, remove and prune the local OCI image cache. Requires the local
+/// backend (`MSB_BACKEND` unset or `local`); under a cloud backend every
+/// method rejects with `UnsupportedError`. The cache lives in `$MSB_HOME`,
+/// or `~/.microsandbox` when unset.
+#[napi]
+pub struct Image;
+
+#[napi]
+impl Image {
+    /// Fetch one cached image by reference. Rejects with `ImageNotFoundError`
+    /// when the reference is not present in the local cache.
+    #[napi(ts_args_type = "reference: string", ts_return_type = "Promise<ImageHandle>")]
+    pub fn get<'env>(env: &'env Env, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageHandle>> {
+        let reference = args::string(reference, "reference");
+        run(env, move || Cache::from_env("get")?.get(&reference?), ImageHandle::from)
+    }
+
+    /// Return every cached image, sorted by reference.
+    #[napi(ts_return_type = "Promise<ImageHandle[]>")]
+    pub fn list(env: &Env) -> Result<PromiseRaw<'_, Vec<ImageHandle>>> {
+        run(env, || Cache::from_env("list")?.list(), |all| all.into_iter().map(ImageHandle::from).collect())
+    }
+
+    /// Return full detail for a cached image: handle metadata, parsed OCI
+    /// config fields, and layer metadata.
+    #[napi(ts_args_type = "reference: string", ts_return_type = "Promise<ImageDetail>")]
+    pub fn inspect<'env>(env: &'env Env, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageDetail>> {
+        let reference = args::string(reference, "reference");
+        run(env, move || Cache::from_env("inspect")?.inspect(&reference?), ImageDetail::from)
+    }
+
+    /// Delete a cached image reference, and whatever only it kept in the
+    /// cache. When `force` is not set, an image still used by one or more
+    /// sandboxes makes the call reject with `ImageInUseError`; with `force`
+    /// the reference goes but the files those sandboxes use stay.
+    #[napi(ts_args_type = "reference: string, opts?: { force?: boolean }", ts_return_type = "Promise<void>")]
+    pub fn remove<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let parsed = (|| -> cache::Result<_> {
+            let reference = args::string(reference, "reference")?;
+            let force = args::opt_bool(&args::options(opts, "opts")?, "force")?.unwrap_or(false);
+            Ok((reference, force))
+        })();
+        run(
+            env,
+            move || {
+                let (reference, force) = parsed?;
+                Cache::from_env("remove")?.remove(&reference, force).map(drop)
+            },
+            |()| (),
+        )
+    }
+
+    /// Remove cached image data that is not used by any sandbox or indexed
+    /// snapshot: unused references, manifests that become unreachable,
+    /// orphaned layers, layer EROFS, fsmeta and VMDK artifacts, and any file
+    /// in the cache no index row reaches (crash leftovers, stale temp files).
+    #[napi(ts_return_type = "Promise<ImagePruneReport>")]
+    pub fn prune(env: &Env) -> Result<PromiseRaw<'_, ImagePruneReport>> {
+        run(env, || Cache::from_env("prune")?.prune(), ImagePruneReport::from)
+    }
+
+    /// Import the images of an archive: a `docker save` tarball, an OCI
+    /// image layout directory, or an OCI layout tarball (optionally gzip- or
+    /// zstd-compressed). Every blob is verified. `tag` names the archive's
+    /// single image; `platform` (`os/arch[/variant]`, default the host's)
+    /// picks from multi-platform indexes. Resolves to one handle per reference.
+    #[napi(ts_args_type = "path: string, opts?: { tag?: string; platform?: string }", ts_return_type = "Promise<ImageHandle[]>")]
+    pub fn load<'env>(env: &'env Env, path: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, Vec<ImageHandle>>> {
+        let parsed = (|| -> cache::Result<_> {
+            let path = args::string(path, "path")?;
+            let opts = args::options(opts, "opts")?;
+            let tag = args::opt_string(&opts, "tag")?.map(|t| parse_reference(&t)).transpose()?;
+            let platform = args::opt_string(&opts, "platform")?
+                .map(|p| cache::platform::Platform::parse(&p).map_err(cache::Error::InvalidArgument))
+                .transpose()?;
+            Ok((path, LoadOptions { tag, platform }))
+        })();
+        run(
+            env,
+            move || {
+                let (path, options) = parsed?;
+                Cache::from_env("load")?.load(std::path::Path::new(&path), &options)
+            },
+            |all| all.into_iter().map(ImageHandle::from).collect(),
+        )
+    }
+
+    /// Write cached images to an archive at `outputPath`: `"docker"` (the
+    /// `docker save` format, the default) or `"oci"` (an OCI layout tarball).
+    /// skopeo, Docker and `Image.load` read either back.
+    #[napi(
+        ts_args_type = "references: string | readonly string[], opts: { outputPath: string; format?: 'docker' | 'oci' }",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn save<'env>(env: &'env Env, references: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let parsed = (|| -> cache::Result<_> {
+            let references = args::strings(references, "references")?;
+            let opts = args::options(opts, "opts")?;
+            let output = args::opt_string(&opts, "outputPath")?.ok_or_else(|| cache::Error::InvalidArgument("outputPath is required".into()))?;
+            let format = match args::opt_string(&opts, "format")?.as_deref() {
+                None | Some("docker") => Format::Docker,
+                Some("oci") => Format::Oci,
+                Some(other) => return Err(cache::Error::InvalidArgument(format!("format {other:?}: expected \"docker\" or \"oci\""))),
+            };
+            Ok((references, output, format))
+        })();
+        run(
+            env,
+            move || {
+                let (references, output, format) = parsed?;
+                Cache::from_env("save")?.save(&references, std::path::Path::new(&output), format)
+            },
+            |()| (),
+        )
+    }
+
+    /// Record that sandbox `sandbox` uses the image (it becomes a GC root:
+    /// prune and remove keep its files, and `lastUsedAt` is now), rebuild any
+    /// missing artifact from cached layers, and return what the sandbox boots from.
+    #[napi(ts_args_type = "reference: string, opts: { sandbox: string }", ts_return_type = "Promise<AcquiredImage>")]
+    pub fn acquire<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, AcquiredImage>> {
+        let parsed = (|| -> cache::Result<_> {
+            let reference = args::string(reference, "reference")?;
+            let opts = args::options(opts, "opts")?;
+            let sandbox = args::opt_string(&opts, "sandbox")?.ok_or_else(|| cache::Error::InvalidArgument("sandbox is required".into()))?;
+            Ok((reference, sandbox))
+        })();
+        run(
+            env,
+            move || {
+                let (reference, sandbox) = parsed?;
+                Cache::from_env("acquire")?.acquire(&reference, &sandbox)
+            },
+            AcquiredImage::from,
+        )
+    }
+
+    /// Drop sandbox `sandbox`'s hold on its image. Resolves to false when it held none.
+    #[napi(ts_args_type = "sandbox: string", ts_return_type = "Promise<boolean>")]
+    pub fn release<'env>(env: &'env Env, sandbox: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
+        let sandbox = args::string(sandbox, "sandbox");
+        run(env, move || Cache::from_env("release")?.release(&sandbox?), |released| released)
+    }
+
+    /// Pin the image `reference` names for snapshot `name`: prune keeps it
+    /// (and its references) until the snapshot is unpinned.
+    #[napi(ts_args_type = "name: string, reference: string", ts_return_type = "Promise<void>")]
+    pub fn pin_snapshot<'env>(env: &'env Env, name: Option<Unknown<'env>>, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let parsed = args::string(name, "name").and_then(|n| Ok((n, args::string(reference, "reference")?)));
+        run(
+            env,
+            move || {
+                let (name, reference) = parsed?;
+                Cache::from_env("pinSnapshot")?.pin_snapshot(&name, &reference)
+            },
+            |()| (),
+        )
+    }
+
+    /// Unpin snapshot `name`. Resolves to false when it pinned nothing.
+    #[napi(ts_args_type = "name: string", ts_return_type = "Promise<boolean>")]
+    pub fn unpin_snapshot<'env>(env: &'env Env, name: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
+        let name = args::string(name, "name");
+        run(env, move || Cache::from_env("unpinSnapshot")?.unpin_snapshot(&name?), |unpinned| unpinned)
+    }
+}

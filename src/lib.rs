@@ -1,0 +1,18 @@
+//! Node binding of the microsandbox image cache: converts arguments,
+//! results and errors between JavaScript and the `cache` engine crate, and
+//! runs every engine call off the event loop. No cache logic lives here.
+
+mod args;
+mod errors;
+mod image;
+mod task;
+mod types;
+
+use napi::bindgen_prelude::*;
+use napi_derive::napi;
+
+/// Installs the error classes when the addon loads.
+#[napi(module_exports)]
+pub fn init(mut exports: Object, env: Env) -> Result<()> {
+    errors::install(&env, &mut exports)
+}
