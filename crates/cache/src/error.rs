@@ -29,6 +29,15 @@ pub enum Error {
     /// A layer's tar stream cannot become a filesystem image.
     #[error("invalid layer {layer}: {message}")]
     InvalidLayer { layer: String, message: String },
+    /// A registry failed or refused a request (never includes credentials).
+    #[error("registry {registry}, repository {repository}{}: {message}", digest.as_ref().map(|d| format!(", {d}")).unwrap_or_default())]
+    Registry { registry: String, repository: String, digest: Option<String>, status: Option<u16>, message: String },
+    /// The registry wants credentials we lack, or refused the ones we sent.
+    #[error("registry {registry}, repository {repository}: authentication failed: {message}")]
+    Authentication { registry: String, repository: String, message: String },
+    /// The caller aborted the operation (an `AbortSignal`).
+    #[error("operation aborted")]
+    Aborted,
     /// The caller passed an option or name that makes no sense.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -54,6 +63,9 @@ impl Error {
             Error::Archive { .. } => "image_archive",
             Error::DigestMismatch { .. } => "digest_mismatch",
             Error::InvalidLayer { .. } => "invalid_layer",
+            Error::Registry { .. } => "registry",
+            Error::Authentication { .. } => "authentication",
+            Error::Aborted => "aborted",
             Error::InvalidArgument(_) => "invalid_argument",
             Error::Cache { .. } => "cache",
             Error::Index(_) => "cache_index",

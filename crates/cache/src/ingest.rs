@@ -3,17 +3,23 @@
 //! then one index transaction. If anything fails, the index is untouched and
 //! the files this ingest published are taken back.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use crate::digest::Digest;
 use crate::disk;
 use crate::error::Result;
 use crate::gc;
-use crate::index::write::{self, BlobRecord, ImageRecord};
+use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, Index};
 use crate::layer;
 use crate::manifest::{Config, Manifest};
 use crate::reference::Reference;
 use crate::source::BlobSource;
 use crate::store::{Artifact, Store};
+
+/// Layers converted at once.
+const PARALLEL_LAYERS: usize = 3;
 
 /// An image a source has resolved: manifest and config read and verified,
 /// layers not yet touched.
@@ -65,10 +71,7 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
             published.push(Artifact::Blob(digest.clone()));
         }
     }
-    let mut layers = Vec::with_capacity(image.manifest.layers.len());
-    for (blob, diff_id) in image.manifest.layers.iter().zip(&image.config.diff_ids) {
-        layers.push(layer::materialize(store, source, blob, diff_id, published)?);
-    }
+    let layers = materialize_layers(store, image, source, published)?;
     let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
     let record = ImageRecord {
         manifest,
@@ -83,4 +86,44 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
         references: image.references.iter().map(|r| (r.to_string(), r.repository())).collect(),
     };
     index.write(|tx| write::record_image(tx, &record, now_ms()))
+}
+
+/// Converts the image's layers, a few at a time: downloads overlap, and each
+/// conversion keeps two threads busy (decompression, EROFS).
+fn materialize_layers(store: &Store, image: &ResolvedImage, source: &dyn BlobSource, published: &mut Vec<Artifact>) -> Result<Vec<LayerRecord>> {
+    let jobs: Vec<_> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let results = Mutex::new(Vec::with_capacity(jobs.len()));
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_LAYERS.min(jobs.len()) {
+            scope.spawn(|| {
+                while !failed.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((blob, diff_id)) = jobs.get(i) else { break };
+                    let mut mine = Vec::new();
+                    let result = layer::materialize(store, source, blob, diff_id, &mut mine);
+                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                    results.lock().expect("no panics while holding the lock").push((i, result, mine));
+                }
+            });
+        }
+    });
+    let mut results = results.into_inner().expect("threads joined");
+    results.sort_by_key(|(i, _, _)| *i);
+    let mut layers = Vec::with_capacity(results.len());
+    let mut first_error = None;
+    for (_, result, mine) in results {
+        published.extend(mine);
+        match result {
+            Ok(layer) => layers.push(layer),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(layers),
+    }
 }
