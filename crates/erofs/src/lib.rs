@@ -1,0 +1,145 @@
+//! EROFS images for OCI layers.
+//!
+//! * [`build_layer`] turns one uncompressed tar stream into a "layer
+//!   image": file data block-aligned and uncompressed, metadata after it.
+//! * [`build_fsmeta`] merges layer images (OCI changeset rules, overlay
+//!   whiteouts) into a metadata-only image whose regular files are
+//!   chunk-based and point into the layers through the device table, so
+//!   `fsmeta ++ layer1 ++ layer2 ...` mounts as one disk (kernel flatdev).
+//! * [`reader`] reads the images back.
+//!
+//! The crate knows nothing about registries or caches: it is the on-disk
+//! format only.
+//!
+//! # On-disk choices
+//!
+//! * 4 KiB blocks, 64-byte extended inodes everywhere (32-bit ids,
+//!   per-inode mtime with nanoseconds), inline xattrs only, superblock
+//!   checksum (crc32c) always set.
+//! * Layer image: block 0 superblock, file data from block 1 (each
+//!   regular file block-aligned and uncompressed), then the metadata area
+//!   at `meta_blkaddr`: inodes (root at nid 1), then directory and large
+//!   symlink blocks. Small directory tails and symlink targets are inlined.
+//! * Sparse files: chunk-based inodes with a 4-byte block map whose hole
+//!   entries are null; the chunk size is chosen per file.
+//! * Directories created only because a deeper path needed them carry
+//!   the xattr [`IMPLICIT_XATTR`] (`trusted.msb.implicit`, invisible to
+//!   unprivileged users); fsmeta uses it to take directory metadata from
+//!   the topmost explicit entry, and drops it.
+//! * OCI whiteouts are stored overlay-style: `.wh.x` becomes a 0/0
+//!   character device `x`, `.wh..wh..opq` sets `trusted.overlay.opaque=y`.
+//! * fsmeta: block 0 holds the superblock and the device table (one slot
+//!   per layer, `mapped_blkaddr` = where the layer starts on the
+//!   concatenated disk); regular files are chunk-based with 8-byte chunk
+//!   indexes naming device `layer index + 1`.
+
+#![warn(missing_docs)]
+
+mod dir;
+mod format;
+mod fsmeta;
+mod layer;
+pub mod reader;
+mod tar;
+mod tree;
+mod writer;
+mod xattr;
+
+use std::fs::File;
+use std::path::Path;
+
+pub use writer::IMPLICIT_XATTR;
+
+/// Extended attributes as (full name such as `user.x`, value) pairs;
+/// names and values are bytes, as the kernel sees them.
+pub type Xattrs = Vec<(Vec<u8>, Vec<u8>)>;
+
+/// Block size used for every image we write (the only one the kernel
+/// accepts on 4 KiB-page machines without extra options).
+pub const BLOCK_SIZE: u64 = 4096;
+
+/// Errors, kept coarse so callers can map them to their own kinds.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Reading the input or writing the output failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The tar stream is malformed: truncated, bad checksum, bad numeric
+    /// field, absurd size, unknown required pax/sparse form.
+    #[error("invalid tar at byte {offset}: {message}")]
+    InvalidTar {
+        /// Byte offset in the stream of the offending entry's header.
+        offset: u64,
+        /// What is wrong, for humans.
+        message: String,
+    },
+    /// An entry path or hardlink target escapes the root or contains `..`
+    /// (or a hardlink points at nothing earlier in the stream).
+    #[error("unsafe path {path:?}: {message}")]
+    UnsafePath {
+        /// The path as written in the archive (lossy UTF-8).
+        path: String,
+        /// What is wrong, for humans.
+        message: String,
+    },
+    /// An input layer image is not a valid EROFS image we can read.
+    #[error("invalid EROFS image: {message}")]
+    InvalidImage {
+        /// What is wrong, for humans.
+        message: String,
+    },
+    /// Limits of the format exceeded (e.g. more than 2^32 blocks).
+    #[error("too large for EROFS: {message}")]
+    TooLarge {
+        /// Which limit, for humans.
+        message: String,
+    },
+}
+
+/// What [`build_layer`] produced, for the caller's bookkeeping.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerSummary {
+    /// Image file size, a multiple of [`BLOCK_SIZE`].
+    pub size_bytes: u64,
+    /// Inodes reachable in the image.
+    pub inodes: u64,
+    /// Regular-file bytes copied from the tar (holes and padding excluded).
+    pub data_bytes: u64,
+}
+
+/// Streams an uncompressed tar into a layer image written to `out` (an
+/// empty file; it is written with seeks). The tar is read to EOF,
+/// including end-of-archive blocks and trailing bytes, so a hashing
+/// wrapper around the reader sees the whole stream. On error the caller
+/// discards `out`.
+pub fn build_layer<R: std::io::Read>(tar: R, out: &File) -> Result<LayerSummary, Error> {
+    layer::build(tar, out)
+}
+
+/// One input of [`build_fsmeta`].
+#[derive(Debug, Clone, Copy)]
+pub struct FsmetaLayer<'a> {
+    /// Layer image written by [`build_layer`].
+    pub path: &'a Path,
+    /// Device-table tag, at most 64 bytes (e.g. the layer's diff_id hex),
+    /// so tools can tell which file each device slot expects.
+    pub tag: &'a [u8],
+}
+
+/// What [`build_fsmeta`] produced; the caller needs the mapped addresses
+/// to lay the layers out after fsmeta on the final disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FsmetaSummary {
+    /// fsmeta file size, a multiple of [`BLOCK_SIZE`].
+    pub size_bytes: u64,
+    /// Each layer's mapped_blkaddr, in blocks, same order as the input.
+    pub mapped_blkaddrs: Vec<u64>,
+    /// Inodes in the merged tree.
+    pub inodes: u64,
+}
+
+/// Merges layer images (bottom to top) into a metadata-only fsmeta image
+/// written to `out`; no file data is copied.
+pub fn build_fsmeta(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSummary, Error> {
+    fsmeta::build(layers, out)
+}
