@@ -16,11 +16,15 @@ use crate::gc;
 use crate::index::{now_ms, read, write, Index};
 use crate::ingest;
 use crate::layer;
+use crate::parallel;
 use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
 use crate::reference::Reference;
 use crate::source::StoreBlobs;
 use crate::store::Store;
+
+/// Images of one archive ingested at once.
+const PARALLEL_IMAGES: usize = 4;
 
 /// An open cache: its directory and its index.
 pub struct Cache {
@@ -138,9 +142,7 @@ impl Cache {
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
         let mut archive = Archive::open(path, &self.store)?;
         let images = archive.resolve(options)?;
-        for image in &images {
-            ingest::ingest(&self.store, &self.index, image, &archive)?;
-        }
+        parallel::map(&images, PARALLEL_IMAGES, |image, _: &mut Vec<()>| ingest::ingest(&self.store, &self.index, image, &archive), &mut Vec::new())?;
         let mut summaries = Vec::new();
         for reference in images.iter().flat_map(|i| &i.references) {
             summaries.push(self.get(&reference.to_string())?);
@@ -208,6 +210,7 @@ impl Cache {
         }
         let before = self.index.read(|conn| read::disk_artifacts(conn, manifest.as_str()))?;
         let sizes = disk::ensure(&self.store, &manifest, &diff_ids, &mut repaired)?;
+        self.store.sync_artifact_dirs()?;
         let config = self.index.write(|tx| {
             if before != Some((Some(sizes.fsmeta), Some(sizes.vmdk))) {
                 write::update_disk_artifacts(tx, manifest.as_str(), sizes.fsmeta, sizes.vmdk)?;

@@ -3,9 +3,6 @@
 //! then one index transaction. If anything fails, the index is untouched and
 //! the files this ingest published are taken back.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
-
 use crate::digest::Digest;
 use crate::disk;
 use crate::error::Result;
@@ -13,6 +10,7 @@ use crate::gc;
 use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, Index};
 use crate::layer;
+use crate::parallel;
 use crate::manifest::{Config, Manifest};
 use crate::reference::Reference;
 use crate::source::BlobSource;
@@ -73,6 +71,8 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
     }
     let layers = materialize_layers(store, image, source, published)?;
     let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
+    // Renames must be durable before a row points at their result.
+    store.sync_artifact_dirs()?;
     let record = ImageRecord {
         manifest,
         config,
@@ -92,38 +92,5 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
 /// conversion keeps two threads busy (decompression, EROFS).
 fn materialize_layers(store: &Store, image: &ResolvedImage, source: &dyn BlobSource, published: &mut Vec<Artifact>) -> Result<Vec<LayerRecord>> {
     let jobs: Vec<_> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results = Mutex::new(Vec::with_capacity(jobs.len()));
-    std::thread::scope(|scope| {
-        for _ in 0..PARALLEL_LAYERS.min(jobs.len()) {
-            scope.spawn(|| {
-                while !failed.load(Ordering::Relaxed) {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((blob, diff_id)) = jobs.get(i) else { break };
-                    let mut mine = Vec::new();
-                    let result = layer::materialize(store, source, blob, diff_id, &mut mine);
-                    failed.fetch_or(result.is_err(), Ordering::Relaxed);
-                    results.lock().expect("no panics while holding the lock").push((i, result, mine));
-                }
-            });
-        }
-    });
-    let mut results = results.into_inner().expect("threads joined");
-    results.sort_by_key(|(i, _, _)| *i);
-    let mut layers = Vec::with_capacity(results.len());
-    let mut first_error = None;
-    for (_, result, mine) in results {
-        published.extend(mine);
-        match result {
-            Ok(layer) => layers.push(layer),
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(layers),
-    }
+    parallel::map(&jobs, PARALLEL_LAYERS, |(blob, diff_id), mine| layer::materialize(store, source, blob, diff_id, mine), published)
 }

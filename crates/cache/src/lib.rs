@@ -15,6 +15,7 @@ mod ingest;
 mod layer;
 pub mod manifest;
 pub mod model;
+mod parallel;
 pub mod platform;
 pub mod reference;
 mod source;

@@ -24,6 +24,8 @@ use crate::error::{Error, Result};
 
 /// Top-level directories of a cache, created on open.
 pub const DIRS: [&str; 7] = ["db", "blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256", "tmp", "locks"];
+/// Directories holding artifacts that index rows name.
+const ARTIFACT_DIRS: [&str; 4] = ["blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256"];
 const GC_LOCK: &str = "gc.lock";
 
 /// A file the index can reach, named by kind and key.
@@ -127,6 +129,17 @@ impl Store {
         tmp.publish(dest)
     }
 
+    /// Makes every rename into the artifact directories durable (one fsync
+    /// per directory, not per file); called before an index commit that may
+    /// name files this or another process just published.
+    pub fn sync_artifact_dirs(&self) -> Result<()> {
+        for dir in ARTIFACT_DIRS {
+            let path = self.root.join(dir);
+            sync_dir(&path).map_err(Error::cache(&path))?;
+        }
+        Ok(())
+    }
+
     /// Shared side of the collector lock: held while adding files and rows, so
     /// that a collection never mistakes an ingest in progress for garbage.
     pub fn lock_ingest(&self) -> Result<FileLock> {
@@ -175,14 +188,14 @@ impl TempFile {
         &self.path
     }
 
-    /// Makes the file durable, then renames it to `dest` and makes the rename
-    /// durable: after this returns, `dest` is complete even across a crash.
+    /// Makes the file durable, then renames it to `dest`: whatever name it
+    /// has after a crash, its content is complete. The rename itself is made
+    /// durable by [`Store::sync_artifact_dirs`] before any index row names it.
     pub fn publish(mut self, dest: &Path) -> Result<()> {
         let file = self.file.take().expect("temp file is open until published");
         file.sync_all().map_err(Error::cache(&self.path))?;
         drop(file);
         fs::rename(&self.path, dest).map_err(Error::cache(dest))?;
-        sync_parent(dest).map_err(Error::cache(dest))?;
         self.path.clear();
         Ok(())
     }
@@ -198,15 +211,13 @@ impl Drop for TempFile {
 }
 
 #[cfg(unix)]
-fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
+/// Windows makes renames durable with the file system's journal; directories cannot be opened for syncing.
 #[cfg(not(unix))]
-fn sync_parent(_path: &Path) -> io::Result<()> {
+fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
