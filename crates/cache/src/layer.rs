@@ -37,10 +37,17 @@ pub fn materialize(
     let mut blob_tmp = if blob_path.exists() { None } else { Some(store.temp_file()?) };
     if erofs_tmp.is_some() || blob_tmp.is_some() {
         let input = source.open(blob)?;
-        let converted =
-            convert(input, blob_tmp.as_mut(), erofs_tmp.as_mut()).map_err(|failure| failure.into_error(source, blob, diff_id))?;
-        digest::verify(&format!("layer blob {}", blob.digest), &blob.digest, Some(blob.size), &converted.blob.0, converted.blob.1)?;
-        digest::verify(&format!("diff_id of layer {}", blob.digest), diff_id, None, &converted.diff_id.0, converted.diff_id.1)?;
+        let pass = convert(input, blob_tmp.as_mut(), erofs_tmp.as_mut());
+        // Attribute a failure in order: the source or the cache failing, then
+        // content that is not what its descriptor promised (even when that
+        // also broke decompression or the tar), then a bad layer.
+        let (blob_digest, blob_size) = pass.blob.map_err(|failure| failure.into_error(source, blob, diff_id))?;
+        digest::verify(&format!("layer blob {}", blob.digest), &blob.digest, Some(blob.size), &blob_digest, blob_size)?;
+        if let Some(e) = pass.decode_error {
+            return Err(Failure::Decompress(e).into_error(source, blob, diff_id));
+        }
+        let (diff, diff_size) = pass.diff_id.map_err(|failure| failure.into_error(source, blob, diff_id))?;
+        digest::verify(&format!("diff_id of layer {}", blob.digest), diff_id, None, &diff, diff_size)?;
         if let Some(tmp) = blob_tmp {
             tmp.publish(&blob_path)?;
             published.push(Artifact::Blob(blob.digest.clone()));
@@ -58,10 +65,16 @@ pub fn materialize(
     })
 }
 
-/// What one pass over a layer stream measured.
-struct Converted {
-    blob: (Digest, u64),
-    diff_id: (Digest, u64),
+/// What one pass over a layer stream measured. The blob is always read to
+/// its end, even after the decompressor or the consumer gave up, so a
+/// corrupted blob is reported as a digest mismatch.
+struct Pass {
+    /// Digest and size of the whole blob, unless reading it failed.
+    blob: Result<(Digest, u64), Failure>,
+    /// Why decompression stopped early, if it did.
+    decode_error: Option<io::Error>,
+    /// Digest and size of the decompressed stream, or why the consumer failed.
+    diff_id: Result<(Digest, u64), Failure>,
 }
 
 /// Why a conversion failed, before it is attributed to source, data or cache.
@@ -169,13 +182,6 @@ impl<T: BufRead> Decoder<T> {
         })
     }
 
-    fn into_inner(self) -> T {
-        match self {
-            Decoder::Gzip(d) => d.into_inner(),
-            Decoder::Zstd(d) => d.finish(),
-            Decoder::Plain(t) => t,
-        }
-    }
 }
 
 impl<T: BufRead> Read for Decoder<T> {
@@ -218,47 +224,64 @@ impl Read for ChannelReader {
 }
 
 /// One pass: source → (hash, copy) → decompress ⇒ (hash) → EROFS.
-fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out: Option<&mut TempFile>) -> Result<Converted, Failure> {
+fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out: Option<&mut TempFile>) -> Pass {
     let blob_path = blob_out.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default();
     let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     std::thread::scope(|scope| {
-        let producer = scope.spawn(move || {
-            produce(input, blob_out.map(TempFile::file), chunk_tx, recycle_rx).map_err(|e| classify(e, &blob_path))
-        });
+        let producer = scope.spawn(move || produce(input, blob_out.map(TempFile::file), chunk_tx, recycle_rx));
         let reader = ChannelReader { chunks: chunk_rx, recycle: recycle_tx, current: Vec::new(), pos: 0 };
-        let consumed = consume(reader, erofs_out);
-        let produced = producer.join().unwrap_or_else(|_| Err(Failure::Decompress(io::Error::other("decompressor panicked"))));
-        // The producer's failure explains the consumer's; a consumer that
-        // stopped early explains a producer that stopped with it.
-        match (produced?, consumed?) {
-            (Some(blob), diff_id) => Ok(Converted { blob, diff_id }),
-            (None, _) => Err(Failure::Decompress(io::Error::other("layer stream ended early"))),
-        }
+        let diff_id = consume(reader, erofs_out);
+        let (blob, decode_error) = match producer.join() {
+            Ok(Ok(produced)) => (Ok(produced.blob), produced.decode_error),
+            Ok(Err(e)) => (Err(classify(e, &blob_path)), None),
+            Err(_) => (Err(Failure::Decompress(io::Error::other("decompressor panicked"))), None),
+        };
+        Pass { blob, decode_error, diff_id }
     })
 }
 
-/// Decompresses `input` into `chunks`. Returns the blob's digest and size,
-/// or None when the consumer hung up first (it reports why).
-fn produce<R: Read>(input: R, copy: Option<&mut File>, chunks: SyncSender<Vec<u8>>, recycle: Receiver<Vec<u8>>) -> io::Result<Option<(Digest, u64)>> {
+/// The producer's account of the blob.
+struct Produced {
+    blob: (Digest, u64),
+    decode_error: Option<io::Error>,
+}
+
+/// Decompresses `input` into `chunks`, then reads whatever is left of the
+/// blob, so its digest covers every byte whether or not decoding finished.
+fn produce<R: Read>(input: R, copy: Option<&mut File>, chunks: SyncSender<Vec<u8>>, recycle: Receiver<Vec<u8>>) -> io::Result<Produced> {
     let tap = Tap { inner: HashingReader::new(input), copy: copy.map(|f| BufWriter::with_capacity(CHUNK, f)) };
-    let mut decoder = Decoder::sniff(BufReader::with_capacity(CHUNK, tap))?;
-    loop {
-        let mut buf = recycle.try_recv().unwrap_or_default();
-        buf.resize(CHUNK, 0);
-        let n = read_full(&mut decoder, &mut buf)?;
-        if n == 0 {
-            break;
-        }
-        buf.truncate(n);
-        if chunks.send(buf).is_err() {
-            return Ok(None);
-        }
+    let mut input = BufReader::with_capacity(CHUNK, tap);
+    let mut decode_error = None;
+    match Decoder::sniff(&mut input) {
+        Err(e) => decode_error = Some(e),
+        Ok(mut decoder) => loop {
+            let mut buf = recycle.try_recv().unwrap_or_default();
+            buf.resize(CHUNK, 0);
+            let n = match read_full(&mut decoder, &mut buf) {
+                Ok(n) => n,
+                Err(e) => {
+                    decode_error = Some(e);
+                    break;
+                }
+            };
+            buf.truncate(n);
+            if n == 0 || chunks.send(buf).is_err() {
+                break; // done, or the consumer hung up (it reports why)
+            }
+        },
     }
     drop(chunks);
-    let mut rest = decoder.into_inner();
-    io::copy(&mut rest, &mut io::sink())?;
-    rest.into_inner().finish().map(Some)
+    if let Some(e) = decode_error {
+        // Source and copy failures are not the data's fault: report them as such.
+        if e.get_ref().is_some_and(|inner| inner.is::<Origin>()) {
+            return Err(e);
+        }
+        decode_error = Some(e);
+    }
+    io::copy(&mut input, &mut io::sink())?;
+    let blob = input.into_inner().finish()?;
+    Ok(Produced { blob, decode_error })
 }
 
 fn consume(reader: ChannelReader, erofs_out: Option<&mut TempFile>) -> Result<(Digest, u64), Failure> {
