@@ -18,6 +18,7 @@ pub mod model;
 mod parallel;
 pub mod platform;
 pub mod reference;
+pub mod registry;
 mod source;
 mod store;
 pub mod vmdk;

@@ -21,6 +21,8 @@ use crate::error::{Error, Result};
 const DEFAULT_TOKEN_LIFETIME: u64 = 60;
 /// Tokens are refreshed this long before they expire, so none expires in flight.
 const TOKEN_MARGIN: u64 = 5;
+/// Tokens remembered for scrubbing messages (a pull refreshes only a few).
+const MAX_SEEN_TOKENS: usize = 16;
 /// Largest token-service response read.
 const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 
@@ -29,7 +31,12 @@ const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
 pub enum Credentials {
     /// A username and password (or an access token used as password): sent
     /// as Basic auth, or to the registry's token service for a bearer token.
-    Basic { username: String, password: String },
+    Basic {
+        /// The account name.
+        username: String,
+        /// Its password or access token.
+        password: String,
+    },
     /// A ready bearer token, sent to the registry as is (its token service is
     /// not asked); when it is refused the pull fails.
     Token(String),
@@ -182,7 +189,7 @@ struct Token {
 struct State {
     challenge: Option<Challenge>,
     token: Option<Token>,
-    /// Every token received, to scrub them from server-supplied messages.
+    /// The latest tokens received, to scrub them from server-supplied messages.
     seen: Vec<String>,
 }
 
@@ -207,7 +214,8 @@ impl Auth {
     /// token drops the cached token (only if it is the one that was sent).
     pub(super) fn challenged(&self, challenge: Option<Challenge>, sent: Option<&str>) {
         let mut state = self.state();
-        if state.token.as_ref().is_some_and(|t| sent == Some(t.value.as_str()) || challenge != state.challenge) {
+        let sent_token = sent.and_then(|s| s.strip_prefix("Bearer "));
+        if state.token.as_ref().is_some_and(|t| sent_token == Some(t.value.as_str()) || challenge != state.challenge) {
             state.token = None;
         }
         if challenge.is_some() {
@@ -225,7 +233,8 @@ impl Auth {
     /// requests share one token fetch). Errors are `Error::Authentication`
     /// for `registry`/`repository`.
     pub(super) fn header(&self, http: &Http, registry: &str, repository: &str) -> Result<Option<String>> {
-        let denied = |message: String| Error::Authentication { registry: registry.to_string(), repository: repository.to_string(), message };
+        let denied =
+            |message: String| Error::Authentication { registry: registry.to_string(), repository: repository.to_string(), message };
         if let Ok(Some(Credentials::Token(token))) = &self.credentials {
             return Ok(Some(format!("Bearer {token}")));
         }
@@ -244,8 +253,11 @@ impl Auth {
                     Ok(credentials) => credentials.as_ref().and_then(Credentials::basic_header),
                     Err(why) => return Err(denied(why.clone())),
                 };
-                let (value, lifetime) =
-                    fetch_token(http, &realm, service.as_deref(), &self.scope, basic.as_deref()).map_err(|why| denied(self.redact_with(&state, why)))?;
+                let scrubbed = |message: String| denied(self.redact_with(&state, message));
+                let (value, lifetime) = fetch_token(http, &realm, service.as_deref(), &self.scope, basic.as_deref(), &scrubbed)?;
+                if state.seen.len() == MAX_SEEN_TOKENS {
+                    state.seen.remove(0);
+                }
                 state.seen.push(value.clone());
                 let refresh_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(TOKEN_MARGIN));
                 state.token = Some(Token { value: value.clone(), refresh_at });
@@ -277,44 +289,56 @@ impl Auth {
 }
 
 /// Asks the token service for a pull token: `(token, lifetime in seconds)`.
-/// Errors are plain messages; the caller scrubs and wraps them.
-fn fetch_token(http: &Http, realm: &str, service: Option<&str>, scope: &str, basic: Option<&str>) -> Result<(String, u64), String> {
-    let (scheme, authority) = super::client::split_url(realm).ok_or("the token realm is not an http(s) URL")?;
+/// Failures become `denied(message)`; cancellation stays `Aborted`.
+fn fetch_token(
+    http: &Http,
+    realm: &str,
+    service: Option<&str>,
+    scope: &str,
+    basic: Option<&str>,
+    denied: &dyn Fn(String) -> Error,
+) -> Result<(String, u64)> {
+    let (scheme, authority) = super::client::split_url(realm).ok_or_else(|| denied("the token realm is not an http(s) URL".into()))?;
     if scheme == Scheme::Http && !http.config.plain_http_allowed(authority) {
-        return Err(format!("refusing to ask the token service {authority} over plain HTTP"));
+        return Err(denied(format!("refusing to ask the token service {authority} over plain HTTP")));
     }
     let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, encode_query(scope));
     if let Some(service) = service {
         url.push_str(&format!("&service={}", encode_query(service)));
     }
-    let response = http
-        .retrying(None, || {
-            let mut request = http.agent_for(authority, false).get(&url);
+    let body = http.retrying(
+        None,
+        |_, why| denied(format!("cannot get a token from {authority}: {why}")),
+        || {
+            let mut request = http.agent_for(authority).get(&url);
             if let Some(basic) = basic {
                 request = request.header("Authorization", basic);
             }
             let response = request.call().map_err(|e| Failure::transport(e, authority))?;
             match response.status().as_u16() {
-                200..=299 => Ok(response),
-                status @ (401 | 403) => Err(Failure::Fatal(format!(
-                    "the token service {authority} refused {} (HTTP {status})",
-                    if basic.is_some() { "the credentials" } else { "an anonymous request" }
-                ))),
-                status => Err(Failure::status(status, response.headers())),
+                200..=299 => response
+                    .into_body()
+                    .into_with_config()
+                    .limit(MAX_TOKEN_RESPONSE)
+                    .read_to_vec()
+                    .map_err(|e| Failure::transport(e, authority)),
+                status @ (401 | 403) => Err(Failure::Fatal {
+                    status: Some(status),
+                    message: format!(
+                        "the token service refused {} (HTTP {status})",
+                        if basic.is_some() { "the credentials" } else { "an anonymous request" }
+                    ),
+                }),
+                _ => Err(Failure::status(response, authority, None)),
             }
-        })
-        .map_err(|(_, why)| format!("cannot get a token from {authority}: {why}"))?;
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(MAX_TOKEN_RESPONSE)
-        .read_to_vec()
-        .map_err(|e| format!("cannot read the token from {authority}: {e}"))?;
-    let value: Value = serde_json::from_slice(&body).map_err(|_| format!("the token service {authority} answered malformed JSON"))?;
+        },
+    )?;
+    let value: Value =
+        serde_json::from_slice(&body).map_err(|_| denied(format!("the token service {authority} answered malformed JSON")))?;
     let token = ["token", "access_token"]
         .iter()
         .find_map(|k| value.get(*k).and_then(Value::as_str).filter(|t| !t.is_empty()))
-        .ok_or(format!("the token service {authority} answered no token"))?;
+        .ok_or_else(|| denied(format!("the token service {authority} answered no token")))?;
     let lifetime = value.get("expires_in").and_then(Value::as_u64).unwrap_or(DEFAULT_TOKEN_LIFETIME);
     Ok((token.to_string(), lifetime))
 }

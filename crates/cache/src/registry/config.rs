@@ -107,8 +107,6 @@ pub(super) struct Target {
     pub label: String,
     /// Schemes to try, in order, until one answers like a registry.
     pub schemes: Vec<Scheme>,
-    /// Skip TLS certificate verification.
-    pub insecure_tls: bool,
     /// A mirror (falls through to the next target on any failure).
     pub mirror: bool,
 }
@@ -126,18 +124,24 @@ impl RegistryConfig {
         is_loopback(host_of(authority)) || self.is_insecure(authority)
     }
 
+    /// This configuration with `reference`'s registry listed as insecure
+    /// (the pull's `insecure` option), so the registry, its token service
+    /// and redirects to it are relaxed alike.
+    pub(super) fn with_insecure_origin(mut self, reference: &Reference) -> RegistryConfig {
+        self.insecure_hosts.push(api_authority(reference.domain()));
+        self
+    }
+
     /// The mirrors, then the origin, for `reference`'s registry.
-    /// `insecure` relaxes the origin only.
-    pub(super) fn targets(&self, reference: &Reference, insecure: bool) -> Result<Vec<Target>> {
+    pub(super) fn targets(&self, reference: &Reference) -> Result<Vec<Target>> {
         let domain = reference.domain();
         let mut targets = Vec::new();
         for mirror in self.mirrors.get(domain).into_iter().flatten() {
             targets.push(self.mirror_target(domain, mirror)?);
         }
-        let authority = if domain == DEFAULT_DOMAIN { DOCKER_HUB_API.to_string() } else { domain.to_string() };
-        let insecure = insecure || self.is_insecure(&authority);
-        let schemes = if insecure || self.plain_http_allowed(&authority) { vec![Scheme::Https, Scheme::Http] } else { vec![Scheme::Https] };
-        targets.push(Target { authority, label: domain.to_string(), schemes, insecure_tls: insecure, mirror: false });
+        let authority = api_authority(domain);
+        let schemes = if self.plain_http_allowed(&authority) { vec![Scheme::Https, Scheme::Http] } else { vec![Scheme::Https] };
+        targets.push(Target { authority, label: domain.to_string(), schemes, mirror: false });
         Ok(targets)
     }
 
@@ -155,20 +159,12 @@ impl RegistryConfig {
         }
         let plain_ok = self.plain_http_allowed(authority);
         let schemes = match scheme {
-            Some(Scheme::Http) if !plain_ok => {
-                return Err(invalid("plain HTTP is only allowed for loopback hosts and insecure hosts"))
-            }
+            Some(Scheme::Http) if !plain_ok => return Err(invalid("plain HTTP is only allowed for loopback hosts and insecure hosts")),
             Some(scheme) => vec![scheme],
             None if plain_ok => vec![Scheme::Https, Scheme::Http],
             None => vec![Scheme::Https],
         };
-        Ok(Target {
-            authority: authority.to_ascii_lowercase(),
-            label: authority.to_ascii_lowercase(),
-            schemes,
-            insecure_tls: self.is_insecure(authority),
-            mirror: true,
-        })
+        Ok(Target { authority: authority.to_ascii_lowercase(), label: authority.to_ascii_lowercase(), schemes, mirror: true })
     }
 
     /// Mozilla's roots plus the configured CA bundles.
@@ -203,6 +199,15 @@ impl RegistryConfig {
     }
 }
 
+/// The host serving the registry API for a reference's domain.
+fn api_authority(domain: &str) -> String {
+    if domain == DEFAULT_DOMAIN {
+        DOCKER_HUB_API.to_string()
+    } else {
+        domain.to_string()
+    }
+}
+
 /// The host part of `host[:port]` or `[v6]:port`, brackets removed.
 pub(super) fn host_of(authority: &str) -> &str {
     if let Some(rest) = authority.strip_prefix('[') {
@@ -223,29 +228,32 @@ mod tests {
     fn targets_follow_the_plain_http_policy() {
         let mut config = RegistryConfig::default();
         let hub = Reference::parse("alpine").unwrap();
-        let t = config.targets(&hub, false).unwrap();
+        let t = config.targets(&hub).unwrap();
         assert_eq!((t[0].authority.as_str(), t[0].label.as_str()), ("registry-1.docker.io", "docker.io"));
         assert_eq!(t[0].schemes, vec![Scheme::Https]);
         let local = Reference::parse("127.0.0.1:5000/a").unwrap();
-        assert_eq!(config.targets(&local, false).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
-        assert!(!config.targets(&local, false).unwrap()[0].insecure_tls);
+        assert_eq!(config.targets(&local).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
+        assert!(!config.is_insecure("127.0.0.1:5000"));
         let v6 = Reference::parse("[::1]:5000/a").unwrap();
-        assert_eq!(config.targets(&v6, false).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
+        assert_eq!(config.targets(&v6).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
         let private = Reference::parse("registry.lan:5000/a").unwrap();
-        assert_eq!(config.targets(&private, false).unwrap()[0].schemes, vec![Scheme::Https]);
-        assert!(config.targets(&private, true).unwrap()[0].insecure_tls);
+        assert_eq!(config.targets(&private).unwrap()[0].schemes, vec![Scheme::Https]);
+        assert!(config.clone().with_insecure_origin(&private).is_insecure("registry.lan:5000"));
         config.insecure_hosts.push("registry.lan".into());
-        assert_eq!(config.targets(&private, false).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
+        assert_eq!(config.targets(&private).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
 
         config.mirrors.insert("docker.io".into(), vec!["http://127.0.0.1:5001/".into(), "mirror.example".into()]);
-        let t = config.targets(&hub, false).unwrap();
-        assert_eq!(t.iter().map(|t| t.authority.as_str()).collect::<Vec<_>>(), ["127.0.0.1:5001", "mirror.example", "registry-1.docker.io"]);
+        let t = config.targets(&hub).unwrap();
+        assert_eq!(
+            t.iter().map(|t| t.authority.as_str()).collect::<Vec<_>>(),
+            ["127.0.0.1:5001", "mirror.example", "registry-1.docker.io"]
+        );
         assert_eq!(t[0].schemes, vec![Scheme::Http]);
         assert_eq!(t[1].schemes, vec![Scheme::Https]);
         config.mirrors.insert("docker.io".into(), vec!["http://mirror.example".into()]);
-        assert!(matches!(config.targets(&hub, false), Err(Error::InvalidArgument(_))));
+        assert!(matches!(config.targets(&hub), Err(Error::InvalidArgument(_))));
         config.mirrors.insert("docker.io".into(), vec!["https://mirror.example/v2/x".into()]);
-        assert!(matches!(config.targets(&hub, false), Err(Error::InvalidArgument(_))));
+        assert!(matches!(config.targets(&hub), Err(Error::InvalidArgument(_))));
     }
 
     #[test]

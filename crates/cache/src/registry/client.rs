@@ -1,0 +1,548 @@
+//! The HTTP layer: one `Client` per pulled repository, holding its
+//! endpoints (mirrors, then the origin) and two connection-pooling agents
+//! (verified and unverified TLS). Requests are retried on transient
+//! failures, redirects are followed by hand so credentials never leave the
+//! registry's origin, and a 401 gets one token refresh.
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ureq::http::{HeaderMap, Response};
+use ureq::tls::{RootCerts, TlsConfig};
+use ureq::{Agent, Body};
+
+use super::auth::{parse_challenges, Auth, Challenge, DockerAuths};
+use super::config::{RegistryConfig, Scheme, Target};
+use super::{DownloadEvent, ProgressFn, PullOptions};
+use crate::digest::Digest;
+use crate::error::{Error, Result};
+use crate::platform::Platform;
+use crate::reference::{Reference, DEFAULT_DOMAIN};
+
+const USER_AGENT: &str = concat!("microsandbox-cache/", env!("CARGO_PKG_VERSION"));
+const MAX_REDIRECTS: usize = 5;
+/// Largest error body read for its message.
+const MAX_ERROR_BODY: u64 = 64 << 10;
+/// Longest server-supplied text quoted in an error.
+const MAX_SERVER_TEXT: usize = 300;
+/// How often a wait checks for cancellation.
+const CANCEL_POLL: Duration = Duration::from_millis(25);
+
+/// Why one try of a request failed, and what to do about it.
+pub(super) enum Failure {
+    /// Worth another try after a pause: a dropped connection, a timeout, 408, 429, 5xx.
+    Transient { status: Option<u16>, reason: String, retry_after: Option<Duration> },
+    /// Try again at once without counting a try (the credentials changed).
+    Again,
+    /// Permanent: give up with this status and message.
+    Fatal { status: Option<u16>, message: String },
+    /// Permanent, already typed (authentication, digest, abort).
+    Stop(Error),
+}
+
+impl Failure {
+    /// A transport error, transient or not as [`classify`] says.
+    pub(super) fn transport(e: ureq::Error, authority: &str) -> Failure {
+        match classify(e, authority) {
+            Ok(reason) => Failure::Transient { status: None, reason, retry_after: None },
+            Err(message) => Failure::Fatal { status: None, message },
+        }
+    }
+
+    /// An unexpected status: transient for 408, 429 and 5xx (but 501, 505).
+    pub(super) fn status(response: Response<Body>, authority: &str, auth: Option<&Auth>) -> Failure {
+        let status = response.status().as_u16();
+        let retry_after = header(&response, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let message = describe(response, authority, auth);
+        if matches!(status, 408 | 429) || (status >= 500 && !matches!(status, 501 | 505)) {
+            Failure::Transient { status: Some(status), reason: message, retry_after }
+        } else {
+            Failure::Fatal { status: Some(status), message }
+        }
+    }
+}
+
+/// Describes a transport error: `Ok` when a new try may cure it (the
+/// connection broke or stalled), `Err` when not (nothing listens, the name
+/// does not resolve, TLS fails, the peer speaks garbage).
+pub(super) fn classify(e: ureq::Error, authority: &str) -> Result<String, String> {
+    use io::ErrorKind::*;
+    let transient = match &e {
+        ureq::Error::Timeout(_) => true,
+        ureq::Error::Io(io) => {
+            matches!(
+                io.kind(),
+                ConnectionReset | ConnectionAborted | UnexpectedEof | TimedOut | BrokenPipe | Interrupted | NotConnected | WouldBlock
+            )
+        }
+        _ => false,
+    };
+    let mut description = format!("{authority}: {e}");
+    if transient {
+        return Ok(description);
+    }
+    if description.contains("invalid peer certificate") {
+        description.push_str(" (TLS verification failed: add the registry's CA to the CA bundles, or mark the host insecure)");
+    }
+    Err(description)
+}
+
+/// `"<authority> answered HTTP 404 Not Found: MANIFEST_UNKNOWN: ..."`, quoting
+/// the registry's JSON errors (scrubbed of secrets), never raw bodies.
+fn describe(response: Response<Body>, authority: &str, auth: Option<&Auth>) -> String {
+    let status = response.status();
+    let mut message = format!("{authority} answered HTTP {}", status.as_u16());
+    if let Some(reason) = status.canonical_reason() {
+        message.push(' ');
+        message.push_str(reason);
+    }
+    let body = response.into_body().into_with_config().limit(MAX_ERROR_BODY).read_to_vec().unwrap_or_default();
+    let errors = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("errors").and_then(Value::as_array).cloned());
+    let detail: Vec<String> = errors
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            let field = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+            [field("code"), field("message")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(": ")
+        })
+        .filter(|s| !s.is_empty())
+        .collect();
+    if !detail.is_empty() {
+        let mut detail = detail.join("; ");
+        if detail.len() > MAX_SERVER_TEXT {
+            let cut = (0..=MAX_SERVER_TEXT).rev().find(|i| detail.is_char_boundary(*i)).unwrap_or(0);
+            detail.truncate(cut);
+            detail.push('…');
+        }
+        message.push_str(": ");
+        message.push_str(&detail.replace(|c: char| c.is_control(), " "));
+    }
+    match auth {
+        Some(auth) => auth.redact(message),
+        None => message,
+    }
+}
+
+/// A response header as text.
+pub(super) fn header<'a>(response: &'a Response<Body>, name: &str) -> Option<&'a str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn headers_named<'a>(headers: &'a HeaderMap, name: &str) -> impl Iterator<Item = &'a str> {
+    headers.get_all(name).into_iter().filter_map(|v| v.to_str().ok())
+}
+
+/// Scheme and `host[:port]` of an absolute http(s) URL (none with userinfo).
+pub(super) fn split_url(url: &str) -> Option<(Scheme, &str)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let scheme = match scheme.to_ascii_lowercase().as_str() {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        _ => return None,
+    };
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    (!authority.is_empty() && !authority.contains('@')).then_some((scheme, authority))
+}
+
+/// Resolves a `Location` against the URL that answered it.
+fn resolve_location(base: &str, location: &str) -> Option<String> {
+    if split_url(location).is_some() {
+        return Some(location.to_string());
+    }
+    let (scheme, authority) = split_url(base)?;
+    let origin = format!("{}://{authority}", scheme.as_str());
+    if let Some(rest) = location.strip_prefix("//") {
+        return Some(format!("{}://{rest}", scheme.as_str()));
+    }
+    if location.starts_with('/') {
+        return Some(format!("{origin}{location}"));
+    }
+    let path = &base[origin.len()..];
+    let path = &path[..path.find(['?', '#']).unwrap_or(path.len())];
+    let dir = &path[..path.rfind('/').map_or(0, |i| i + 1)];
+    Some(format!("{origin}{}{location}", if dir.is_empty() { "/" } else { dir }))
+}
+
+/// Agents, retry policy, progress and cancellation, shared by all endpoints.
+pub(super) struct Http {
+    pub(super) config: RegistryConfig,
+    verified: Agent,
+    unverified: Agent,
+    progress: Option<ProgressFn>,
+    cancel: Option<Arc<AtomicBool>>,
+}
+
+impl Http {
+    fn new(config: RegistryConfig, options: &PullOptions) -> Result<Http> {
+        let roots = RootCerts::Specific(Arc::new(config.root_certs()?));
+        let timeout = Some(config.timeout);
+        let agent = |verify: bool| -> Agent {
+            let tls = TlsConfig::builder().root_certs(roots.clone()).disable_verification(!verify).build();
+            Agent::config_builder()
+                .tls_config(tls)
+                .http_status_as_error(false)
+                .max_redirects(0)
+                .user_agent(USER_AGENT)
+                .timeout_connect(timeout)
+                .timeout_recv_response(timeout)
+                .timeout_per_read(timeout)
+                .build()
+                .into()
+        };
+        Ok(Http {
+            config,
+            verified: agent(true),
+            unverified: agent(false),
+            progress: options.progress.clone(),
+            cancel: options.cancel.clone(),
+        })
+    }
+
+    /// The agent for `authority`: unverified TLS only for insecure hosts.
+    pub(super) fn agent_for(&self, authority: &str) -> &Agent {
+        if self.config.is_insecure(authority) {
+            &self.unverified
+        } else {
+            &self.verified
+        }
+    }
+
+    pub(super) fn check_cancel(&self) -> Result<()> {
+        match &self.cancel {
+            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Aborted),
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn emit(&self, event: DownloadEvent) {
+        if let Some(progress) = &self.progress {
+            progress(&event);
+        }
+    }
+
+    /// Sleeps `delay`, waking early (with `Aborted`) if cancelled.
+    pub(super) fn pause(&self, delay: Duration) -> Result<()> {
+        let until = Instant::now() + delay;
+        loop {
+            self.check_cancel()?;
+            let now = Instant::now();
+            if now >= until {
+                return Ok(());
+            }
+            std::thread::sleep((until - now).min(CANCEL_POLL));
+        }
+    }
+
+    /// Runs `attempt` until it succeeds, fails permanently, or has failed
+    /// transiently `retry.attempts` times; `fail` types the final error.
+    pub(super) fn retrying<T>(
+        &self,
+        digest: Option<&Digest>,
+        fail: impl Fn(Option<u16>, String) -> Error,
+        mut attempt: impl FnMut() -> Result<T, Failure>,
+    ) -> Result<T> {
+        let policy = &self.config.retry;
+        let mut failures = 0;
+        loop {
+            self.check_cancel()?;
+            match attempt() {
+                Ok(value) => return Ok(value),
+                Err(Failure::Again) => {}
+                Err(Failure::Transient { status, reason, retry_after }) => {
+                    failures += 1;
+                    if failures >= policy.attempts.max(1) {
+                        return Err(fail(status, format!("gave up after {failures} tries: {reason}")));
+                    }
+                    self.emit(DownloadEvent::Retrying { digest: digest.cloned(), attempt: failures, reason });
+                    self.pause(retry_after.map_or_else(|| policy.delay(failures), |d| d.min(policy.max_delay)))?;
+                }
+                Err(Failure::Fatal { status, message }) => return Err(fail(status, message)),
+                Err(Failure::Stop(error)) => return Err(error),
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Probe {
+    Unknown,
+    Ready(Scheme),
+    Failed,
+}
+
+/// One place the repository is pulled from.
+pub(super) struct Endpoint {
+    pub(super) target: Target,
+    pub(super) auth: Auth,
+    probe: Mutex<Probe>,
+}
+
+impl Endpoint {
+    fn probe(&self) -> MutexGuard<'_, Probe> {
+        self.probe.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// What one exchange (with redirects) ended with, short of a failure.
+enum Exchange {
+    Done(Response<Body>),
+    Unauthorized(Option<Challenge>),
+}
+
+/// A registry client for one repository: resolves its manifest, fetches
+/// its config, and streams its blobs (see [`super::BlobSource`]). Cheap to
+/// share between threads; connections are pooled.
+pub struct Client {
+    pub(super) reference: Reference,
+    pub(super) platform: Platform,
+    pub(super) http: Http,
+    pub(super) endpoints: Vec<Endpoint>,
+}
+
+impl Client {
+    /// Prepares to pull `reference`: endpoints, TLS roots, credentials. No
+    /// network traffic happens until the first request.
+    pub fn new(reference: &Reference, options: &PullOptions) -> Result<Client> {
+        let mut config = options.config.clone();
+        if options.insecure {
+            config = config.with_insecure_origin(reference);
+        }
+        let targets = config.targets(reference)?;
+        let docker = DockerAuths::load(config.docker_config_path().as_deref());
+        let http = Http::new(config, options)?;
+        let endpoints = targets
+            .into_iter()
+            .map(|target| {
+                let credentials = match (&options.auth, target.mirror) {
+                    (Some(credentials), false) => Ok(Some(credentials.clone())),
+                    _ if target.label == DEFAULT_DOMAIN => docker.lookup(&["index.docker.io", DEFAULT_DOMAIN, &target.authority]),
+                    _ => docker.lookup(&[&target.authority]),
+                };
+                Endpoint { auth: Auth::new(credentials, reference.path()), target, probe: Mutex::new(Probe::Unknown) }
+            })
+            .collect();
+        Ok(Client { reference: reference.clone(), platform: options.platform.clone(), http, endpoints })
+    }
+
+    /// A `Registry` error about `endpoint`, scrubbed of its secrets.
+    pub(super) fn registry_error(&self, endpoint: &Endpoint, digest: Option<&Digest>, status: Option<u16>, message: String) -> Error {
+        Error::Registry {
+            registry: endpoint.target.label.clone(),
+            repository: self.reference.path().to_string(),
+            digest: digest.map(ToString::to_string),
+            status,
+            message: endpoint.auth.redact(message),
+        }
+    }
+
+    fn denied(&self, endpoint: &Endpoint, message: String) -> Error {
+        Error::Authentication {
+            registry: endpoint.target.label.clone(),
+            repository: self.reference.path().to_string(),
+            message: endpoint.auth.redact(message),
+        }
+    }
+
+    /// Runs `f` on each endpoint from index `start` (mirrors, then the
+    /// origin) until one succeeds. A mirror's failure falls through; the
+    /// origin's is returned, noting what the mirrors said.
+    pub(super) fn each_endpoint<T>(&self, start: usize, mut f: impl FnMut(usize, &Endpoint) -> Result<T>) -> Result<(usize, T)> {
+        let mut mirror_errors = Vec::new();
+        for (i, endpoint) in self.endpoints.iter().enumerate().skip(start) {
+            if endpoint.target.mirror && matches!(*endpoint.probe(), Probe::Failed) {
+                continue;
+            }
+            match f(i, endpoint) {
+                Ok(value) => return Ok((i, value)),
+                Err(Error::Aborted) => return Err(Error::Aborted),
+                Err(e) if endpoint.target.mirror => mirror_errors.push(format!("mirror {}: {e}", endpoint.target.label)),
+                Err(Error::Registry { registry, repository, digest, status, mut message }) if !mirror_errors.is_empty() => {
+                    message.push_str(&format!(" (after {})", mirror_errors.join("; ")));
+                    return Err(Error::Registry { registry, repository, digest, status, message });
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::Internal("no registry endpoint left to try".into()))
+    }
+
+    /// GETs `/v2/<repository>/<path>` from `endpoint` (from byte `from`)
+    /// with retries, one token refresh on 401, and redirects; `handle` takes
+    /// the 2xx response inside the retry loop, so it can read the body and
+    /// have transient failures retried too.
+    pub(super) fn get<T>(
+        &self,
+        endpoint: &Endpoint,
+        path: &str,
+        accept: Option<&str>,
+        from: u64,
+        digest: Option<&Digest>,
+        mut handle: impl FnMut(Response<Body>) -> Result<T, Failure>,
+    ) -> Result<T> {
+        let scheme = self.scheme(endpoint)?;
+        let url = format!("{}://{}/v2/{}/{path}", scheme.as_str(), endpoint.target.authority, self.reference.path());
+        let mut refreshed = false;
+        self.http.retrying(
+            digest,
+            |status, message| self.registry_error(endpoint, digest, status, message),
+            || {
+                let sent = endpoint.auth.header(&self.http, &endpoint.target.label, self.reference.path()).map_err(Failure::Stop)?;
+                match self.exchange(endpoint, scheme, &url, accept, from, sent.as_deref())? {
+                    Exchange::Done(response) => handle(response),
+                    Exchange::Unauthorized(challenge) if !refreshed => {
+                        refreshed = true;
+                        endpoint.auth.challenged(challenge, sent.as_deref());
+                        Err(Failure::Again)
+                    }
+                    Exchange::Unauthorized(_) => Err(Failure::Stop(self.denied(
+                        endpoint,
+                        match (sent, endpoint.auth.has_credentials()) {
+                            (None, false) => format!("the registry requires authentication and no credentials were found for {}", endpoint.target.label),
+                            (Some(_), false) => format!(
+                                "the registry refused an anonymous token (HTTP 401, even after a refresh) and no credentials were found for {}",
+                                endpoint.target.label
+                            ),
+                            (None, true) => "the registry answered HTTP 401 without a usable challenge".to_string(),
+                            (Some(_), true) => "the registry refused the credentials (HTTP 401, even after a refresh)".to_string(),
+                        },
+                    ))),
+                }
+            },
+        )
+    }
+
+    /// One request and its redirects. `Authorization` goes to the
+    /// endpoint's own origin only; a redirect may not downgrade to plain
+    /// HTTP unless the target host is allowed it.
+    fn exchange(
+        &self,
+        endpoint: &Endpoint,
+        scheme: Scheme,
+        url: &str,
+        accept: Option<&str>,
+        from: u64,
+        authorization: Option<&str>,
+    ) -> Result<Exchange, Failure> {
+        let fatal = |message: String| Failure::Fatal { status: None, message };
+        let mut url = url.to_string();
+        for _ in 0..=MAX_REDIRECTS {
+            let (this_scheme, authority) = split_url(&url).ok_or_else(|| fatal("redirected to a URL that is not http(s)".into()))?;
+            let same_origin = this_scheme == scheme && authority.eq_ignore_ascii_case(&endpoint.target.authority);
+            let agent = self.http.agent_for(authority);
+            let mut request = agent.get(&url);
+            if let Some(accept) = accept {
+                request = request.header("Accept", accept);
+            }
+            if from > 0 {
+                request = request.header("Range", format!("bytes={from}-"));
+            }
+            if let (true, Some(authorization)) = (same_origin, authorization) {
+                request = request.header("Authorization", authorization);
+            }
+            let response = request.call().map_err(|e| Failure::transport(e, authority))?;
+            match response.status().as_u16() {
+                200..=299 => return Ok(Exchange::Done(response)),
+                301 | 302 | 303 | 307 | 308 => {
+                    let location =
+                        header(&response, "location").ok_or_else(|| fatal(format!("{authority} redirected without a Location")))?;
+                    let next =
+                        resolve_location(&url, location).ok_or_else(|| fatal(format!("{authority} redirected to an unusable location")))?;
+                    let (next_scheme, next_authority) =
+                        split_url(&next).ok_or_else(|| fatal("redirected to a URL that is not http(s)".into()))?;
+                    if next_scheme == Scheme::Http && scheme == Scheme::Https && !self.http.config.plain_http_allowed(next_authority) {
+                        return Err(fatal(format!("refusing a redirect from HTTPS to plain HTTP ({next_authority})")));
+                    }
+                    url = next;
+                }
+                401 if same_origin => {
+                    return Ok(Exchange::Unauthorized(parse_challenges(headers_named(response.headers(), "www-authenticate"))))
+                }
+                403 if same_origin => {
+                    return Err(Failure::Stop(
+                        self.denied(endpoint, format!("access denied: {}", describe(response, authority, Some(&endpoint.auth)))),
+                    ))
+                }
+                _ => return Err(Failure::status(response, authority, Some(&endpoint.auth))),
+            }
+        }
+        Err(fatal(format!("more than {MAX_REDIRECTS} redirects")))
+    }
+
+    /// The scheme `endpoint` answers on, found once with `GET /v2/`: HTTPS
+    /// first; plain HTTP only where allowed, only if HTTPS failed, and only
+    /// if it answers like a registry (200 or 401). A 401 primes the auth.
+    fn scheme(&self, endpoint: &Endpoint) -> Result<Scheme> {
+        let mut probe = endpoint.probe();
+        match *probe {
+            Probe::Ready(scheme) => return Ok(scheme),
+            Probe::Failed => return Err(self.registry_error(endpoint, None, None, "mirror unreachable earlier in this pull".into())),
+            Probe::Unknown => {}
+        }
+        let authority = endpoint.target.authority.as_str();
+        let mut first_error = None;
+        for &scheme in &endpoint.target.schemes {
+            // With plain HTTP to fall back on, a failed HTTPS try is not retried.
+            let may_fall_back = scheme == Scheme::Https && endpoint.target.schemes.len() > 1;
+            let url = format!("{}://{authority}/v2/", scheme.as_str());
+            let answer = self.http.retrying(
+                None,
+                |status, message| self.registry_error(endpoint, None, status, message),
+                || {
+                    let agent = self.http.agent_for(authority);
+                    let response = agent.get(&url).call().map_err(|e| match Failure::transport(e, authority) {
+                        Failure::Transient { reason, .. } if may_fall_back => Failure::Fatal { status: None, message: reason },
+                        failure => failure,
+                    })?;
+                    match response.status().as_u16() {
+                        408 | 429 | 500 | 502..=504 => Err(Failure::status(response, authority, None)),
+                        status => Ok((status, parse_challenges(headers_named(response.headers(), "www-authenticate")))),
+                    }
+                },
+            );
+            match answer {
+                Ok((status, challenge)) if scheme == Scheme::Https || matches!(status, 200 | 401) => {
+                    if status == 401 {
+                        endpoint.auth.challenged(challenge, None);
+                    }
+                    *probe = Probe::Ready(scheme);
+                    return Ok(scheme);
+                }
+                Ok((status, _)) => {
+                    let message = format!("{authority} answered HTTP {status} to /v2/ over plain HTTP: not a registry");
+                    first_error.get_or_insert(self.registry_error(endpoint, None, Some(status), message));
+                }
+                Err(Error::Aborted) => return Err(Error::Aborted),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if endpoint.target.mirror {
+            *probe = Probe::Failed;
+        }
+        Err(first_error.unwrap_or_else(|| Error::Internal(format!("no scheme to try for {authority}"))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_locations() {
+        let base = "https://r.example/v2/a/blobs/sha256:x?q=1";
+        assert_eq!(resolve_location(base, "https://cdn.example/b?sig=s").unwrap(), "https://cdn.example/b?sig=s");
+        assert_eq!(resolve_location(base, "//cdn.example/b").unwrap(), "https://cdn.example/b");
+        assert_eq!(resolve_location(base, "/x/y").unwrap(), "https://r.example/x/y");
+        assert_eq!(resolve_location(base, "z").unwrap(), "https://r.example/v2/a/blobs/z");
+        assert_eq!(resolve_location("http://h:1", "z").unwrap(), "http://h:1/z");
+        assert!(classify(ureq::Error::Io(io::ErrorKind::ConnectionReset.into()), "h").is_ok());
+        assert!(classify(ureq::Error::Io(io::ErrorKind::ConnectionRefused.into()), "h").is_err());
+        assert!(split_url("ftp://x/").is_none());
+        assert!(split_url("https://user:pw@x/").is_none());
+        assert_eq!(split_url("HTTP://[::1]:5000/v2/"), Some((Scheme::Http, "[::1]:5000")));
+    }
+}

@@ -1,0 +1,84 @@
+//! TLS material made with openssl for 127.0.0.1 (a CA and a server
+//! certificate it signs), a self-signed token-signing key, and htpasswd files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{require_tool, run};
+
+/// A CA and a server certificate for 127.0.0.1/localhost signed by it.
+pub struct Certs {
+    /// Holds `ca.crt` (for skopeo's `--dest-cert-dir`).
+    pub ca_dir: PathBuf,
+    pub ca: PathBuf,
+    pub server_cert: PathBuf,
+    pub server_key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    run(Command::new(require_tool("openssl")).current_dir(dir).args(args));
+}
+
+/// Makes a CA named `name` and a server certificate under `dir`.
+pub fn certs(dir: &Path, name: &str) -> Certs {
+    let work = dir.join(format!("{name}-work"));
+    std::fs::create_dir_all(&work).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let subject = format!("/CN={name} test CA");
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    args.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    openssl(&work, &args);
+    let mut args = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"];
+    args.extend(ec);
+    openssl(&work, &args);
+    std::fs::write(
+        work.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &work,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ],
+    );
+    // skopeo's cert dir must hold only the CA (a *.key there is a client key).
+    let ca_dir = dir.join(format!("{name}-ca"));
+    std::fs::create_dir_all(&ca_dir).unwrap();
+    std::fs::copy(work.join("ca.crt"), ca_dir.join("ca.crt")).unwrap();
+    Certs { ca: ca_dir.join("ca.crt"), server_cert: work.join("server.crt"), server_key: work.join("server.key"), ca_dir }
+}
+
+/// A self-signed P-256 key for signing tokens: (PKCS#8 DER key, DER
+/// certificate, PEM certificate path for the registry's rootcertbundle).
+pub fn signing_key(dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf) {
+    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "signer.key"]);
+    openssl(dir, &["pkcs8", "-topk8", "-nocrypt", "-in", "signer.key", "-outform", "DER", "-out", "signer.pk8"]);
+    openssl(dir, &["req", "-x509", "-key", "signer.key", "-subj", "/CN=token signer", "-days", "2", "-out", "signer.pem"]);
+    openssl(dir, &["x509", "-in", "signer.pem", "-outform", "DER", "-out", "signer.der"]);
+    (std::fs::read(dir.join("signer.pk8")).unwrap(), std::fs::read(dir.join("signer.der")).unwrap(), dir.join("signer.pem"))
+}
+
+/// An htpasswd file (bcrypt) with one user.
+pub fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+    let path = dir.join("htpasswd");
+    let line = run(Command::new(require_tool("htpasswd")).args(["-Bbn", user, password]));
+    std::fs::write(&path, line.trim()).unwrap();
+    path
+}

@@ -1,0 +1,125 @@
+//! A token issuer for the registry's `auth: token:` mode, on the fake
+//! server: checks Basic credentials and returns an ES256 JWT whose `x5c`
+//! header carries a certificate the registry trusts (its rootcertbundle),
+//! granting the requested repository actions to the known user only.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING};
+use serde_json::{json, Value};
+
+use super::fake::{Reply, Request, Server};
+
+pub const SERVICE: &str = "test-registry";
+pub const ISSUER: &str = "test-issuer";
+
+/// A running issuer and what it handed out.
+pub struct Issuer {
+    pub server: Server,
+    /// Every token issued, in order.
+    pub tokens: Arc<Mutex<Vec<String>>>,
+    /// When set, the next token issued is already expired (beyond the
+    /// registry's 60 s leeway), so the registry refuses it.
+    pub expire_next: Arc<AtomicBool>,
+}
+
+impl Issuer {
+    /// Serves tokens for `user`/`password`, signed with the PKCS#8 `key`
+    /// whose certificate is `cert_der`.
+    pub fn start(key: &[u8], cert_der: &[u8], user: &str, password: &str) -> Issuer {
+        let rng = SystemRandom::new();
+        let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key, &rng).expect("a P-256 PKCS#8 key");
+        let x5c = STANDARD.encode(cert_der);
+        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        let tokens = Arc::new(Mutex::new(Vec::new()));
+        let expire_next = Arc::new(AtomicBool::new(false));
+        let serial = AtomicU64::new(0);
+        let user = user.to_string();
+        let server = {
+            let (tokens, expire_next) = (tokens.clone(), expire_next.clone());
+            Server::start(move |request: &Request| {
+                let authorization = request.header("authorization");
+                let known = match authorization {
+                    None => false,
+                    Some(a) if a == expected => true,
+                    Some(_) => return Reply::new(401, &[("Content-Type", "application/json")], r#"{"details":"bad credentials"}"#),
+                };
+                let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+                let exp = if expire_next.swap(false, Ordering::SeqCst) { now - 600 } else { now + 300 };
+                let access: Vec<Value> = query(&request.path, "scope")
+                    .iter()
+                    .filter(|_| known)
+                    .filter_map(|scope| {
+                        let mut parts = scope.splitn(3, ':');
+                        let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+                        Some(json!({"type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                    })
+                    .collect();
+                let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+                let claims = json!({
+                    "iss": ISSUER,
+                    "sub": if known { user.as_str() } else { "" },
+                    "aud": query(&request.path, "service").first().cloned().unwrap_or_default(),
+                    "exp": exp,
+                    "nbf": now - 10,
+                    "iat": now,
+                    "jti": serial.fetch_add(1, Ordering::SeqCst).to_string(),
+                    "access": access,
+                });
+                let signing_input =
+                    format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+                let signature = key.sign(&SystemRandom::new(), signing_input.as_bytes()).unwrap();
+                let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+                tokens.lock().unwrap().push(token.clone());
+                let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
+                Reply::new(200, &[("Content-Type", "application/json")], body)
+            })
+        };
+        Issuer { server, tokens, expire_next }
+    }
+
+    /// The realm URL to configure in the registry.
+    pub fn realm(&self) -> String {
+        format!("http://{}/token", self.server.host())
+    }
+
+    /// Token requests received.
+    pub fn requests(&self) -> usize {
+        self.server.requests_to("/token").len()
+    }
+}
+
+/// Every value of query parameter `name`, percent-decoded.
+fn query(path: &str, name: &str) -> Vec<String> {
+    let Some((_, query)) = path.split_once('?') else { return Vec::new() };
+    query.split('&').filter_map(|pair| pair.split_once('=')).filter(|(k, _)| *k == name).map(|(_, v)| decode(v)).collect()
+}
+
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], escaped) {
+            (b'%', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (b'+', _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
