@@ -8,7 +8,16 @@ const sha256 = (bytes) => createHash('sha256').update(bytes).digest('hex')
 
 /** A one-file ustar archive. */
 export function tarWithFile(name, content) {
-  const data = Buffer.from(content)
+  return tarWithFiles([[name, content]])
+}
+
+/** A ustar archive of regular files (names under 100 bytes). */
+export function tarWithFiles(files) {
+  const parts = files.flatMap(([name, content]) => tarMember(name, Buffer.from(content)))
+  return Buffer.concat([...parts, Buffer.alloc(1024)])
+}
+
+function tarMember(name, data) {
   const header = Buffer.alloc(512)
   const field = (offset, length, value) => header.write(value, offset, length, 'ascii')
   const octal = (offset, length, value) => field(offset, length, value.toString(8).padStart(length - 1, '0') + '\0')
@@ -27,50 +36,68 @@ export function tarWithFile(name, content) {
   field(148, 8, sum.toString(8).padStart(6, '0') + '\0 ')
   const padded = Buffer.alloc(Math.ceil(data.length / 512) * 512)
   data.copy(padded)
-  return Buffer.concat([header, padded, Buffer.alloc(1024)])
+  return [header, padded]
 }
+
+/** An OCI layout being written: blobs as they come, index.json at the end. */
+export class Layout {
+  constructor(dir) {
+    this.dir = dir
+    this.blobs = join(dir, 'blobs', 'sha256')
+    this.manifests = []
+    mkdirSync(this.blobs, { recursive: true })
+  }
+
+  /** Stores a blob; returns its descriptor fields. */
+  put(bytes) {
+    const hex = sha256(bytes)
+    writeFileSync(join(this.blobs, hex), bytes)
+    return { digest: `sha256:${hex}`, size: bytes.length }
+  }
+
+  /**
+   * Adds an image named `name` whose layers are `layers` ({ blob, diffId,
+   * mediaType }: the blob as stored, the digest of its uncompressed tar).
+   */
+  addImage(name, layers, config = {}) {
+    const descriptors = layers.map((l) => ({ mediaType: l.mediaType, ...this.put(l.blob) }))
+    const configBlob = Buffer.from(
+      JSON.stringify({ architecture: 'amd64', os: 'linux', config, rootfs: { type: 'layers', diff_ids: layers.map((l) => l.diffId) } }),
+    )
+    const manifest = Buffer.from(
+      JSON.stringify({
+        schemaVersion: 2,
+        mediaType: 'application/vnd.oci.image.manifest.v1+json',
+        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...this.put(configBlob) },
+        layers: descriptors,
+      }),
+    )
+    this.manifests.push({
+      mediaType: 'application/vnd.oci.image.manifest.v1+json',
+      ...this.put(manifest),
+      annotations: { 'org.opencontainers.image.ref.name': name },
+    })
+  }
+
+  /** Writes index.json and oci-layout. */
+  finish() {
+    writeFileSync(join(this.dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
+    writeFileSync(join(this.dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests: this.manifests }))
+  }
+}
+
+/** An uncompressed layer from a tar. */
+export const plainLayer = (tar) => ({ blob: tar, diffId: `sha256:${sha256(tar)}`, mediaType: 'application/vnd.oci.image.layer.v1.tar' })
 
 /**
  * Writes an OCI layout at `dir` holding `images` images of `layersPerImage`
  * distinct layers each, named `bench.local/<prefix>-<i>:v1`.
  */
 export function writeLayout(dir, { images, layersPerImage, prefix = 'img' }) {
-  const blobs = join(dir, 'blobs', 'sha256')
-  mkdirSync(blobs, { recursive: true })
-  const put = (bytes) => {
-    const hex = sha256(bytes)
-    writeFileSync(join(blobs, hex), bytes)
-    return { digest: `sha256:${hex}`, size: bytes.length }
-  }
-  const manifests = []
+  const layout = new Layout(dir)
   for (let i = 0; i < images; i++) {
-    const layers = []
-    for (let l = 0; l < layersPerImage; l++) {
-      const tar = tarWithFile(`layer-${l}.txt`, `${prefix} image ${i} layer ${l}\n`)
-      layers.push({ mediaType: 'application/vnd.oci.image.layer.v1.tar', ...put(tar) })
-    }
-    const config = Buffer.from(
-      JSON.stringify({
-        architecture: 'amd64',
-        os: 'linux',
-        config: { Env: ['PATH=/usr/bin:/bin', `IMAGE=${i}`], Cmd: ['/bin/sh'], WorkingDir: '/', Labels: { index: String(i) } },
-        rootfs: { type: 'layers', diff_ids: layers.map((l) => l.digest) },
-      }),
-    )
-    const manifest = Buffer.from(
-      JSON.stringify({
-        schemaVersion: 2,
-        mediaType: 'application/vnd.oci.image.manifest.v1+json',
-        config: { mediaType: 'application/vnd.oci.image.config.v1+json', ...put(config) },
-        layers,
-      }),
-    )
-    manifests.push({
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      ...put(manifest),
-      annotations: { 'org.opencontainers.image.ref.name': `bench.local/${prefix}-${i}:v1` },
-    })
+    const layers = Array.from({ length: layersPerImage }, (_, l) => plainLayer(tarWithFile(`layer-${l}.txt`, `${prefix} image ${i} layer ${l}\n`)))
+    layout.addImage(`bench.local/${prefix}-${i}:v1`, layers, { Env: ['PATH=/usr/bin:/bin', `IMAGE=${i}`], Cmd: ['/bin/sh'], WorkingDir: '/', Labels: { index: String(i) } })
   }
-  writeFileSync(join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }))
-  writeFileSync(join(dir, 'index.json'), JSON.stringify({ schemaVersion: 2, manifests }))
+  layout.finish()
 }

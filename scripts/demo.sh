@@ -4,6 +4,10 @@
 # prune. Pass an archive path to load that instead.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# ISA-L (gzip) builds with nasm and autotools.
+if ! command -v nasm >/dev/null || ! command -v autoreconf >/dev/null; then
+  scripts/setup-debian.sh --build
+fi
 [ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
 npx napi build --platform --release
 exec node scripts/demo.mjs "$@"

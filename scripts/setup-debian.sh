@@ -1,11 +1,21 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the tests and benchmarks need. Idempotent.
-# The kernel (6.12) and QEMU come from bookworm-backports: older kernels
-# cannot mount a multi-device EROFS image from one flat disk.
+# Installs the Debian packages the build and the tests need. Idempotent.
+#   scripts/setup-debian.sh          build tools and test tools
+#   scripts/setup-debian.sh --build  build tools only (what `npm run demo` needs)
+# The build needs nasm and autotools for ISA-L (gzip inflate). The tests need
+# the real components they check against; the kernel (6.12) and QEMU come
+# from bookworm-backports, as older kernels cannot mount a multi-device EROFS
+# image from one flat disk.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
+build_tools=(nasm autoconf automake libtool make)
+$sudo apt-get update -q
+if [ "${1:-}" = "--build" ]; then
+  $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}"
+  exit 0
+fi
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
   $sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null <<'SOURCES'
 Types: deb
@@ -14,9 +24,9 @@ Suites: bookworm-backports
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 SOURCES
+  $sudo apt-get update -q
 fi
-$sudo apt-get update -q
-$sudo apt-get install -y -q --no-install-recommends \
+$sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   skopeo umoci erofs-utils docker-registry busybox-static cpio xz-utils \
   pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \

@@ -1,7 +1,7 @@
 //! Engine errors become instances of exported JavaScript error classes
 //! (`err instanceof ImageNotFoundError`, `err.code === "image_not_found"`).
 //! The classes are plain JS classes extending `Error`, defined by
-//! `errors.js` when the addon loads; the `#[napi]` structs below only make
+//! `install.js` when the addon loads; the `#[napi]` structs below only make
 //! the generated `index.js`/`index.d.ts` export and declare them.
 
 use std::cell::RefCell;
@@ -16,10 +16,10 @@ thread_local! {
     static FACTORY: RefCell<Option<Factory>> = const { RefCell::new(None) };
 }
 
-/// Defines the error classes on `exports` and keeps their factory.
+/// Runs `install.js` on `exports` (error classes, ImageHandle inspection) and keeps the error factory.
 pub fn install(env: &Env, exports: &mut Object) -> Result<()> {
     let installer: Function<'_, Object<'_>, Function<'_, FnArgs<(String, String, Option<serde_json::Value>)>, Unknown<'static>>> =
-        env.run_script(include_str!("errors.js"))?;
+        env.run_script(include_str!("install.js"))?;
     let factory = installer.call(*exports)?;
     let factory = factory.create_ref()?;
     FACTORY.with(|f| f.replace(Some(factory)));

@@ -1,9 +1,14 @@
-// Error classes of the microsandbox package, installed on the addon's
-// exports at load time (the generated index.js re-exports them). Evaluated
-// once per JavaScript environment; returns the factory the Rust side calls
-// to build a rejection of the right class.
-(function installErrors(exports) {
+// What the addon adds to its exports at load time, in JavaScript because
+// napi classes cannot extend Error: the error classes (the generated
+// index.js re-exports them), and a readable console.log for ImageHandle.
+// Evaluated once per JavaScript environment; returns the factory the Rust
+// side calls to build a rejection of the right class.
+(function install(exports) {
   'use strict'
+  const inspect = Symbol.for('nodejs.util.inspect.custom')
+  exports.ImageHandle.prototype[inspect] = function (depth, options, nodeInspect) {
+    return `ImageHandle ${nodeInspect(this.toJSON(), options)}`
+  }
   class MicrosandboxError extends Error {
     constructor(message, options) {
       super(message, options && options.cause !== undefined ? { cause: options.cause } : undefined)

@@ -11,7 +11,7 @@ mod types;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-/// Installs the error classes when the addon loads.
+/// Installs the error classes (and ImageHandle's console view) when the addon loads.
 #[napi(module_exports)]
 pub fn init(mut exports: Object, env: Env) -> Result<()> {
     errors::install(&env, &mut exports)

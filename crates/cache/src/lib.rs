@@ -5,6 +5,7 @@
 
 pub mod archive;
 pub mod backend;
+mod compression;
 pub mod digest;
 mod disk;
 mod engine;

@@ -9,9 +9,10 @@ pub mod save;
 mod tarfile;
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::compression::Decoder;
 use crate::error::{Error, Result};
 use crate::ingest::ResolvedImage;
 use crate::manifest::Descriptor;
@@ -176,25 +177,25 @@ impl BlobSource for Archive {
 /// archives into a temp file so members can be read in place.
 fn decompress_if_needed(path: &Path, store: &Store) -> Result<Option<TempFile>> {
     let file = File::open(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
-    let mut input = BufReader::new(file);
-    let head = input.fill_buf().map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
-    let mut decoder: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(input))
-    } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(|e| Error::archive(path, e.to_string()))?)
-    } else {
+    let mut decoder = Decoder::sniff(BufReader::new(file)).map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
+    if !decoder.is_compressed() {
         return Ok(None);
-    };
+    }
     let mut tmp = store.temp_file()?;
     let tmp_path = tmp.path().to_path_buf();
     let mut out = io::BufWriter::new(tmp.file());
-    io::copy(&mut decoder, &mut out).map_err(|e| match e.kind() {
-        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
-            Error::archive(path, format!("corrupt compressed archive: {e}"))
-        }
-        _ => Error::cache(&tmp_path)(e),
-    })?;
-    io::Write::flush(&mut out).map_err(Error::cache(&tmp_path))?;
+    // Read and write separately, so a corrupt archive is not blamed on the cache.
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = match decoder.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(Error::archive(path, format!("corrupt compressed archive: {e}"))),
+        };
+        out.write_all(&buf[..n]).map_err(Error::cache(&tmp_path))?;
+    }
+    out.flush().map_err(Error::cache(&tmp_path))?;
     drop(out);
     Ok(Some(tmp))
 }

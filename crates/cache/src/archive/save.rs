@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
+use crate::compression::Decoder;
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor};
@@ -138,15 +139,7 @@ impl ArchiveWriter<'_> {
         }
         let path = self.store.blob_path(&blob.digest);
         let file = File::open(&path).map_err(Error::cache(&path))?;
-        let mut input = io::BufReader::new(file);
-        let head = io::BufRead::fill_buf(&mut input).map_err(Error::cache(&path))?;
-        let mut decoder: Box<dyn Read> = if head.starts_with(&[0x1f, 0x8b]) {
-            Box::new(flate2::bufread::MultiGzDecoder::new(input))
-        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            Box::new(zstd::stream::read::Decoder::with_buffer(input).map_err(Error::cache(&path))?)
-        } else {
-            Box::new(input)
-        };
+        let mut decoder = Decoder::sniff(io::BufReader::new(file)).map_err(Error::cache(&path))?;
         let mut tmp = self.store.temp_file()?;
         let tmp_path = tmp.path().to_path_buf();
         let mut out = BufWriter::new(tmp.file());
