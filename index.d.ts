@@ -13,6 +13,9 @@ export type MicrosandboxErrorCode =
   | 'invalid_argument'
   | 'cache'
   | 'cache_index'
+  | 'registry'
+  | 'authentication'
+  | 'aborted'
   | 'internal'
 
 /* The error classes extend Error at runtime; these merge that into their declarations. */
@@ -58,6 +61,22 @@ export interface CacheIndexError extends MicrosandboxError {
   readonly code: 'cache_index'
 }
 
+export interface RegistryError extends MicrosandboxError {
+  readonly code: 'registry'
+  readonly registry: string
+  readonly repository: string
+  readonly digest: string | null
+  readonly status: number | null
+}
+export interface AuthenticationError extends MicrosandboxError {
+  readonly code: 'authentication'
+  readonly registry: string
+  readonly repository: string
+}
+export interface AbortError extends MicrosandboxError {
+  readonly code: 'aborted'
+}
+
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -66,6 +85,12 @@ export interface CacheIndexError extends MicrosandboxError {
  * can point the loader at a WASI artifact this package does not build itself.
  */
 export declare const __napiBindingTarget: 'native' | 'wasm32-wasi' | 'wasm32-wasip1'
+
+/** The caller's `AbortSignal` aborted the operation (`code: "aborted"`). */
+export declare class AbortError {}
+
+/** The registry wants credentials we lack or refused ours (`code: "authentication"`). */
+export declare class AuthenticationError {}
 
 /** The cache directory cannot be read or written (`code: "cache"`); `path` names it. */
 export declare class CacheError {}
@@ -117,6 +142,17 @@ export declare class Image {
    * picks from multi-platform indexes. Resolves to one handle per reference.
    */
   static load(path: string, opts?: { tag?: string; platform?: string }): Promise<ImageHandle[]>
+  /**
+   * Pull an image from its registry into the cache (OCI distribution:
+   * anonymous, Basic or Bearer auth, credentials from `auth` or Docker's
+   * `~/.docker/config.json`, mirrors and CA bundles from `registries.json`
+   * in the cache directory and from the options). Verifies every digest,
+   * converts each layer to EROFS as it downloads, writes fsmeta and VMDK.
+   * `pullPolicy`: `"if-missing"` (default), `"always"` (re-resolve the
+   * tag, reuse cached layers) or `"never"`. Progress goes to `onProgress`;
+   * `signal` aborts with `AbortError`.
+   */
+  static pull(reference: string, opts?: { platform?: string; pullPolicy?: 'if-missing' | 'always' | 'never'; auth?: { username: string; password: string } | { token: string }; insecure?: boolean; mirrors?: Record<string, readonly string[]>; caBundles?: readonly string[]; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }): Promise<ImageHandle>
   /**
    * Write cached images to an archive at `outputPath`: `"docker"` (the
    * `docker save` format, the default) or `"oci"` (an OCI layout tarball).
@@ -186,6 +222,9 @@ export declare class InvalidReferenceError {}
 
 /** Base class of every error this package rejects with; `code` names the kind. */
 export declare class MicrosandboxError {}
+
+/** A registry failed or refused a request (`code: "registry"`); `registry`, `repository`, `digest` and `status` say which. */
+export declare class RegistryError {}
 
 /** The configured backend keeps no local image cache (`code: "unsupported"`). */
 export declare class UnsupportedError {}
@@ -278,4 +317,31 @@ export interface ImagePruneReport {
   readonly vmdkRemoved: number
   /** Measured bytes of every file deleted. */
   readonly bytesReclaimed: number | null
+}
+
+/** A layer announced by a `resolved` pull event. */
+export interface PullLayer {
+  digest: string
+  size: number
+}
+
+/**
+ * One step of a pull, passed to `onProgress`. `type` says which fields are set:
+ * `resolved` (manifestDigest, layers), `download` (digest, downloaded, total; rate-limited),
+ * `retry` (digest?, attempt, reason), `layer` (digest, diffId: verified and converted),
+ * `disk` (fsmetaPath, vmdkPath written), `complete` (reference, manifestDigest).
+ */
+export interface PullProgressEvent {
+  type: 'resolved' | 'download' | 'retry' | 'layer' | 'disk' | 'complete'
+  reference?: string
+  manifestDigest?: string
+  layers?: Array<{ digest: string; size: number }>
+  digest?: string
+  downloaded?: number
+  total?: number
+  attempt?: number
+  reason?: string
+  diffId?: string
+  fsmetaPath?: string
+  vmdkPath?: string
 }

@@ -835,6 +835,8 @@ function __napiStampBindingTarget(exportsObject, target) {
 // linked import resolves to `undefined`.
 module.exports.__napiBindingTarget = __napiStampBindingTarget(nativeBinding, __napiLoadedBindingTarget)
 module.exports = nativeBinding
+module.exports.AbortError = nativeBinding.AbortError
+module.exports.AuthenticationError = nativeBinding.AuthenticationError
 module.exports.CacheError = nativeBinding.CacheError
 module.exports.CacheIndexError = nativeBinding.CacheIndexError
 module.exports.DigestMismatchError = nativeBinding.DigestMismatchError
@@ -847,4 +849,5 @@ module.exports.InvalidArgumentError = nativeBinding.InvalidArgumentError
 module.exports.InvalidLayerError = nativeBinding.InvalidLayerError
 module.exports.InvalidReferenceError = nativeBinding.InvalidReferenceError
 module.exports.MicrosandboxError = nativeBinding.MicrosandboxError
+module.exports.RegistryError = nativeBinding.RegistryError
 module.exports.UnsupportedError = nativeBinding.UnsupportedError

@@ -45,7 +45,8 @@ pub fn options<'env>(value: Option<Unknown<'env>>, what: &str) -> cache::Result<
     }
 }
 
-fn field<'env>(options: &Option<Object<'env>>, key: &str) -> cache::Result<Option<Unknown<'env>>> {
+/// An option's raw value, `undefined` meaning absent.
+pub fn field<'env>(options: &Option<Object<'env>>, key: &str) -> cache::Result<Option<Unknown<'env>>> {
     let Some(obj) = options else { return Ok(None) };
     let value: Option<Unknown<'env>> = obj.get(key).map_err(|e| invalid(format!("{key}: {e}")))?;
     Ok(value.filter(|v| !matches!(v.get_type(), Ok(ValueType::Undefined))))
@@ -66,4 +67,16 @@ pub fn opt_bool(options: &Option<Object<'_>>, key: &str) -> cache::Result<Option
         }
         Some(_) => Err(invalid(format!("{key} must be a boolean"))),
     }
+}
+
+/// An optional object option.
+pub fn opt_object<'env>(options: &Option<Object<'env>>, key: &str) -> cache::Result<Option<Object<'env>>> {
+    match field(options, key)? {
+        None => Ok(None),
+        Some(v) => options_of(v, key),
+    }
+}
+
+fn options_of<'env>(v: Unknown<'env>, key: &str) -> cache::Result<Option<Object<'env>>> {
+    self::options(Some(v), key)?.map(Some).ok_or_else(|| invalid(format!("{key} must be an object")))
 }

@@ -31,11 +31,15 @@ pub fn to_js(env: &Env, error: &cache::Error) -> Error {
     let details = match error {
         cache::Error::ImageInUse { sandboxes, .. } => Some(serde_json::json!({ "sandboxes": sandboxes })),
         cache::Error::DigestMismatch { expected, actual, .. } => Some(serde_json::json!({ "expected": expected, "actual": actual })),
-        cache::Error::InvalidReference { reference, .. } | cache::Error::ImageNotFound { reference } => {
+        cache::Error::InvalidReference { reference, .. } | cache::Error::ImageNotFound { reference, .. } => {
             Some(serde_json::json!({ "reference": reference }))
         }
         cache::Error::Archive { path, .. } => Some(serde_json::json!({ "path": path })),
         cache::Error::Cache { path, .. } => Some(serde_json::json!({ "path": path.display().to_string() })),
+        cache::Error::Registry { registry, repository, digest, status, .. } => {
+            Some(serde_json::json!({ "registry": registry, "repository": repository, "digest": digest, "status": status }))
+        }
+        cache::Error::Authentication { registry, repository, .. } => Some(serde_json::json!({ "registry": registry, "repository": repository })),
         _ => None,
     };
     let built = FACTORY.with(|f| -> Result<Error> {
@@ -92,3 +96,15 @@ pub struct CacheError;
 /// The cache index failed (`code: "cache_index"`).
 #[napi]
 pub struct CacheIndexError;
+
+/// A registry failed or refused a request (`code: "registry"`); `registry`, `repository`, `digest` and `status` say which.
+#[napi]
+pub struct RegistryError;
+
+/// The registry wants credentials we lack or refused ours (`code: "authentication"`).
+#[napi]
+pub struct AuthenticationError;
+
+/// The caller's `AbortSignal` aborted the operation (`code: "aborted"`).
+#[napi]
+pub struct AbortError;

@@ -13,6 +13,9 @@ export type MicrosandboxErrorCode =
   | 'invalid_argument'
   | 'cache'
   | 'cache_index'
+  | 'registry'
+  | 'authentication'
+  | 'aborted'
   | 'internal'
 
 /* The error classes extend Error at runtime; these merge that into their declarations. */
@@ -56,5 +59,21 @@ export interface CacheError extends MicrosandboxError {
 }
 export interface CacheIndexError extends MicrosandboxError {
   readonly code: 'cache_index'
+}
+
+export interface RegistryError extends MicrosandboxError {
+  readonly code: 'registry'
+  readonly registry: string
+  readonly repository: string
+  readonly digest: string | null
+  readonly status: number | null
+}
+export interface AuthenticationError extends MicrosandboxError {
+  readonly code: 'authentication'
+  readonly registry: string
+  readonly repository: string
+}
+export interface AbortError extends MicrosandboxError {
+  readonly code: 'aborted'
 }
 

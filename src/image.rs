@@ -8,7 +8,8 @@ use napi_derive::napi;
 use cache::{parse_reference, Cache, Format, LoadOptions};
 
 use crate::args;
-use crate::task::run;
+use crate::pull;
+use crate::task::{run, run_then};
 use crate::types::{AcquiredImage, ImageDetail, ImageHandle, ImagePruneReport};
 
 /// Inspect, remove and prune the local OCI image cache. Requires the local
@@ -95,6 +96,36 @@ impl Image {
                 Cache::from_env("load")?.load(std::path::Path::new(&path), &options)
             },
             |all| all.into_iter().map(ImageHandle::from).collect(),
+        )
+    }
+
+    /// Pull an image from its registry into the cache (OCI distribution:
+    /// anonymous, Basic or Bearer auth, credentials from `auth` or Docker's
+    /// `~/.docker/config.json`, mirrors and CA bundles from `registries.json`
+    /// in the cache directory and from the options). Verifies every digest,
+    /// converts each layer to EROFS as it downloads, writes fsmeta and VMDK.
+    /// `pullPolicy`: `"if-missing"` (default), `"always"` (re-resolve the
+    /// tag, reuse cached layers) or `"never"`. Progress goes to `onProgress`;
+    /// `signal` aborts with `AbortError`.
+    #[napi(
+        ts_args_type = "reference: string, opts?: { platform?: string; pullPolicy?: 'if-missing' | 'always' | 'never'; auth?: { username: string; password: string } | { token: string }; insecure?: boolean; mirrors?: Record<string, readonly string[]>; caBundles?: readonly string[]; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }",
+        ts_return_type = "Promise<ImageHandle>"
+    )]
+    pub fn pull<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageHandle>> {
+        let mut call = pull::parse(env, reference, opts);
+        let hook = call.as_mut().ok().and_then(|c| c.abort.take());
+        run_then(
+            env,
+            move || {
+                let c = call?;
+                Cache::from_env("pull")?.pull(&c.reference, c.policy, &c.options, &c.observer)
+            },
+            move |env, result| {
+                if let Some(hook) = hook {
+                    hook.detach(env);
+                }
+                result.map(ImageHandle::from)
+            },
         )
     }
 

@@ -39,6 +39,9 @@
   define('InvalidArgumentError', 'invalid_argument')
   define('CacheError', 'cache')
   define('CacheIndexError', 'cache_index')
+  define('RegistryError', 'registry')
+  define('AuthenticationError', 'authentication')
+  define('AbortError', 'aborted')
   for (const [name, cls] of Object.entries(classes)) {
     Object.defineProperty(cls.prototype, 'name', { value: name, writable: true, configurable: true })
     exports[name] = cls

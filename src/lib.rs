@@ -5,6 +5,7 @@
 mod args;
 mod errors;
 mod image;
+mod pull;
 mod task;
 mod types;
 

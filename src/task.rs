@@ -19,6 +19,21 @@ where
     T: Send + 'static,
     V: ToNapiValue,
 {
+    run_then(env, work, |_, result| result.map(convert))
+}
+
+/// Like [`run`], with `finish` seeing the engine's result on the JavaScript
+/// thread first (to release JavaScript resources the call held, whatever
+/// the outcome). Engine errors become the exported error classes.
+pub fn run_then<'env, T, V>(
+    env: &'env Env,
+    work: impl FnOnce() -> cache::Result<T> + Send + 'static,
+    finish: impl FnOnce(&Env, cache::Result<T>) -> cache::Result<V> + 'static,
+) -> Result<PromiseRaw<'env, V>>
+where
+    T: Send + 'static,
+    V: ToNapiValue,
+{
     let blocking = napi::bindgen_prelude::spawn_blocking(move || {
         catch_unwind(AssertUnwindSafe(work)).unwrap_or_else(|panic| {
             let message = panic
@@ -33,9 +48,6 @@ where
         async move {
             Ok(blocking.await.unwrap_or_else(|e| Err(cache::Error::Internal(format!("worker failed: {e}")))))
         },
-        move |env, result| match result {
-            Ok(value) => Ok(convert(value)),
-            Err(error) => Err(errors::to_js(env, &error)),
-        },
+        move |env, result| finish(env, result).map_err(|error| errors::to_js(env, &error)),
     )
 }

@@ -281,3 +281,77 @@ impl From<cache::BootImage> for AcquiredImage {
         }
     }
 }
+
+/// One step of a pull, passed to `onProgress`. `type` says which fields are set:
+/// `resolved` (manifestDigest, layers), `download` (digest, downloaded, total; rate-limited),
+/// `retry` (digest?, attempt, reason), `layer` (digest, diffId: verified and converted),
+/// `disk` (fsmetaPath, vmdkPath written), `complete` (reference, manifestDigest).
+#[napi(object, object_from_js = false)]
+pub struct PullProgressEvent {
+    #[napi(ts_type = "'resolved' | 'download' | 'retry' | 'layer' | 'disk' | 'complete'")]
+    pub r#type: String,
+    pub reference: Option<String>,
+    pub manifest_digest: Option<String>,
+    #[napi(ts_type = "Array<{ digest: string; size: number }>")]
+    pub layers: Option<Vec<PullLayer>>,
+    pub digest: Option<String>,
+    pub downloaded: Option<f64>,
+    pub total: Option<f64>,
+    pub attempt: Option<u32>,
+    pub reason: Option<String>,
+    pub diff_id: Option<String>,
+    pub fsmeta_path: Option<String>,
+    pub vmdk_path: Option<String>,
+}
+
+/// A layer announced by a `resolved` pull event.
+#[napi(object, object_from_js = false)]
+pub struct PullLayer {
+    pub digest: String,
+    pub size: f64,
+}
+
+impl PullProgressEvent {
+    fn of(kind: &str) -> Self {
+        PullProgressEvent {
+            r#type: kind.to_string(),
+            reference: None,
+            manifest_digest: None,
+            layers: None,
+            digest: None,
+            downloaded: None,
+            total: None,
+            attempt: None,
+            reason: None,
+            diff_id: None,
+            fsmeta_path: None,
+            vmdk_path: None,
+        }
+    }
+}
+
+impl From<cache::PullEvent> for PullProgressEvent {
+    fn from(event: cache::PullEvent) -> Self {
+        use cache::PullEvent::*;
+        match event {
+            Resolved { manifest_digest, layers } => PullProgressEvent {
+                manifest_digest: Some(manifest_digest),
+                layers: Some(layers.into_iter().map(|(digest, size)| PullLayer { digest, size: size as f64 }).collect()),
+                ..Self::of("resolved")
+            },
+            Download { digest, downloaded, total } => {
+                PullProgressEvent { digest: Some(digest), downloaded: Some(downloaded as f64), total: Some(total as f64), ..Self::of("download") }
+            }
+            Retry { digest, attempt, reason } => PullProgressEvent { digest, attempt: Some(attempt), reason: Some(reason), ..Self::of("retry") },
+            LayerReady { digest, diff_id } => PullProgressEvent { digest: Some(digest), diff_id: Some(diff_id), ..Self::of("layer") },
+            DiskReady { fsmeta, vmdk } => PullProgressEvent {
+                fsmeta_path: Some(fsmeta.display().to_string()),
+                vmdk_path: Some(vmdk.display().to_string()),
+                ..Self::of("disk")
+            },
+            Complete { reference, manifest_digest } => {
+                PullProgressEvent { reference: Some(reference), manifest_digest: Some(manifest_digest), ..Self::of("complete") }
+            }
+        }
+    }
+}

@@ -17,11 +17,16 @@ use crate::index::{now_ms, read, write, Index};
 use crate::ingest;
 use crate::layer;
 use crate::parallel;
+use crate::pull::{self, PullEvent, PullObserver, PullPolicy};
+use crate::registry::{PullOptions, RegistryConfig};
 use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
 use crate::reference::Reference;
 use crate::source::StoreBlobs;
 use crate::store::Store;
+
+/// Registry settings file in the cache directory.
+pub const REGISTRY_SETTINGS: &str = "registries.json";
 
 /// Images of one archive ingested at once.
 const PARALLEL_IMAGES: usize = 4;
@@ -80,7 +85,7 @@ impl Cache {
     /// The image a reference names.
     pub fn get(&self, reference: &str) -> Result<ImageSummary> {
         let parsed = parse_reference(reference)?;
-        self.index.read(|conn| read::find(conn, &parsed))?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })
+        self.index.read(|conn| read::find(conn, &parsed))?.ok_or_else(|| Error::not_cached(reference))
     }
 
     /// Every cached reference, sorted.
@@ -92,7 +97,7 @@ impl Cache {
     pub fn inspect(&self, reference: &str) -> Result<ImageDetails> {
         let parsed = parse_reference(reference)?;
         self.index.read(|conn| {
-            let summary = read::find(conn, &parsed)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })?;
+            let summary = read::find(conn, &parsed)?.ok_or_else(|| Error::not_cached(reference))?;
             let config = read::config_of(conn, &summary.manifest_digest)?;
             let layers = read::layers_of(conn, &summary.manifest_digest)?;
             Ok(ImageDetails { summary, config, layers })
@@ -109,7 +114,7 @@ impl Cache {
         let doomed = self.index.write(|tx| {
             let refs = read::covered_refs(tx, &parsed)?;
             if refs.is_empty() {
-                return Err(Error::ImageNotFound { reference: reference.to_string() });
+                return Err(Error::not_cached(reference));
             }
             if !force {
                 let mut sandboxes = Vec::new();
@@ -142,12 +147,47 @@ impl Cache {
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
         let mut archive = Archive::open(path, &self.store)?;
         let images = archive.resolve(options)?;
-        parallel::map(&images, PARALLEL_IMAGES, |image, _: &mut Vec<()>| ingest::ingest(&self.store, &self.index, image, &archive), &mut Vec::new())?;
+        let ingest_one = |image: &ingest::ResolvedImage, _: &mut Vec<()>| ingest::ingest(&self.store, &self.index, image, &archive, &|_| {});
+        parallel::map(&images, PARALLEL_IMAGES, ingest_one, &mut Vec::new())?;
         let mut summaries = Vec::new();
         for reference in images.iter().flat_map(|i| &i.references) {
             summaries.push(self.get(&reference.to_string())?);
         }
         Ok(summaries)
+    }
+
+    /// Brings the image `reference` names into the cache from its registry,
+    /// as `policy` says, reporting progress to `observe`. Registry settings
+    /// come from `registries.json` in the cache directory, extended by
+    /// `options.config`.
+    pub fn pull(&self, reference: &str, policy: PullPolicy, options: &PullOptions, observe: &PullObserver) -> Result<ImageSummary> {
+        let parsed = parse_reference(reference)?;
+        let cached = match policy {
+            PullPolicy::Always => None,
+            PullPolicy::IfMissing => match self.get(reference) {
+                Ok(summary) => Some(summary),
+                Err(Error::ImageNotFound { .. }) => None,
+                Err(e) => return Err(e),
+            },
+            PullPolicy::Never => Some(self.get(reference)?),
+        };
+        let summary = match cached {
+            Some(summary) => summary,
+            None => {
+                let mut options = options.clone();
+                let settings = RegistryConfig::from_file(&self.store.root().join(REGISTRY_SETTINGS))?;
+                let config = &mut options.config;
+                for (host, mirrors) in settings.mirrors {
+                    config.mirrors.entry(host).or_default().extend(mirrors);
+                }
+                config.ca_bundles.extend(settings.ca_bundles);
+                config.insecure_hosts.extend(settings.insecure_hosts);
+                pull::pull(&self.store, &self.index, &parsed, &options, observe)?;
+                self.get(reference)?
+            }
+        };
+        observe(PullEvent::Complete { reference: summary.reference.clone(), manifest_digest: summary.manifest_digest.clone() });
+        Ok(summary)
     }
 
     /// Writes the images `references` name to an archive at `output`.
@@ -239,7 +279,7 @@ impl Cache {
         check_name("snapshot", name)?;
         let parsed = parse_reference(reference)?;
         self.index.write(|tx| {
-            let summary = read::find(tx, &parsed)?.ok_or_else(|| Error::ImageNotFound { reference: reference.to_string() })?;
+            let summary = read::find(tx, &parsed)?.ok_or_else(|| Error::not_cached(reference))?;
             write::pin_snapshot(tx, name, &summary.manifest_digest, &parsed.to_string(), now_ms())
         })
     }

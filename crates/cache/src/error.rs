@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 /// Everything an engine call can fail with.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No cached image answers to the reference.
-    #[error("image not found in the local cache: {reference}")]
-    ImageNotFound { reference: String },
+    /// No image answers to the reference, in the local cache or in a registry.
+    #[error("image {reference} not found in {location}")]
+    ImageNotFound { reference: String, location: String },
     /// Removing would take an image away from running sandboxes.
     #[error("image {reference} is in use by sandbox(es) {}; pass force to remove the reference anyway", sandboxes.join(", "))]
     ImageInUse { reference: String, sandboxes: Vec<String> },
@@ -77,6 +77,11 @@ impl Error {
     pub fn cache(path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> Error {
         let path = path.as_ref().to_path_buf();
         move |source| Error::Cache { path, source }
+    }
+
+    /// The reference is not in the local cache.
+    pub fn not_cached(reference: &str) -> Error {
+        Error::ImageNotFound { reference: reference.to_string(), location: "the local cache".into() }
     }
 
     /// Builds an archive error for `path`.

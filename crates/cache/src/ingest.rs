@@ -3,6 +3,8 @@
 //! then one index transaction. If anything fails, the index is untouched and
 //! the files this ingest published are taken back.
 
+use std::path::PathBuf;
+
 use crate::digest::Digest;
 use crate::disk;
 use crate::error::Result;
@@ -11,7 +13,7 @@ use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, Index};
 use crate::layer;
 use crate::parallel;
-use crate::manifest::{Config, Manifest};
+use crate::manifest::{Config, Descriptor, Manifest};
 use crate::reference::Reference;
 use crate::source::BlobSource;
 use crate::store::{Artifact, Store};
@@ -37,12 +39,34 @@ pub struct ResolvedImage {
     pub config: Config,
 }
 
+/// Milestones of an ingest, for progress reporting.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Milestone {
+    /// A layer's blob and EROFS image are verified and in the store.
+    LayerReady {
+        /// The blob's digest.
+        digest: Digest,
+        /// The layer's diff_id.
+        diff_id: Digest,
+    },
+    /// fsmeta and the VMDK are written.
+    DiskReady {
+        /// The fsmeta image.
+        fsmeta: PathBuf,
+        /// The VMDK descriptor.
+        vmdk: PathBuf,
+    },
+}
+
+/// Receives milestones; called from ingest threads.
+pub type Observer<'a> = &'a (dyn Fn(Milestone) + Sync);
+
 /// Adds `image` to the cache, reading from `source` only what the cache lacks.
-pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource) -> Result<()> {
+pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource, observe: Observer<'_>) -> Result<()> {
     let mut published = Vec::new();
     let result = {
         let _lease = store.lock_ingest()?;
-        add(store, index, image, source, &mut published)
+        add(store, index, image, source, observe, &mut published)
     };
     if result.is_err() && !published.is_empty() {
         // Best effort: the original error is what the caller needs to see.
@@ -51,7 +75,21 @@ pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn 
     result
 }
 
-fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource, published: &mut Vec<Artifact>) -> Result<()> {
+/// Points `reference` at `manifest` if the cache holds it (a pull of a tag
+/// whose manifest is cached downloads nothing else); false if it does not.
+pub fn add_reference(store: &Store, index: &Index, reference: &Reference, manifest: &Digest) -> Result<bool> {
+    let _lease = store.lock_ingest()?;
+    index.write(|tx| write::add_reference(tx, &reference.to_string(), &reference.repository(), manifest.as_str(), now_ms()))
+}
+
+fn add(
+    store: &Store,
+    index: &Index,
+    image: &ResolvedImage,
+    source: &dyn BlobSource,
+    observe: Observer<'_>,
+    published: &mut Vec<Artifact>,
+) -> Result<()> {
     let manifest = BlobRecord {
         digest: image.manifest_digest.to_string(),
         size: image.manifest_bytes.len() as u64,
@@ -69,8 +107,9 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
             published.push(Artifact::Blob(digest.clone()));
         }
     }
-    let layers = materialize_layers(store, image, source, published)?;
+    let layers = materialize_layers(store, image, source, observe, published)?;
     let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
+    observe(Milestone::DiskReady { fsmeta: store.fsmeta_path(&image.manifest_digest), vmdk: store.vmdk_path(&image.manifest_digest) });
     // Renames must be durable before a row points at their result.
     store.sync_artifact_dirs()?;
     let record = ImageRecord {
@@ -90,7 +129,18 @@ fn add(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSou
 
 /// Converts the image's layers, a few at a time: downloads overlap, and each
 /// conversion keeps two threads busy (decompression, EROFS).
-fn materialize_layers(store: &Store, image: &ResolvedImage, source: &dyn BlobSource, published: &mut Vec<Artifact>) -> Result<Vec<LayerRecord>> {
+fn materialize_layers(
+    store: &Store,
+    image: &ResolvedImage,
+    source: &dyn BlobSource,
+    observe: Observer<'_>,
+    published: &mut Vec<Artifact>,
+) -> Result<Vec<LayerRecord>> {
     let jobs: Vec<_> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
-    parallel::map(&jobs, PARALLEL_LAYERS, |(blob, diff_id), mine| layer::materialize(store, source, blob, diff_id, mine), published)
+    let convert = |(blob, diff_id): &(&Descriptor, &Digest), mine: &mut Vec<Artifact>| {
+        let record = layer::materialize(store, source, blob, diff_id, mine)?;
+        observe(Milestone::LayerReady { digest: blob.digest.clone(), diff_id: (*diff_id).clone() });
+        Ok(record)
+    };
+    parallel::map(&jobs, PARALLEL_LAYERS, convert, published)
 }

@@ -17,6 +17,7 @@ mod layer;
 pub mod manifest;
 pub mod model;
 mod parallel;
+pub mod pull;
 pub mod platform;
 pub mod reference;
 pub mod registry;
@@ -26,6 +27,7 @@ pub mod vmdk;
 
 pub use archive::save::Format;
 pub use archive::LoadOptions;
-pub use engine::{parse_reference, Cache};
+pub use engine::{parse_reference, Cache, REGISTRY_SETTINGS};
+pub use pull::{PullEvent, PullObserver, PullPolicy};
 pub use error::{Error, Result};
 pub use model::{BootImage, ConfigDetails, ImageDetails, ImageSummary, LayerDetails, PruneReport};

@@ -209,7 +209,7 @@ fn permanent_errors_fail_fast() {
 
     let missing = format!("{}/{REPO}:nope", server.host());
     match pull(&missing, &opts) {
-        Err(Error::ImageNotFound { reference }) => assert_eq!(reference, missing),
+        Err(Error::ImageNotFound { reference, .. }) => assert_eq!(reference, missing),
         other => panic!("expected ImageNotFound, got {:?}", other.map(|p| p.digest)),
     }
     assert_eq!(server.requests_to(&format!("/v2/{REPO}/manifests/nope")).len(), 1);

@@ -130,7 +130,7 @@ fn unknown_tags_and_repositories_are_image_not_found() {
     push(&work.path().join("layout"), "v1", &format!("{}/present:v1", registry.host()), Push::default());
     for reference in [format!("{}/present:v2", registry.host()), format!("{}/absent:v1", registry.host())] {
         match pull(&reference, &options(work.path())) {
-            Err(Error::ImageNotFound { reference: named }) => assert_eq!(named, reference),
+            Err(Error::ImageNotFound { reference: named, .. }) => assert_eq!(named, reference),
             other => panic!("{reference}: expected ImageNotFound, got {:?}", other.map(|p| p.digest)),
         }
     }

@@ -33,8 +33,9 @@ pub fn list(conn: &Connection) -> Result<Vec<ImageSummary>> {
 }
 
 /// The image a reference names. A tagged reference matches its own row; a
-/// digest reference matches any reference of the same repository that
-/// resolves to that manifest (reported under the digest spelling).
+/// digest reference matches its own row (pulled by digest) or else any
+/// reference of the same repository that resolves to that manifest
+/// (reported under the digest spelling).
 pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSummary>> {
     match reference.digest() {
         None => {
@@ -43,9 +44,10 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
         }
         Some(digest) => {
             let mut stmt = conn.prepare_cached(&format!(
-                "{SUMMARY_SELECT} WHERE r.repository = ?1 AND r.manifest_digest = ?2 ORDER BY r.created_at LIMIT 1"
+                "{SUMMARY_SELECT} WHERE r.reference = ?1 OR (r.repository = ?2 AND r.manifest_digest = ?3) \
+                 ORDER BY r.reference = ?1 DESC, r.created_at LIMIT 1"
             ))?;
-            let found = stmt.query_row([reference.repository(), digest.to_string()], summary).optional()?;
+            let found = stmt.query_row([reference.to_string(), reference.repository(), digest.to_string()], summary).optional()?;
             Ok(found.map(|s| ImageSummary { reference: reference.to_string(), ..s }))
         }
     }
@@ -57,8 +59,8 @@ pub fn covered_refs(conn: &Connection, reference: &Reference) -> Result<Vec<(Str
     let (sql, params): (&str, Vec<String>) = match reference.digest() {
         None => ("SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1", vec![reference.to_string()]),
         Some(digest) => (
-            "SELECT reference, manifest_digest FROM image_refs WHERE repository = ?1 AND manifest_digest = ?2",
-            vec![reference.repository(), digest.to_string()],
+            "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1 OR (repository = ?2 AND manifest_digest = ?3)",
+            vec![reference.to_string(), reference.repository(), digest.to_string()],
         ),
     };
     let mut stmt = conn.prepare_cached(sql)?;

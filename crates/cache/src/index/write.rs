@@ -120,12 +120,27 @@ pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Resu
         .execute(params![image.manifest.digest, position as i64, layer.diff_id, layer.blob.digest, layer.blob.media_type])?;
     }
     for (reference, repository) in &image.references {
-        tx.prepare_cached(
-            "INSERT INTO image_refs (reference, repository, manifest_digest, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
-             ON CONFLICT (reference) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
-        )?
-        .execute(params![reference, repository, image.manifest.digest, now])?;
+        upsert_reference(tx, reference, repository, &image.manifest.digest, now)?;
     }
+    Ok(())
+}
+
+/// Points `reference` at a manifest already in the index; false when the
+/// manifest is not (any more) there.
+pub fn add_reference(tx: &Transaction<'_>, reference: &str, repository: &str, manifest: &str, now: i64) -> Result<bool> {
+    let known = tx.prepare_cached("SELECT 1 FROM manifests WHERE digest = ?1")?.exists([manifest])?;
+    if known {
+        upsert_reference(tx, reference, repository, manifest, now)?;
+    }
+    Ok(known)
+}
+
+fn upsert_reference(tx: &Transaction<'_>, reference: &str, repository: &str, manifest: &str, now: i64) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO image_refs (reference, repository, manifest_digest, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
+         ON CONFLICT (reference) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
+    )?
+    .execute(params![reference, repository, manifest, now])?;
     Ok(())
 }
 

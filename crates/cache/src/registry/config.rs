@@ -54,6 +54,36 @@ impl Default for RegistryConfig {
     }
 }
 
+/// The user's registry settings file (`registries.json` in the cache
+/// directory), in the spirit of Docker's `daemon.json`:
+/// `{ "mirrors": { "docker.io": ["https://mirror.example"] },
+///    "caBundles": ["/etc/ssl/private-ca.pem"], "insecureRegistries": ["registry.lan:5000"] }`.
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+struct SettingsFile {
+    mirrors: HashMap<String, Vec<String>>,
+    ca_bundles: Vec<PathBuf>,
+    insecure_registries: Vec<String>,
+}
+
+impl RegistryConfig {
+    /// The settings in `path`, on top of the defaults; a missing file means defaults.
+    pub fn from_file(path: &std::path::Path) -> Result<RegistryConfig> {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryConfig::default()),
+            Err(e) => return Err(Error::InvalidArgument(format!("{}: {e}", path.display()))),
+        };
+        let settings: SettingsFile = serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        Ok(RegistryConfig {
+            mirrors: settings.mirrors,
+            ca_bundles: settings.ca_bundles,
+            insecure_hosts: settings.insecure_registries,
+            ..RegistryConfig::default()
+        })
+    }
+}
+
 /// Bounded exponential backoff: try `attempts` times in all, waiting
 /// `initial_delay`, then twice that, and so on up to `max_delay` (or what a
 /// 429/503's `Retry-After` asks, within `max_delay`).

@@ -70,7 +70,7 @@ impl Client {
                 self.read_manifest(endpoint, response, pinned, descriptor)
             })
             .map_err(|e| match e {
-                Error::Registry { status: Some(404), .. } => Error::ImageNotFound { reference: self.reference.to_string() },
+                Error::Registry { status: Some(404), .. } => Error::ImageNotFound { reference: self.reference.to_string(), location: format!("registry {}", self.reference.domain()) },
                 e => e,
             })
         })?;
