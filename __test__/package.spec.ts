@@ -1,0 +1,184 @@
+/**
+ * The package as users install it: `npm pack` of the package root and of
+ * the linux-x64-gnu binary package (npm/linux-x64-gnu plus the built
+ * addon), installed offline into an empty folder, then the API page's
+ * examples run there as ES modules and as CommonJS — loading the addon from
+ * the installed binary package, not from this checkout.
+ */
+import * as fs from 'fs'
+import * as fsp from 'fs/promises'
+import * as path from 'path'
+
+import { Image } from '..'
+import { buildImage, makeTempDir, requireTools, run, sampleLayers, toDockerArchive, BuiltImage } from './support/images'
+import { PACKAGE_ROOT, artifactTree, childEnv, freshHome, removedBetween, spawnCollect } from './support/cache'
+
+const BINARY_DIR = path.join(PACKAGE_ROOT, 'npm', 'linux-x64-gnu')
+const ADDON = path.join(PACKAGE_ROOT, 'microsandbox.linux-x64-gnu.node')
+
+let work: string
+let consumer: string
+let rootTgz: string
+let binaryTgz: string
+let python: BuiltImage
+let pythonArchive: string
+
+async function npm(args: string[], cwd: string): Promise<string> {
+  const r = await spawnCollect('npm', args, {
+    cwd,
+    env: childEnv({ npm_config_cache: path.join(work, 'npm-cache'), npm_config_update_notifier: 'false', npm_config_loglevel: 'error' }),
+    timeoutMs: 180_000,
+  })
+  if (r.code !== 0) throw new Error(`npm ${args.join(' ')} failed (${r.code}):\n${r.stderr}\n${r.stdout}`)
+  return r.stdout
+}
+
+/** `npm pack` of `dir` into `dest`; returns the tarball's path. */
+async function pack(dir: string, dest: string): Promise<string> {
+  const out = await npm(['pack', '--json', '--pack-destination', dest], dir)
+  const [info] = JSON.parse(out) as Array<{ filename: string }>
+  return path.join(dest, info.filename)
+}
+
+beforeAll(async () => {
+  requireTools(['umoci', 'skopeo', 'tar', 'npm'])
+  work = await makeTempDir('msb-package-')
+  const tarballs = path.join(work, 'tarballs')
+  await fsp.mkdir(tarballs)
+  if (!fs.existsSync(path.join(BINARY_DIR, 'package.json'))) {
+    throw new Error(`${BINARY_DIR}/package.json does not exist: the linux-x64-gnu binary package cannot be packed (this test fails rather than skips)`)
+  }
+  if (!fs.existsSync(ADDON)) throw new Error(`${ADDON} is missing: build the addon first (napi build --platform)`)
+  rootTgz = await pack(PACKAGE_ROOT, tarballs)
+  const binaryCopy = path.join(work, 'linux-x64-gnu')
+  await fsp.cp(BINARY_DIR, binaryCopy, { recursive: true })
+  await fsp.copyFile(ADDON, path.join(binaryCopy, 'microsandbox.linux-x64-gnu.node'))
+  binaryTgz = await pack(binaryCopy, tarballs)
+
+  consumer = path.join(work, 'consumer')
+  await fsp.mkdir(consumer)
+  await fsp.writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+  await npm(['install', '--offline', '--no-audit', '--no-fund', rootTgz, binaryTgz], consumer)
+
+  python = await buildImage(path.join(work, 'python'), {
+    layers: sampleLayers('py'),
+    config: { workingDir: '/usr/src/app', cmd: ['python3'] },
+    refs: ['localhost/fixture/python:build'],
+  })
+  pythonArchive = await toDockerArchive(python, path.join(work, 'python.tar'))
+}, 300_000)
+
+afterAll(async () => {
+  if (work) await fsp.rm(work, { recursive: true, force: true })
+})
+
+let home: string
+let cleanup: () => Promise<void>
+beforeEach(async () => {
+  const h = await freshHome()
+  home = h.home
+  cleanup = h.cleanup
+  await Image.load(pythonArchive, { tag: 'python:3.12' })
+  await Image.load(pythonArchive, { tag: 'old:tag' })
+})
+afterEach(async () => {
+  await cleanup()
+})
+
+async function runInConsumer(name: string, source: string): Promise<string> {
+  const file = path.join(consumer, name)
+  await fsp.writeFile(file, source)
+  const r = await spawnCollect(process.execPath, [file], { cwd: consumer, env: childEnv({ MSB_HOME: home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 60_000 })
+  expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
+  return r.stdout
+}
+
+test('the tarballs hold what the packages need', async () => {
+  const root = (await run('tar', ['-tzf', rootTgz])).stdout.split('\n').filter(Boolean).sort()
+  expect(root).toEqual(expect.arrayContaining(['package/index.d.ts', 'package/index.js', 'package/package.json']))
+  expect(root.filter((f) => f.endsWith('.node'))).toEqual([])
+  const binary = (await run('tar', ['-tzf', binaryTgz])).stdout.split('\n').filter(Boolean)
+  expect(binary).toEqual(expect.arrayContaining(['package/microsandbox.linux-x64-gnu.node', 'package/package.json']))
+})
+
+test('the installed package loads its addon from the installed binary package', async () => {
+  const out = await runInConsumer(
+    'where.cjs',
+    `const m = require('microsandbox');
+console.log(require.resolve('microsandbox'));
+console.log(Object.keys(require.cache).find((k) => k.endsWith('.node')));
+console.log(typeof m.Image.list, m.__napiBindingTarget);
+`,
+  )
+  const [resolved, addon, kinds] = out.trim().split('\n')
+  expect(resolved).toBe(path.join(consumer, 'node_modules', 'microsandbox', 'index.js'))
+  expect(addon).toBe(path.join(consumer, 'node_modules', 'microsandbox-linux-x64-gnu', 'microsandbox.linux-x64-gnu.node'))
+  expect(kinds).toBe('function native')
+  expect(fs.lstatSync(path.join(consumer, 'node_modules', 'microsandbox')).isSymbolicLink()).toBe(false)
+})
+
+test('the Typical flow example runs as an ES module', async () => {
+  const before = await artifactTree(home)
+  const out = await runInConsumer(
+    'typical.mjs',
+    `import { Image } from "microsandbox";
+
+for (const image of await Image.list()) {
+  console.log(image.reference, image.layerCount);
+}
+
+const detail = await Image.inspect("python:3.12");
+console.log(detail.config?.workingDir);
+
+const report = await Image.prune();
+console.log(report.bytesReclaimed);
+`,
+  )
+  const reclaimed = removedBetween(before, await artifactTree(home)).bytes
+  const n = python.layers.length
+  expect(out).toBe(`docker.io/library/old:tag ${n}\ndocker.io/library/python:3.12 ${n}\n/usr/src/app\n${reclaimed}\n`)
+})
+
+test('the get / inspect / remove examples run as an ES module', async () => {
+  const out = await runInConsumer(
+    'more.mjs',
+    `import { Image, ImageHandle } from "microsandbox";
+
+const image = await Image.get("python:3.12");
+console.log(image.manifestDigest);
+
+const detail = await Image.inspect("python:3.12");
+for (const layer of detail.layers) {
+  console.log(layer.position, layer.diffId);
+}
+
+await Image.remove("old:tag", { force: false });
+console.log(image instanceof ImageHandle);
+`,
+  )
+  const digest = (await Image.get('python:3.12')).manifestDigest
+  expect(out).toBe(`${digest}\n${python.diffIds.map((d, i) => `${i} ${d}\n`).join('')}true\n`)
+  expect((await Image.list()).map((h) => h.reference)).toEqual(['docker.io/library/python:3.12'])
+})
+
+test('CommonJS require works and the error classes are exported', async () => {
+  const out = await runInConsumer(
+    'flow.cjs',
+    `const { Image, ImageNotFoundError, MicrosandboxError } = require("microsandbox");
+(async () => {
+  const images = await Image.list();
+  console.log(images.map((image) => image.reference).join(","));
+  const report = await Image.prune();
+  console.log(report.imageRefsRemoved);
+  try { await Image.get("python:3.12"); } catch (e) { console.log(e instanceof ImageNotFoundError, e instanceof MicrosandboxError, e.code); }
+})();
+`,
+  )
+  expect(out).toBe('docker.io/library/old:tag,docker.io/library/python:3.12\n2\ntrue true image_not_found\n')
+})
+
+test('the packed package.json names the platform binary package in optionalDependencies (else `npm install microsandbox` installs no addon)', async () => {
+  const manifest = JSON.parse((await run('tar', ['-xzOf', rootTgz, 'package/package.json'])).stdout)
+  const binary = JSON.parse(await fsp.readFile(path.join(BINARY_DIR, 'package.json'), 'utf8'))
+  expect(manifest.optionalDependencies ?? {}).toEqual(expect.objectContaining({ [binary.name]: manifest.version }))
+})

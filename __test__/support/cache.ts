@@ -1,0 +1,395 @@
+/**
+ * The cache side of the Image tests: a private `$MSB_HOME` per test, a
+ * snapshot of the files in it, an independent reading of the SQLite index
+ * (better-sqlite3, read-only) to check that every file the index names
+ * exists and every artifact file is named by the index, `fsck.erofs` over
+ * the EROFS artifacts, and child `node` processes.
+ */
+import { execFile, spawn } from 'child_process'
+import * as fs from 'fs'
+import * as fsp from 'fs/promises'
+import * as os from 'os'
+import * as path from 'path'
+
+import { run } from './images'
+
+export const PACKAGE_ROOT = path.resolve(__dirname, '..', '..')
+
+/**
+ * The real `process` of this Node process. Jest gives each test file a copy
+ * of `process.env`: assigning to it does not reach the C environment the
+ * addon reads (`std::env::var`). `vm.runInThisContext` evaluates in Node's
+ * main context, where `process` is the real one.
+ */
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const realProcess: NodeJS.Process = require('vm').runInThisContext('process')
+
+/** Sets (or with `undefined`, unsets) an environment variable for this test file and for the addon. */
+export function setEnv(name: string, value: string | undefined): void {
+  for (const p of new Set([process, realProcess])) {
+    if (value === undefined) delete p.env[name]
+    else p.env[name] = value
+  }
+}
+
+/** The environment variable as the addon sees it. */
+export function realEnv(name: string): string | undefined {
+  return realProcess.env[name]
+}
+
+/** Whether `x` is a Date of any realm (the addon builds them in Node's main context, not Jest's). */
+export function isDate(x: unknown): x is Date {
+  return Object.prototype.toString.call(x) === '[object Date]'
+}
+
+/** The artifact directories of a cache (see crates/cache/src/store.rs). */
+export const ARTIFACT_DIRS = ['blobs/sha256', 'layers/sha256', 'fsmeta/sha256', 'vmdk/sha256'] as const
+
+/** A fresh, not yet existing cache directory under a new temp dir; `MSB_HOME` points at it. */
+export async function freshHome(prefix = 'msb-home-'): Promise<{ root: string; home: string; cleanup: () => Promise<void> }> {
+  const root = await fsp.mkdtemp(path.join(os.tmpdir(), prefix))
+  const home = path.join(root, 'cache')
+  setEnv('MSB_HOME', home)
+  setEnv('MSB_BACKEND', undefined)
+  return {
+    root,
+    home,
+    cleanup: async () => {
+      if (realEnv('MSB_HOME') === home) setEnv('MSB_HOME', undefined)
+      await fsp.rm(root, { recursive: true, force: true })
+    },
+  }
+}
+
+export interface FileInfo {
+  size: number
+  mtimeMs: number
+  ino: number
+}
+
+/** Every file (not directory) under `dir`, by path relative to it. */
+export async function tree(dir: string): Promise<Map<string, FileInfo>> {
+  const out = new Map<string, FileInfo>()
+  const walk = async (d: string): Promise<void> => {
+    let entries: fs.Dirent[]
+    try {
+      entries = await fsp.readdir(d, { withFileTypes: true })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return
+      throw e
+    }
+    for (const e of entries) {
+      const p = path.join(d, e.name)
+      if (e.isDirectory()) await walk(p)
+      else {
+        const st = await fsp.lstat(p)
+        out.set(path.relative(dir, p), { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino })
+      }
+    }
+  }
+  await walk(dir)
+  return out
+}
+
+/** Files under the artifact directories and tmp/ (not db/ or locks/). */
+export async function artifactTree(home: string): Promise<Map<string, FileInfo>> {
+  const all = await tree(home)
+  for (const k of [...all.keys()]) {
+    if (!(ARTIFACT_DIRS.some((d) => k.startsWith(d + '/')) || k.startsWith('tmp/'))) all.delete(k)
+  }
+  return all
+}
+
+/** Files of `tmp/`. */
+export async function tmpFiles(home: string): Promise<string[]> {
+  return [...(await tree(path.join(home, 'tmp'))).keys()]
+}
+
+/** What disappeared between two trees, and the bytes it held. */
+export function removedBetween(before: Map<string, FileInfo>, after: Map<string, FileInfo>): { paths: string[]; bytes: number } {
+  const paths = [...before.keys()].filter((k) => !after.has(k)).sort()
+  return { paths, bytes: paths.reduce((n, k) => n + before.get(k)!.size, 0) }
+}
+
+export interface IndexState {
+  refs: Array<{ reference: string; repository: string; manifest_digest: string; created_at: number; updated_at: number }>
+  manifests: Array<{ digest: string; config_digest: string; layer_count: number; fsmeta_size: number | null; vmdk_size: number | null; size_bytes: number; last_used_at: number | null }>
+  layers: Array<{ diff_id: string; erofs_size: number }>
+  blobs: Array<{ digest: string; size: number; media_type: string | null }>
+  manifestLayers: Array<{ manifest_digest: string; position: number; diff_id: string; blob_digest: string }>
+  configs: Array<{ digest: string }>
+  sandboxes: Array<{ name: string; manifest_digest: string }>
+  snapshots: Array<{ name: string; manifest_digest: string }>
+}
+
+/** Reads the index read-only, independently of the addon. An absent index reads as empty. */
+export function readIndex(home: string): IndexState {
+  const file = path.join(home, 'db', 'index.sqlite')
+  const empty: IndexState = { refs: [], manifests: [], layers: [], blobs: [], manifestLayers: [], configs: [], sandboxes: [], snapshots: [] }
+  if (!fs.existsSync(file)) return empty
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Database = require('better-sqlite3')
+  const db = new Database(file, { readonly: true, fileMustExist: true })
+  try {
+    return {
+      refs: db.prepare('SELECT * FROM image_refs ORDER BY reference').all(),
+      manifests: db.prepare('SELECT * FROM manifests ORDER BY digest').all(),
+      layers: db.prepare('SELECT * FROM layers ORDER BY diff_id').all(),
+      blobs: db.prepare('SELECT * FROM blobs ORDER BY digest').all(),
+      manifestLayers: db.prepare('SELECT * FROM manifest_layers ORDER BY manifest_digest, position').all(),
+      configs: db.prepare('SELECT digest FROM configs ORDER BY digest').all(),
+      sandboxes: db.prepare('SELECT * FROM sandboxes ORDER BY name').all(),
+      snapshots: db.prepare('SELECT * FROM snapshots ORDER BY name').all(),
+    }
+  } finally {
+    db.close()
+  }
+}
+
+const hex = (d: string): string => d.replace(/^sha256:/, '')
+
+/** The artifact files the index says exist, with their recorded sizes. */
+export function indexedFiles(state: IndexState): Map<string, number> {
+  const files = new Map<string, number>()
+  for (const b of state.blobs) files.set(`blobs/sha256/${hex(b.digest)}`, b.size)
+  for (const l of state.layers) files.set(`layers/sha256/${hex(l.diff_id)}.erofs`, l.erofs_size)
+  for (const m of state.manifests) {
+    if (m.fsmeta_size !== null) files.set(`fsmeta/sha256/${hex(m.digest)}.erofs`, m.fsmeta_size)
+    if (m.vmdk_size !== null) files.set(`vmdk/sha256/${hex(m.digest)}.vmdk`, m.vmdk_size)
+  }
+  return files
+}
+
+/**
+ * Everything that is wrong with a cache, as sentences (empty when it is
+ * consistent): indexed files missing or of the wrong size, artifact files
+ * no index row reaches, files left in tmp/, dangling rows, duplicates.
+ */
+export async function consistencyProblems(home: string): Promise<string[]> {
+  const problems: string[] = []
+  const state = readIndex(home)
+  const files = await artifactTree(home)
+  const indexed = indexedFiles(state)
+  for (const [p, size] of indexed) {
+    const f = files.get(p)
+    if (!f) problems.push(`indexed file missing: ${p}`)
+    else if (f.size !== size) problems.push(`indexed file ${p} is ${f.size} bytes, index says ${size}`)
+  }
+  for (const p of files.keys()) {
+    if (p.startsWith('tmp/')) problems.push(`file left in tmp/: ${p}`)
+    else if (!indexed.has(p)) problems.push(`unindexed artifact: ${p}`)
+  }
+  const manifests = new Set(state.manifests.map((m) => m.digest))
+  const layers = new Set(state.layers.map((l) => l.diff_id))
+  const blobs = new Set(state.blobs.map((b) => b.digest))
+  for (const r of state.refs) if (!manifests.has(r.manifest_digest)) problems.push(`ref ${r.reference} points at missing manifest ${r.manifest_digest}`)
+  for (const m of state.manifests) {
+    if (!blobs.has(m.digest)) problems.push(`manifest ${m.digest} has no blob row`)
+    if (!blobs.has(m.config_digest)) problems.push(`config ${m.config_digest} has no blob row`)
+    const ml = state.manifestLayers.filter((x) => x.manifest_digest === m.digest)
+    if (ml.length !== m.layer_count) problems.push(`manifest ${m.digest} has ${ml.length} layer rows, layer_count ${m.layer_count}`)
+    ml.forEach((x, i) => {
+      if (x.position !== i) problems.push(`manifest ${m.digest} layer positions are not 0..n-1`)
+    })
+  }
+  for (const x of state.manifestLayers) {
+    if (!layers.has(x.diff_id)) problems.push(`manifest layer ${x.diff_id} has no layers row`)
+    if (!blobs.has(x.blob_digest)) problems.push(`manifest layer blob ${x.blob_digest} has no blobs row`)
+  }
+  const dupes = (xs: string[]): string[] => xs.filter((x, i) => xs.indexOf(x) !== i)
+  for (const d of dupes(state.refs.map((r) => r.reference))) problems.push(`duplicate ref ${d}`)
+  for (const d of dupes(state.blobs.map((b) => b.digest))) problems.push(`duplicate blob ${d}`)
+  for (const d of dupes(state.layers.map((l) => l.diff_id))) problems.push(`duplicate layer ${d}`)
+  return problems
+}
+
+/**
+ * Runs `fsck.erofs` on every layer image, and on every fsmeta image with
+ * its manifest's layer images as the extra devices (in layer order, as the
+ * index records them); returns failures.
+ */
+export async function fsckProblems(home: string): Promise<string[]> {
+  const problems: string[] = []
+  const check = async (rel: string, devices: string[]): Promise<void> => {
+    try {
+      await run('fsck.erofs', [...devices.map((d) => `--device=${path.join(home, d)}`), path.join(home, rel)])
+    } catch (e) {
+      problems.push(`fsck.erofs ${rel}: ${(e as Error).message.split('\n').slice(0, 4).join(' | ')}`)
+    }
+  }
+  const state = readIndex(home)
+  const list = async (dir: string): Promise<string[]> => {
+    try {
+      return (await fsp.readdir(path.join(home, dir))).map((n) => `${dir}/${n}`)
+    } catch {
+      return []
+    }
+  }
+  for (const rel of await list('layers/sha256')) await check(rel, [])
+  for (const rel of await list('fsmeta/sha256')) {
+    const digest = 'sha256:' + path.basename(rel, '.erofs')
+    const layers = state.manifestLayers.filter((l) => l.manifest_digest === digest)
+    if (layers.length === 0) {
+      problems.push(`fsmeta ${rel} belongs to no indexed manifest`)
+      continue
+    }
+    await check(rel, layers.map((l) => `layers/sha256/${hex(l.diff_id)}.erofs`))
+  }
+  return problems
+}
+
+export interface ChildResult {
+  code: number | null
+  signal: NodeJS.Signals | null
+  stdout: string
+  stderr: string
+}
+
+/** Runs `cmd args` to completion, collecting output (never rejects). */
+export function spawnCollect(cmd: string, args: string[], opts: { cwd?: string; env?: NodeJS.ProcessEnv; timeoutMs?: number } = {}): Promise<ChildResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: opts.cwd, env: opts.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d) => (stdout += d))
+    child.stderr.on('data', (d) => (stderr += d))
+    const timer = opts.timeoutMs ? setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs) : undefined
+    child.on('error', reject)
+    child.on('close', (code, signal) => {
+      if (timer) clearTimeout(timer)
+      resolve({ code, signal, stdout, stderr })
+    })
+  })
+}
+
+/** Runs a CommonJS script with `node` (the package is `require(PACKAGE_ROOT)`-able as `msb`). */
+export function runNodeScript(source: string, env: NodeJS.ProcessEnv, opts: { cwd?: string; prefix?: string[]; timeoutMs?: number } = {}): Promise<ChildResult> {
+  const prefix = opts.prefix ?? []
+  const [cmd, ...rest] = [...prefix, process.execPath, '-e', source]
+  return spawnCollect(cmd, rest, { cwd: opts.cwd, env, timeoutMs: opts.timeoutMs ?? 120_000 })
+}
+
+/** Env for a child: this process's env with the given overrides (undefined deletes). */
+export function childEnv(overrides: Record<string, string | undefined>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env }
+  for (const [k, v] of Object.entries(overrides)) {
+    if (v === undefined) delete env[k]
+    else env[k] = v
+  }
+  return env
+}
+
+/** Sum of the sizes of the files under `dir`. */
+export async function bytesUnder(dir: string): Promise<number> {
+  let n = 0
+  for (const f of (await tree(dir)).values()) n += f.size
+  return n
+}
+
+export { execFile }
+
+export interface TreeEntry {
+  path: string
+  type: 'file' | 'dir' | 'symlink' | 'other'
+  mode: number
+  uid: number
+  gid: number
+  size?: number
+  sha256?: string
+  target?: string
+  /** Whole seconds; not reported for directories (adding children changes it on extraction). */
+  mtime?: number
+}
+
+/**
+ * Describes a directory tree for comparison: type, permission bits, owner,
+ * content hash, symlink target, mtime (non-directories). Hard links are not
+ * distinguished (extraction tools write them as copies).
+ */
+export async function describeTree(root: string): Promise<TreeEntry[]> {
+  const { createHash } = await import('crypto')
+  const out: TreeEntry[] = []
+  const walk = async (rel: string): Promise<void> => {
+    const abs = path.join(root, rel)
+    const st = await fsp.lstat(abs)
+    const base = { path: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid }
+    if (st.isDirectory()) {
+      out.push({ ...base, type: 'dir' })
+      for (const name of (await fsp.readdir(abs)).sort()) await walk(rel === '' ? name : `${rel}/${name}`)
+    } else if (st.isSymbolicLink()) {
+      out.push({ ...base, mode: 0, type: 'symlink', target: await fsp.readlink(abs), mtime: Math.floor(st.mtimeMs / 1000) })
+    } else if (st.isFile()) {
+      const sha = createHash('sha256').update(await fsp.readFile(abs)).digest('hex')
+      out.push({ ...base, type: 'file', size: st.size, sha256: sha, mtime: Math.floor(st.mtimeMs / 1000) })
+    } else {
+      out.push({ ...base, type: 'other', mtime: Math.floor(st.mtimeMs / 1000) })
+    }
+  }
+  await walk('')
+  return out
+}
+
+/** Extracts the merged root filesystem of an acquired image (fsmeta + layer devices) with fsck.erofs. */
+export async function extractRootDisk(fsmetaPath: string, layers: readonly string[], out: string): Promise<string> {
+  await run('fsck.erofs', [...layers.map((l) => `--device=${l}`), `--extract=${out}`, fsmetaPath])
+  return out
+}
+
+/** Awaits `p`, which must reject; returns the rejection (fails the test if it resolves). */
+export type Rejection = Error & { code?: string; reference?: string; path?: string; expected?: string; actual?: string; sandboxes?: string[] }
+
+export async function rejectionOf(p: Promise<unknown>): Promise<Rejection> {
+  let value: unknown
+  try {
+    value = await p
+  } catch (e) {
+    return e as Rejection
+  }
+  throw new Error(`expected a rejection, but it resolved to ${JSON.stringify(value)}`)
+}
+
+/**
+ * The on-disk bytes of an image's artifacts, from the digests the fixture
+ * knows: manifest and config blobs, each layer blob and layer EROFS, fsmeta
+ * and VMDK (what `ImageHandle.sizeBytes` documents).
+ */
+export async function footprintOf(home: string, image: { manifest: string; config: string; blobs: string[]; diffIds: string[] }): Promise<number> {
+  const files = [`blobs/sha256/${hex(image.manifest)}`, `blobs/sha256/${hex(image.config)}`, `fsmeta/sha256/${hex(image.manifest)}.erofs`, `vmdk/sha256/${hex(image.manifest)}.vmdk`]
+  for (const b of image.blobs) files.push(`blobs/sha256/${hex(b)}`)
+  for (const d of image.diffIds) files.push(`layers/sha256/${hex(d)}.erofs`)
+  let n = 0
+  for (const f of files) n += (await fsp.stat(path.join(home, f))).size
+  return n
+}
+
+/**
+ * The full `st_mode` (type and all 12 permission bits) of `file` in an EROFS
+ * image, read from the on-disk inode: `fsck.erofs --extract` drops setuid
+ * and setgid (it chowns after chmod) and `dump.erofs` prints only 0777.
+ * The inode number comes from `dump.erofs --path`; the superblock (at 1024)
+ * gives the block size (byte 12, log2) and meta_blkaddr (bytes 40-43); an
+ * inode is at meta_blkaddr * blksz + nid * 32 and i_mode at byte 4 of it,
+ * for compact and extended inodes alike.
+ */
+export async function erofsMode(image: string, file: string, devices: readonly string[] = []): Promise<number> {
+  const { stdout } = await run('dump.erofs', [...devices.map((d) => `--device=${d}`), `--path=${file}`, image])
+  const nid = /NID: (\d+)/.exec(stdout)
+  if (!nid) throw new Error(`dump.erofs found no ${file} in ${image}: ${stdout}`)
+  const fd = await fsp.open(image, 'r')
+  try {
+    const sb = Buffer.alloc(64)
+    await fd.read(sb, 0, 64, 1024)
+    const blksz = 2 ** sb[12]
+    const meta = sb.readUInt32LE(40)
+    const inode = Buffer.alloc(8)
+    await fd.read(inode, 0, 8, meta * blksz + Number(nid[1]) * 32)
+    return inode.readUInt16LE(4)
+  } finally {
+    await fd.close()
+  }
+}
+
+/** `describeTree` entries with setuid/setgid cleared on non-directories (what `fsck.erofs --extract` can reproduce). */
+export function withoutSetid(entries: TreeEntry[]): TreeEntry[] {
+  return entries.map((e) => (e.type === 'dir' ? e : { ...e, mode: e.mode & ~0o6000 }))
+}
