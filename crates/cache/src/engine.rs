@@ -23,7 +23,7 @@ use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
 use crate::reference::Reference;
 use crate::source::StoreBlobs;
-use crate::store::Store;
+use crate::store::{Artifact, Store};
 
 /// Registry settings file in the cache directory.
 pub const REGISTRY_SETTINGS: &str = "registries.json";
@@ -53,7 +53,10 @@ impl Cache {
     /// Opens (creating if needed) the cache in `home`.
     pub fn open(home: &Path) -> Result<Cache> {
         let store = Store::open(home)?;
-        let index = Index::open(&store.db_path())?;
+        let index = {
+            let _lock = store.lock_index()?;
+            Index::open(&store.db_path())?
+        };
         Ok(Cache { store, index })
     }
 
@@ -144,16 +147,18 @@ impl Cache {
     }
 
     /// Imports every image of an archive; returns one summary per reference.
+    /// Holds off the collector throughout, which would otherwise sweep a
+    /// decompressed archive in `tmp/` or a reference just recorded.
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
-        let mut archive = Archive::open(path, &self.store)?;
-        let images = archive.resolve(options)?;
-        let ingest_one = |image: &ingest::ResolvedImage, _: &mut Vec<()>| ingest::ingest(&self.store, &self.index, image, &archive, &|_| {});
-        parallel::map(&images, PARALLEL_IMAGES, ingest_one, &mut Vec::new())?;
-        let mut summaries = Vec::new();
-        for reference in images.iter().flat_map(|i| &i.references) {
-            summaries.push(self.get(&reference.to_string())?);
-        }
-        Ok(summaries)
+        ingest::leased(&self.store, &self.index, |published| {
+            let mut archive = Archive::open(path, &self.store)?;
+            let images = archive.resolve(options)?;
+            let ingest_one = |image: &ingest::ResolvedImage, mine: &mut Vec<Artifact>| {
+                ingest::ingest(&self.store, &self.index, image, &archive, &|_| {}, mine)
+            };
+            parallel::map(&images, PARALLEL_IMAGES, ingest_one, published)?;
+            images.iter().flat_map(|i| &i.references).map(|r| self.get(&r.to_string())).collect()
+        })
     }
 
     /// Brings the image `reference` names into the cache from its registry,
@@ -230,12 +235,14 @@ impl Cache {
     pub fn acquire(&self, reference: &str, sandbox: &str) -> Result<BootImage> {
         check_name("sandbox", sandbox)?;
         let parsed = parse_reference(reference)?;
-        let _lease = self.store.lock_ingest()?;
+        ingest::leased(&self.store, &self.index, |repaired| self.acquire_leased(&parsed, reference, sandbox, repaired))
+    }
+
+    fn acquire_leased(&self, parsed: &Reference, reference: &str, sandbox: &str, repaired: &mut Vec<Artifact>) -> Result<BootImage> {
         let summary = self.get(reference)?;
         let manifest = Digest::parse(&summary.manifest_digest).map_err(Error::Internal)?;
         let layers = self.index.read(|conn| read::layers_of(conn, manifest.as_str()))?;
         let mut diff_ids = Vec::with_capacity(layers.len());
-        let mut repaired = Vec::new();
         for layer in &layers {
             let diff_id = Digest::parse(&layer.diff_id).map_err(Error::Internal)?;
             if !self.store.layer_path(&diff_id).exists() {
@@ -244,12 +251,12 @@ impl Cache {
                     digest: Digest::parse(&layer.blob_digest).map_err(Error::Internal)?,
                     size: layer.compressed_size.unwrap_or_default(),
                 };
-                layer::materialize(&self.store, &StoreBlobs(&self.store), &blob, &diff_id, &mut repaired)?;
+                layer::materialize(&self.store, &StoreBlobs(&self.store), &blob, &diff_id, repaired)?;
             }
             diff_ids.push(diff_id);
         }
         let before = self.index.read(|conn| read::disk_artifacts(conn, manifest.as_str()))?;
-        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, &mut repaired)?;
+        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, repaired)?;
         self.store.sync_artifact_dirs()?;
         let config = self.index.write(|tx| {
             if before != Some((Some(sizes.fsmeta), Some(sizes.vmdk))) {

@@ -197,7 +197,7 @@ pub fn sweep_orphans(store: &Store, live: &LiveSet, report: &mut PruneReport) ->
         report.bytes_reclaimed += remove_tree(&path)?;
     }
     for (name, path) in entries(&store.locks_dir())? {
-        if !Store::is_gc_lock(&name) {
+        if !Store::is_permanent_lock(&name) {
             remove_tree(&path)?;
         }
     }

@@ -61,12 +61,15 @@ pub enum Milestone {
 /// Receives milestones; called from ingest threads.
 pub type Observer<'a> = &'a (dyn Fn(Milestone) + Sync);
 
-/// Adds `image` to the cache, reading from `source` only what the cache lacks.
-pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn BlobSource, observe: Observer<'_>) -> Result<()> {
+/// Runs `work` under the ingest lease (the collector waits, so nothing the
+/// work publishes or relies on is swept meanwhile). If it fails, the files
+/// it published are taken back, after the lease is released: taking back
+/// waits for the collector lock, which the lease would block.
+pub fn leased<T>(store: &Store, index: &Index, work: impl FnOnce(&mut Vec<Artifact>) -> Result<T>) -> Result<T> {
     let mut published = Vec::new();
     let result = {
         let _lease = store.lock_ingest()?;
-        add(store, index, image, source, observe, &mut published)
+        work(&mut published)
     };
     if result.is_err() && !published.is_empty() {
         // Best effort: the original error is what the caller needs to see.
@@ -77,12 +80,14 @@ pub fn ingest(store: &Store, index: &Index, image: &ResolvedImage, source: &dyn 
 
 /// Points `reference` at `manifest` if the cache holds it (a pull of a tag
 /// whose manifest is cached downloads nothing else); false if it does not.
-pub fn add_reference(store: &Store, index: &Index, reference: &Reference, manifest: &Digest) -> Result<bool> {
-    let _lease = store.lock_ingest()?;
+/// Runs under the caller's lease.
+pub fn add_reference(index: &Index, reference: &Reference, manifest: &Digest) -> Result<bool> {
     index.write(|tx| write::add_reference(tx, &reference.to_string(), &reference.repository(), manifest.as_str(), now_ms()))
 }
 
-fn add(
+/// Adds `image` to the cache, reading from `source` only what the cache
+/// lacks, under the caller's lease; files it publishes go to `published`.
+pub fn ingest(
     store: &Store,
     index: &Index,
     image: &ResolvedImage,

@@ -67,13 +67,28 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
         manifest_digest: digest.to_string(),
         layers: parsed.layers.iter().map(|l| (l.digest.to_string(), l.size)).collect(),
     });
-    if ingest::add_reference(store, index, reference, &digest)? {
-        for (layer, diff_id) in parsed.layers.iter().zip(cached_diff_ids(index, &digest)?) {
-            observe(PullEvent::LayerReady { digest: layer.digest.to_string(), diff_id });
+    ingest::leased(store, index, |published| {
+        if ingest::add_reference(index, reference, &digest)? {
+            for (layer, diff_id) in parsed.layers.iter().zip(cached_diff_ids(index, &digest)?) {
+                observe(PullEvent::LayerReady { digest: layer.digest.to_string(), diff_id });
+            }
+            observe(PullEvent::DiskReady { fsmeta: store.fsmeta_path(&digest), vmdk: store.vmdk_path(&digest) });
+            return Ok(digest);
         }
-        observe(PullEvent::DiskReady { fsmeta: store.fsmeta_path(&digest), vmdk: store.vmdk_path(&digest) });
-        return Ok(digest);
-    }
+        let image = fetch_image(reference, &client, digest.clone(), manifest_bytes, parsed)?;
+        let milestones = |milestone: Milestone| {
+            observe(match milestone {
+                Milestone::LayerReady { digest, diff_id } => PullEvent::LayerReady { digest: digest.to_string(), diff_id: diff_id.to_string() },
+                Milestone::DiskReady { fsmeta, vmdk } => PullEvent::DiskReady { fsmeta, vmdk },
+            })
+        };
+        ingest::ingest(store, index, &image, &client, &milestones, published)?;
+        Ok(digest)
+    })
+}
+
+/// The image to ingest: the resolved manifest and its fetched, parsed config.
+fn fetch_image(reference: &Reference, client: &Client, digest: Digest, manifest_bytes: Vec<u8>, parsed: manifest::Manifest) -> Result<ResolvedImage> {
     let config_bytes = client.fetch_config(&parsed)?;
     let config = manifest::parse_config(&config_bytes, &parsed.config.digest, parsed.layers.len()).map_err(|message| Error::Registry {
         registry: reference.domain().to_string(),
@@ -82,22 +97,7 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
         status: None,
         message,
     })?;
-    let image = ResolvedImage {
-        references: vec![reference.clone()],
-        manifest_digest: digest.clone(),
-        manifest_bytes,
-        manifest: parsed,
-        config_bytes,
-        config,
-    };
-    let milestones = |milestone: Milestone| {
-        observe(match milestone {
-            Milestone::LayerReady { digest, diff_id } => PullEvent::LayerReady { digest: digest.to_string(), diff_id: diff_id.to_string() },
-            Milestone::DiskReady { fsmeta, vmdk } => PullEvent::DiskReady { fsmeta, vmdk },
-        })
-    };
-    ingest::ingest(store, index, &image, &client, &milestones)?;
-    Ok(digest)
+    Ok(ResolvedImage { references: vec![reference.clone()], manifest_digest: digest, manifest_bytes, manifest: parsed, config_bytes, config })
 }
 
 fn cached_diff_ids(index: &Index, manifest: &Digest) -> Result<Vec<String>> {

@@ -27,6 +27,7 @@ pub const DIRS: [&str; 7] = ["db", "blobs/sha256", "layers/sha256", "fsmeta/sha2
 /// Directories holding artifacts that index rows name.
 const ARTIFACT_DIRS: [&str; 4] = ["blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256"];
 const GC_LOCK: &str = "gc.lock";
+const INDEX_LOCK: &str = "index.lock";
 
 /// A file the index can reach, named by kind and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -157,9 +158,16 @@ impl Store {
         FileLock::acquire(&self.locks_dir().join(format!("{kind}-{}.lock", digest.hex())), true)
     }
 
-    /// Whether `name` in `locks/` is the collector lock (never swept).
-    pub fn is_gc_lock(name: &str) -> bool {
-        name == GC_LOCK
+    /// Serializes opening (creating, migrating) the index across processes:
+    /// SQLite does not wait for a busy database while switching it to WAL.
+    pub fn lock_index(&self) -> Result<FileLock> {
+        FileLock::acquire(&self.locks_dir().join(INDEX_LOCK), true)
+    }
+
+    /// Whether `name` in `locks/` is a lock every process relies on, which
+    /// the collector must never sweep (unlike per-artifact locks).
+    pub fn is_permanent_lock(name: &str) -> bool {
+        name == GC_LOCK || name == INDEX_LOCK
     }
 }
 

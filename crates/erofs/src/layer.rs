@@ -111,6 +111,12 @@ impl Builder<'_> {
             return self.set_dir_meta(ROOT, &e);
         };
         let name: &[u8] = name;
+        // A whiteout under a path this layer made a non-directory (umoci
+        // writes `d` as a file, then `d/.wh.child`) hides nothing more: the
+        // file already replaces everything below `d`.
+        if name.starts_with(b".wh.") && self.tree.under_non_dir(parents) {
+            return Ok(());
+        }
         if name == b".wh..wh..opq" {
             let dir = self.tree.ensure_dir(parents);
             if let Kind::Dir { opaque, .. } = &mut self.tree.inodes[dir].kind {

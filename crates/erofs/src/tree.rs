@@ -139,6 +139,20 @@ impl Tree {
         Some(cur)
     }
 
+    /// Whether some prefix of `components` is a non-directory: a path under
+    /// it cannot exist, and a whiteout under it has nothing left to hide.
+    pub fn under_non_dir(&self, components: &[&[u8]]) -> bool {
+        let mut cur = ROOT;
+        for c in components {
+            match self.children(cur).and_then(|ch| ch.get(*c)) {
+                Some(&id) if self.inodes[id].is_dir() => cur = id,
+                Some(_) => return true,
+                None => return false,
+            }
+        }
+        false
+    }
+
     /// Returns the directory at `components`, creating implicit
     /// directories for missing ones and replacing non-directories in the
     /// way (a later entry wins, as when extracting).

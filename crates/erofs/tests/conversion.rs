@@ -62,6 +62,22 @@ fn whiteouts_become_overlay_entries() {
 }
 
 #[test]
+fn whiteouts_under_a_file_of_this_layer_are_moot() {
+    // umoci's diff for "directory d became a file": the file, then the
+    // whiteouts of the directory's old children.
+    let tar = ustar(&[
+        Member::file("d", b"now a file"),
+        Member::file("d/.wh.child", b""),
+        Member::file("d/.wh..wh..opq", b""),
+        Member::file("d/deeper/.wh.x", b""),
+    ]);
+    let (_t, img) = image(&tar);
+    let d = img.lookup(b"d").unwrap().unwrap();
+    assert!(d.is_regular(), "d stays the file the layer wrote");
+    assert_eq!(d.size, 10);
+}
+
+#[test]
 fn later_entries_win() {
     let tar = ustar(&[
         Member::dir("./"),

@@ -25,10 +25,14 @@ pub struct Index {
 }
 
 impl Index {
-    /// Opens the index at `path`, creating and migrating it as needed.
+    /// Opens the index at `path`, creating and migrating it as needed. The
+    /// caller holds the store's index lock, so only one process at a time
+    /// switches a new database to WAL or migrates it.
     pub fn open(path: &Path) -> Result<Index> {
         let index = Index { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
         let mut conn = index.connect()?;
+        // WAL (persistent in the file) lets readers run beside a writer.
+        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| index.classify(Error::Index(e)))?;
         schema::migrate(&mut conn).map_err(|e| index.classify(e))?;
         index.idle.lock().map_err(poisoned)?.push(conn);
         Ok(index)
@@ -39,9 +43,8 @@ impl Index {
         let setup = || -> rusqlite::Result<Connection> {
             let conn = Connection::open_with_flags(&self.path, flags)?;
             conn.busy_timeout(BUSY_TIMEOUT)?;
-            // WAL lets readers run beside a writer; FULL makes each commit durable
-            // before the collector deletes the files a commit dropped.
-            conn.pragma_update(None, "journal_mode", "WAL")?;
+            // FULL makes each commit durable before the collector deletes
+            // the files a commit dropped.
             conn.pragma_update(None, "synchronous", "FULL")?;
             conn.pragma_update(None, "foreign_keys", true)?;
             conn.set_prepared_statement_cache_capacity(64);
