@@ -14,13 +14,13 @@ import Database from 'better-sqlite3'
 
 import { Image } from '../index.js'
 import { writeLayout } from './fixtures.mjs'
+import { median } from './measure.mjs'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1000,10000' }, runs: { type: 'string', default: '15' } } })
 const sizes = values.sizes.split(',').map(Number)
 const runs = Number(values.runs)
 const LAYERS_PER_IMAGE = 5
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
 async function timeAsync(fn) {
   const t = performance.now()
   await fn()

@@ -7,8 +7,7 @@
 //
 //   node bench/layer.mjs [--work DIR] [--runs 3]
 // Needs: apt-get, dpkg, pigz, libdeflate-gunzip, mkfs.erofs, gzip, tar, a release build.
-import { execFileSync } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, unlinkSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -16,33 +15,19 @@ import { parseArgs } from 'node:util'
 
 import { Image } from '../index.js'
 import { Layout, plainLayer, tarWithFiles } from './fixtures.mjs'
+import { debianContent, median, sh, timed } from './measure.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const { values } = parseArgs({ options: { work: { type: 'string', default: join(tmpdir(), 'msb-layer-bench') }, runs: { type: 'string', default: '3' } } })
 const work = values.work
 const runs = Number(values.runs)
-const PACKAGES = ['linux-headers-6.1.0-47-common', 'golang-1.19-src', 'libboost1.74-dev', 'libllvm14', 'gcc-12', 'perl-modules-5.36', 'libpython3.11-stdlib']
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts })
-function timed(fn) {
-  const t = performance.now()
-  fn()
-  return (performance.now() - t) / 1000
-}
 
 mkdirSync(work, { recursive: true })
-const debs = join(work, 'debs')
-const content = join(work, 'content')
 const tarball = join(work, 'layer.tar.gz')
 
 // 1. The layer: Debian package contents, tar | gzip -6.
 if (!existsSync(tarball)) {
-  mkdirSync(debs, { recursive: true })
-  sh('apt-get', ['download', ...PACKAGES], { cwd: debs })
-  rmSync(content, { recursive: true, force: true })
-  mkdirSync(content)
-  for (const deb of readdirSync(debs)) sh('dpkg', ['-x', join(debs, deb), content])
+  const content = debianContent(work)
   sh('sh', ['-c', `tar -C '${content}' --sort=name --numeric-owner -cf - . | gzip -6 > '${tarball}.part' && mv '${tarball}.part' '${tarball}'`])
 }
 const files = Number(sh('sh', ['-c', `tar -tzf '${tarball}' | wc -l`]).toString().trim())

@@ -8,8 +8,8 @@
 // (perf_hooks.monitorEventLoopDelay) while a pull runs.
 //
 //   node bench/pull.mjs [--work DIR] [--runs 3]
-import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { availableParallelism, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
@@ -17,33 +17,19 @@ import { fileURLToPath } from 'node:url'
 import { parseArgs } from 'node:util'
 
 import { Layout } from './fixtures.mjs'
+import { debianContent, median, sh, timed } from './measure.mjs'
 
 const root = dirname(dirname(fileURLToPath(import.meta.url)))
 const { values } = parseArgs({ options: { work: { type: 'string', default: join(tmpdir(), 'msb-pull-bench') }, runs: { type: 'string', default: '3' } } })
 const work = values.work
 const runs = Number(values.runs)
 const LAYERS = 6
-const PACKAGES = ['linux-headers-6.1.0-47-common', 'golang-1.19-src', 'libboost1.74-dev', 'libllvm14', 'gcc-12', 'perl-modules-5.36', 'libpython3.11-stdlib']
-
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]
-const sh = (cmd, args, opts = {}) => execFileSync(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'], maxBuffer: 1 << 26, ...opts })
-const timed = (fn) => {
-  const t = performance.now()
-  fn()
-  return (performance.now() - t) / 1000
-}
 
 // 1. Layers: the content split into LAYERS groups of about equal size.
 mkdirSync(work, { recursive: true })
-const content = join(work, 'content')
 const layersDir = join(work, 'layers')
 if (!existsSync(join(layersDir, `layer-${LAYERS - 1}.tar.gz`))) {
-  const debs = join(work, 'debs')
-  mkdirSync(debs, { recursive: true })
-  sh('apt-get', ['download', ...PACKAGES], { cwd: debs })
-  rmSync(content, { recursive: true, force: true })
-  mkdirSync(content)
-  for (const deb of readdirSync(debs)) sh('dpkg', ['-x', join(debs, deb), content])
+  const content = debianContent(work)
   const entries = sh('find', ['.', '-mindepth', '1', '-printf', '%s %p\\n'], { cwd: content })
     .toString()
     .trim()

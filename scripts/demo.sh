@@ -8,6 +8,6 @@ cd "$(dirname "$0")/.."
 if ! command -v nasm >/dev/null || ! command -v autoreconf >/dev/null; then
   scripts/setup-debian.sh --build
 fi
-[ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
+[ -d node_modules/@napi-rs/cli ] || npm install --no-audit --no-fund
 npx napi build --platform --release
 exec node scripts/demo.mjs "$@"

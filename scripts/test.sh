@@ -16,7 +16,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     exit 1
   fi
 fi
-[ -d node_modules/@napi-rs/cli ] || npm ci --no-audit --no-fund
+[ -d node_modules/@napi-rs/cli ] || npm install --no-audit --no-fund
 host=$(rustc -vV | sed -n 's/^host: //p')
 npx napi build --platform --release
 # The generated binding must be committed in sync with the Rust code.
