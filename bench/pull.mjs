@@ -86,7 +86,10 @@ try {
   const ref = `127.0.0.1:${port}/bench/pull:v1`
   sh('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:bench.local/pull:v1`, `docker://${ref}`])
 
-  // 3. Ours: Image.pull in a child process (fresh cache each run), reporting its own numbers.
+  // 3. Ours: Image.pull in a child process (fresh cache each run), reporting
+  // its own numbers. Peak memory is VmHWM: getrusage's maxrss survives exec
+  // and would report this (large) parent's.
+  const peakRss = `Number(/VmHWM:\\s+(\\d+)/.exec(require('node:fs').readFileSync('/proc/self/status', 'utf8'))[1]) * 1024`
   const child = `
     const { monitorEventLoopDelay } = require('node:perf_hooks')
     const { Image } = require(${JSON.stringify(root)})
@@ -96,7 +99,7 @@ try {
     Image.pull(process.env.REF).then(() => {
       const seconds = (performance.now() - t) / 1000
       h.disable()
-      console.log(JSON.stringify({ seconds, p99: h.percentile(99) / 1e6, max: h.max / 1e6, rss: process.resourceUsage().maxRSS * 1024 }))
+      console.log(JSON.stringify({ seconds, p99: h.percentile(99) / 1e6, max: h.max / 1e6, rss: ${peakRss} }))
     }, (e) => { console.error(e); process.exit(1) })
   `
   const ours = []
@@ -107,7 +110,7 @@ try {
     rmSync(home, { recursive: true, force: true })
   }
   // Baseline memory of the same child without a pull, to show what the pull adds.
-  const idle = JSON.parse(sh(process.execPath, ['-e', `require(${JSON.stringify(root)}); console.log(JSON.stringify({ rss: process.resourceUsage().maxRSS * 1024 }))`]).toString())
+  const idle = JSON.parse(sh(process.execPath, ['-e', `require(${JSON.stringify(root)}); console.log(JSON.stringify({ rss: ${peakRss} }))`]).toString())
 
   // 4. skopeo copy to an OCI directory.
   const skopeo = []
