@@ -10,7 +10,7 @@
 //!   fsmeta/sha256/<hex>.erofs  merged metadata EROFS images, by manifest digest
 //!   vmdk/sha256/<hex>.vmdk     root-disk descriptors, by manifest digest
 //!   tmp/                       files being written; anything here after a crash is garbage
-//!   locks/                     lock files (gc.lock, one per artifact being built)
+//!   locks/                     lock files: gc.lock, index.lock, and 256 per artifact kind
 //! ```
 
 use std::fs::{self, File, OpenOptions};
@@ -153,9 +153,12 @@ impl Store {
     }
 
     /// Serializes the building of one artifact across threads and processes,
-    /// so two builders of the same layer end with one good copy.
+    /// so two builders of the same layer end with one good copy. Artifacts
+    /// share 256 lock files by digest prefix: the set stays bounded (a lock
+    /// file cannot safely be deleted while others may wait on it), and two
+    /// different artifacts rarely wait on each other.
     pub fn lock_artifact(&self, kind: &str, digest: &Digest) -> Result<FileLock> {
-        FileLock::acquire(&self.locks_dir().join(format!("{kind}-{}.lock", digest.hex())), true)
+        FileLock::acquire(&self.locks_dir().join(format!("{kind}-{}.lock", &digest.hex()[..2])), true)
     }
 
     /// Serializes opening (creating, migrating) the index across processes:
@@ -164,11 +167,6 @@ impl Store {
         FileLock::acquire(&self.locks_dir().join(INDEX_LOCK), true)
     }
 
-    /// Whether `name` in `locks/` is a lock every process relies on, which
-    /// the collector must never sweep (unlike per-artifact locks).
-    pub fn is_permanent_lock(name: &str) -> bool {
-        name == GC_LOCK || name == INDEX_LOCK
-    }
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {

@@ -17,6 +17,8 @@ use crate::error::{Error, Result};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_IDLE_CONNECTIONS: usize = 4;
+/// Page cache per connection, in KiB.
+const CACHE_KIB: i64 = 64 << 10;
 
 /// A pool of connections to one index file.
 pub struct Index {
@@ -46,6 +48,10 @@ impl Index {
             // FULL makes each commit durable before the collector deletes
             // the files a commit dropped.
             conn.pragma_update(None, "synchronous", "FULL")?;
+            // Big transactions (a prune of thousands of images) would spill a
+            // small page cache to the WAL over and over; pages are allocated
+            // only as used.
+            conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
             conn.pragma_update(None, "foreign_keys", true)?;
             conn.set_prepared_statement_cache_capacity(64);
             Ok(conn)
