@@ -23,7 +23,9 @@ pub fn string(value: Option<Unknown<'_>>, what: &str) -> cache::Result<String> {
 
 /// One string or an array of strings.
 pub fn strings(value: Option<Unknown<'_>>, what: &str) -> cache::Result<Vec<String>> {
-    let Some(v) = value else { return Err(invalid(format!("{what} must be a string or an array of strings"))) };
+    let Some(v) = value else {
+        return Err(invalid(format!("{what} must be a string or an array of strings")));
+    };
     if v.get_type().ok() == Some(ValueType::String) {
         return Ok(vec![string(Some(v), what)?]);
     }
@@ -40,7 +42,9 @@ pub fn options<'env>(value: Option<Unknown<'env>>, what: &str) -> cache::Result<
     match value.map(|v| (v.get_type().ok(), v)) {
         None | Some((Some(ValueType::Undefined | ValueType::Null), _)) => Ok(None),
         // SAFETY: the value was just checked to be an object.
-        Some((Some(ValueType::Object), v)) => unsafe { v.cast::<Object<'env>>() }.map(Some).map_err(|e| invalid(format!("{what}: {e}"))),
+        Some((Some(ValueType::Object), v)) => unsafe { v.cast::<Object<'env>>() }
+            .map(Some)
+            .map_err(|e| invalid(format!("{what}: {e}"))),
         _ => Err(invalid(format!("{what} must be an object"))),
     }
 }
@@ -78,5 +82,7 @@ pub fn opt_object<'env>(options: &Option<Object<'env>>, key: &str) -> cache::Res
 }
 
 fn options_of<'env>(v: Unknown<'env>, key: &str) -> cache::Result<Option<Object<'env>>> {
-    self::options(Some(v), key)?.map(Some).ok_or_else(|| invalid(format!("{key} must be an object")))
+    self::options(Some(v), key)?
+        .map(Some)
+        .ok_or_else(|| invalid(format!("{key} must be an object")))
 }

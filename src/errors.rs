@@ -9,7 +9,9 @@ use std::cell::RefCell;
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
-type Factory = FunctionRef<FnArgs<(String, String, Option<serde_json::Value>)>, Unknown<'static>>;
+/// `createError(code, message, details)`.
+type FactoryArgs = FnArgs<(String, String, Option<serde_json::Value>)>;
+type Factory = FunctionRef<FactoryArgs, Unknown<'static>>;
 
 thread_local! {
     /// The `createError` function of this thread's JavaScript environment.
@@ -18,8 +20,7 @@ thread_local! {
 
 /// Runs `install.js` on `exports` (error classes, ImageHandle inspection) and keeps the error factory.
 pub fn install(env: &Env, exports: &mut Object) -> Result<()> {
-    let installer: Function<'_, Object<'_>, Function<'_, FnArgs<(String, String, Option<serde_json::Value>)>, Unknown<'static>>> =
-        env.run_script(include_str!("install.js"))?;
+    let installer: Function<'_, Object<'_>, Function<'_, FactoryArgs, Unknown<'static>>> = env.run_script(include_str!("install.js"))?;
     let factory = installer.call(*exports)?;
     let factory = factory.create_ref()?;
     FACTORY.with(|f| f.replace(Some(factory)));
@@ -36,15 +37,23 @@ pub fn to_js(env: &Env, error: &cache::Error) -> Error {
         }
         cache::Error::Archive { path, .. } => Some(serde_json::json!({ "path": path })),
         cache::Error::Cache { path, .. } => Some(serde_json::json!({ "path": path.display().to_string() })),
-        cache::Error::Registry { registry, repository, digest, status, .. } => {
-            Some(serde_json::json!({ "registry": registry, "repository": repository, "digest": digest, "status": status }))
+        cache::Error::Registry {
+            registry,
+            repository,
+            digest,
+            status,
+            ..
+        } => Some(serde_json::json!({ "registry": registry, "repository": repository, "digest": digest, "status": status })),
+        cache::Error::Authentication { registry, repository, .. } => {
+            Some(serde_json::json!({ "registry": registry, "repository": repository }))
         }
-        cache::Error::Authentication { registry, repository, .. } => Some(serde_json::json!({ "registry": registry, "repository": repository })),
         _ => None,
     };
     let built = FACTORY.with(|f| -> Result<Error> {
         let factory = f.borrow();
-        let factory = factory.as_ref().ok_or_else(|| Error::from_reason("microsandbox error classes are not installed"))?;
+        let factory = factory
+            .as_ref()
+            .ok_or_else(|| Error::from_reason("microsandbox error classes are not installed"))?;
         let create = factory.borrow_back(env)?;
         let value = create.call((error.code().to_string(), error.to_string(), details).into())?;
         Ok(Error::from(value))

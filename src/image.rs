@@ -32,7 +32,11 @@ impl Image {
     /// Return every cached image, sorted by reference.
     #[napi(ts_return_type = "Promise<ImageHandle[]>")]
     pub fn list(env: &Env) -> Result<PromiseRaw<'_, Vec<ImageHandle>>> {
-        run(env, || Cache::from_env("list")?.list(), |all| all.into_iter().map(ImageHandle::from).collect())
+        run(
+            env,
+            || Cache::from_env("list")?.list(),
+            |all| all.into_iter().map(ImageHandle::from).collect(),
+        )
     }
 
     /// Return full detail for a cached image: handle metadata, parsed OCI
@@ -78,8 +82,15 @@ impl Image {
     /// zstd-compressed). Every blob is verified. `tag` names the archive's
     /// single image; `platform` (`os/arch[/variant]`, default the host's)
     /// picks from multi-platform indexes. Resolves to one handle per reference.
-    #[napi(ts_args_type = "path: string, opts?: { tag?: string; platform?: string }", ts_return_type = "Promise<ImageHandle[]>")]
-    pub fn load<'env>(env: &'env Env, path: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, Vec<ImageHandle>>> {
+    #[napi(
+        ts_args_type = "path: string, opts?: { tag?: string; platform?: string }",
+        ts_return_type = "Promise<ImageHandle[]>"
+    )]
+    pub fn load<'env>(
+        env: &'env Env,
+        path: Option<Unknown<'env>>,
+        opts: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, Vec<ImageHandle>>> {
         let parsed = (|| -> cache::Result<_> {
             let path = args::string(path, "path")?;
             let opts = args::options(opts, "opts")?;
@@ -111,7 +122,11 @@ impl Image {
         ts_args_type = "reference: string, opts?: { platform?: string; pullPolicy?: 'if-missing' | 'always' | 'never'; auth?: { username: string; password: string } | { token: string }; insecure?: boolean; mirrors?: Record<string, readonly string[]>; caBundles?: readonly string[]; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }",
         ts_return_type = "Promise<ImageHandle>"
     )]
-    pub fn pull<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageHandle>> {
+    pub fn pull<'env>(
+        env: &'env Env,
+        reference: Option<Unknown<'env>>,
+        opts: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ImageHandle>> {
         let mut call = pull::parse(env, reference, opts);
         let hook = call.as_mut().ok().and_then(|c| c.abort.take());
         run_then(
@@ -140,11 +155,16 @@ impl Image {
         let parsed = (|| -> cache::Result<_> {
             let references = args::strings(references, "references")?;
             let opts = args::options(opts, "opts")?;
-            let output = args::opt_string(&opts, "outputPath")?.ok_or_else(|| cache::Error::InvalidArgument("outputPath is required".into()))?;
+            let output =
+                args::opt_string(&opts, "outputPath")?.ok_or_else(|| cache::Error::InvalidArgument("outputPath is required".into()))?;
             let format = match args::opt_string(&opts, "format")?.as_deref() {
                 None | Some("docker") => Format::Docker,
                 Some("oci") => Format::Oci,
-                Some(other) => return Err(cache::Error::InvalidArgument(format!("format {other:?}: expected \"docker\" or \"oci\""))),
+                Some(other) => {
+                    return Err(cache::Error::InvalidArgument(format!(
+                        "format {other:?}: expected \"docker\" or \"oci\""
+                    )))
+                }
             };
             Ok((references, output, format))
         })();
@@ -161,8 +181,15 @@ impl Image {
     /// Record that sandbox `sandbox` uses the image (it becomes a GC root:
     /// prune and remove keep its files, and `lastUsedAt` is now), rebuild any
     /// missing artifact from cached layers, and return what the sandbox boots from.
-    #[napi(ts_args_type = "reference: string, opts: { sandbox: string }", ts_return_type = "Promise<AcquiredImage>")]
-    pub fn acquire<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, AcquiredImage>> {
+    #[napi(
+        ts_args_type = "reference: string, opts: { sandbox: string }",
+        ts_return_type = "Promise<AcquiredImage>"
+    )]
+    pub fn acquire<'env>(
+        env: &'env Env,
+        reference: Option<Unknown<'env>>,
+        opts: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, AcquiredImage>> {
         let parsed = (|| -> cache::Result<_> {
             let reference = args::string(reference, "reference")?;
             let opts = args::options(opts, "opts")?;
@@ -189,7 +216,11 @@ impl Image {
     /// Pin the image `reference` names for snapshot `name`: prune keeps it
     /// (and its references) until the snapshot is unpinned.
     #[napi(ts_args_type = "name: string, reference: string", ts_return_type = "Promise<void>")]
-    pub fn pin_snapshot<'env>(env: &'env Env, name: Option<Unknown<'env>>, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+    pub fn pin_snapshot<'env>(
+        env: &'env Env,
+        name: Option<Unknown<'env>>,
+        reference: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let parsed = args::string(name, "name").and_then(|n| Ok((n, args::string(reference, "reference")?)));
         run(
             env,
@@ -205,6 +236,10 @@ impl Image {
     #[napi(ts_args_type = "name: string", ts_return_type = "Promise<boolean>")]
     pub fn unpin_snapshot<'env>(env: &'env Env, name: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
         let name = args::string(name, "name");
-        run(env, move || Cache::from_env("unpinSnapshot")?.unpin_snapshot(&name?), |unpinned| unpinned)
+        run(
+            env,
+            move || Cache::from_env("unpinSnapshot")?.unpin_snapshot(&name?),
+            |unpinned| unpinned,
+        )
     }
 }

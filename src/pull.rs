@@ -32,6 +32,8 @@ pub struct PullCall {
 }
 
 type ProgressFn = ThreadsafeFunction<PullProgressEvent, Unknown<'static>, PullProgressEvent, Status, false>;
+/// `addEventListener` / `removeEventListener` of an `AbortSignal`.
+type ListenerMethod<'env> = Function<'env, FnArgs<(String, Function<'env, (), ()>)>, ()>;
 
 /// A listener on the caller's `AbortSignal`.
 pub struct AbortHook {
@@ -44,7 +46,7 @@ impl AbortHook {
     pub fn detach(self, env: &Env) {
         let detached = (|| -> Result<()> {
             let signal = self.signal.get_value(env)?;
-            let remove: Function<'_, FnArgs<(String, Function<'_, (), ()>)>, ()> = signal.get_named_property("removeEventListener")?;
+            let remove: ListenerMethod<'_> = signal.get_named_property("removeEventListener")?;
             remove.apply(signal, (String::from("abort"), self.listener.borrow_back(env)?).into())?;
             Ok(())
         })();
@@ -61,7 +63,11 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         None | Some("if-missing") => PullPolicy::IfMissing,
         Some("always") => PullPolicy::Always,
         Some("never") => PullPolicy::Never,
-        Some(other) => return Err(invalid(format!("pullPolicy {other:?}: expected \"if-missing\", \"always\" or \"never\""))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "pullPolicy {other:?}: expected \"if-missing\", \"always\" or \"never\""
+            )))
+        }
     };
     let mut options = PullOptions::default();
     if let Some(platform) = args::opt_string(&opts, "platform")? {
@@ -71,7 +77,10 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
     options.auth = auth(&opts)?;
     if let Some(mirrors) = args::opt_object(&opts, "mirrors")? {
         for host in Object::keys(&mirrors).map_err(|e| invalid(format!("mirrors: {e}")))? {
-            let list = args::strings(mirrors.get(&host).map_err(|e| invalid(format!("mirrors: {e}")))?, &format!("mirrors[{host:?}]"))?;
+            let list = args::strings(
+                mirrors.get(&host).map_err(|e| invalid(format!("mirrors: {e}")))?,
+                &format!("mirrors[{host:?}]"),
+            )?;
             options.config.mirrors.insert(host, list);
         }
     }
@@ -85,7 +94,13 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         None => None,
     };
     options.cancel = Some(cancel);
-    Ok(PullCall { reference, policy, options, observer, abort })
+    Ok(PullCall {
+        reference,
+        policy,
+        options,
+        observer,
+        abort,
+    })
 }
 
 fn invalid(message: String) -> Error {
@@ -93,7 +108,9 @@ fn invalid(message: String) -> Error {
 }
 
 fn auth(opts: &Option<Object<'_>>) -> cache::Result<Option<Credentials>> {
-    let Some(auth) = args::opt_object(opts, "auth")? else { return Ok(None) };
+    let Some(auth) = args::opt_object(opts, "auth")? else {
+        return Ok(None);
+    };
     let auth = Some(auth);
     let token = args::opt_string(&auth, "token")?;
     let username = args::opt_string(&auth, "username")?;
@@ -107,12 +124,15 @@ fn auth(opts: &Option<Object<'_>>) -> cache::Result<Option<Credentials>> {
 
 /// The engine observer: forwards events to `onProgress`, if given.
 fn progress(opts: &Option<Object<'_>>) -> cache::Result<PullObserver> {
-    let Some(callback) = args::field(opts, "onProgress")? else { return Ok(Arc::new(|_| {})) };
+    let Some(callback) = args::field(opts, "onProgress")? else {
+        return Ok(Arc::new(|_| {}));
+    };
     if callback.get_type().ok() != Some(ValueType::Function) {
         return Err(invalid("onProgress must be a function".into()));
     }
     // SAFETY: the value was just checked to be a function.
-    let function = unsafe { callback.cast::<Function<'_, PullProgressEvent, Unknown<'static>>>() }.map_err(|e| invalid(format!("onProgress: {e}")))?;
+    let function =
+        unsafe { callback.cast::<Function<'_, PullProgressEvent, Unknown<'static>>>() }.map_err(|e| invalid(format!("onProgress: {e}")))?;
     let tsfn: ProgressFn = function
         .build_threadsafe_function::<PullProgressEvent>()
         .callee_handled::<false>()
@@ -132,7 +152,11 @@ fn listen(env: &Env, signal: Unknown<'_>, cancel: Arc<AtomicBool>) -> cache::Res
     }
     // SAFETY: the value was just checked to be an object.
     let signal = unsafe { signal.cast::<Object<'_>>() }.map_err(|_| not_a_signal())?;
-    let aborted: bool = signal.get_named_property::<Unknown<'_>>("aborted").ok().and_then(|v| unsafe { v.cast::<bool>() }.ok()).ok_or_else(not_a_signal)?;
+    let aborted: bool = signal
+        .get_named_property::<Unknown<'_>>("aborted")
+        .ok()
+        .and_then(|v| unsafe { v.cast::<bool>() }.ok())
+        .ok_or_else(not_a_signal)?;
     if aborted {
         return Err(Error::Aborted);
     }
@@ -143,8 +167,9 @@ fn listen(env: &Env, signal: Unknown<'_>, cancel: Arc<AtomicBool>) -> cache::Res
             Ok(())
         })
         .map_err(|_| not_a_signal())?;
-    let add: Function<'_, FnArgs<(String, Function<'_, (), ()>)>, ()> = signal.get_named_property("addEventListener").map_err(|_| not_a_signal())?;
-    add.apply(signal, (String::from("abort"), listener).into()).map_err(|_| not_a_signal())?;
+    let add: ListenerMethod<'_> = signal.get_named_property("addEventListener").map_err(|_| not_a_signal())?;
+    add.apply(signal, (String::from("abort"), listener).into())
+        .map_err(|_| not_a_signal())?;
     Ok(AbortHook {
         signal: signal.create_ref().map_err(|_| not_a_signal())?,
         listener: listener.create_ref().map_err(|_| not_a_signal())?,

@@ -46,7 +46,9 @@ where
     });
     env.spawn_future_with_callback(
         async move {
-            Ok(blocking.await.unwrap_or_else(|e| Err(cache::Error::Internal(format!("worker failed: {e}")))))
+            Ok(blocking
+                .await
+                .unwrap_or_else(|e| Err(cache::Error::Internal(format!("worker failed: {e}")))))
         },
         move |env, result| finish(env, result).map_err(|error| errors::to_js(env, &error)),
     )

@@ -336,22 +336,44 @@ impl From<cache::PullEvent> for PullProgressEvent {
         match event {
             Resolved { manifest_digest, layers } => PullProgressEvent {
                 manifest_digest: Some(manifest_digest),
-                layers: Some(layers.into_iter().map(|(digest, size)| PullLayer { digest, size: size as f64 }).collect()),
+                layers: Some(
+                    layers
+                        .into_iter()
+                        .map(|(digest, size)| PullLayer { digest, size: size as f64 })
+                        .collect(),
+                ),
                 ..Self::of("resolved")
             },
-            Download { digest, downloaded, total } => {
-                PullProgressEvent { digest: Some(digest), downloaded: Some(downloaded as f64), total: Some(total as f64), ..Self::of("download") }
-            }
-            Retry { digest, attempt, reason } => PullProgressEvent { digest, attempt: Some(attempt), reason: Some(reason), ..Self::of("retry") },
-            LayerReady { digest, diff_id } => PullProgressEvent { digest: Some(digest), diff_id: Some(diff_id), ..Self::of("layer") },
+            Download { digest, downloaded, total } => PullProgressEvent {
+                digest: Some(digest),
+                downloaded: Some(downloaded as f64),
+                total: Some(total as f64),
+                ..Self::of("download")
+            },
+            Retry { digest, attempt, reason } => PullProgressEvent {
+                digest,
+                attempt: Some(attempt),
+                reason: Some(reason),
+                ..Self::of("retry")
+            },
+            LayerReady { digest, diff_id } => PullProgressEvent {
+                digest: Some(digest),
+                diff_id: Some(diff_id),
+                ..Self::of("layer")
+            },
             DiskReady { fsmeta, vmdk } => PullProgressEvent {
                 fsmeta_path: Some(fsmeta.display().to_string()),
                 vmdk_path: Some(vmdk.display().to_string()),
                 ..Self::of("disk")
             },
-            Complete { reference, manifest_digest } => {
-                PullProgressEvent { reference: Some(reference), manifest_digest: Some(manifest_digest), ..Self::of("complete") }
-            }
+            Complete {
+                reference,
+                manifest_digest,
+            } => PullProgressEvent {
+                reference: Some(reference),
+                manifest_digest: Some(manifest_digest),
+                ..Self::of("complete")
+            },
         }
     }
 }

@@ -28,7 +28,9 @@ impl Backend {
         match std::env::var(BACKEND_VAR).unwrap_or_default().as_str() {
             "" | "local" => Ok(Backend::Local(home()?)),
             "cloud" => Ok(Backend::Cloud),
-            other => Err(Error::InvalidArgument(format!("{BACKEND_VAR}={other:?}: expected \"local\" or \"cloud\""))),
+            other => Err(Error::InvalidArgument(format!(
+                "{BACKEND_VAR}={other:?}: expected \"local\" or \"cloud\""
+            ))),
         }
     }
 

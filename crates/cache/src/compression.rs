@@ -7,8 +7,9 @@ use std::io::{self, BufRead, Read};
 
 /// A decompressing reader over `T`, or `T` itself for uncompressed data.
 pub enum Decoder<T: BufRead> {
-    /// gzip, one or more members; CRC and length checked.
-    Gzip(isal::read::GzipDecoder<T>),
+    /// gzip, one or more members; CRC and length checked. Boxed: ISA-L's
+    /// state is large, and the other variants need not carry its size.
+    Gzip(Box<isal::read::GzipDecoder<T>>),
     /// zstd frames.
     Zstd(zstd::stream::read::Decoder<'static, T>),
     /// Not compressed.
@@ -20,7 +21,7 @@ impl<T: BufRead> Decoder<T> {
     pub fn sniff(mut input: T) -> io::Result<Self> {
         let head = input.fill_buf()?;
         Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Decoder::Gzip(isal::read::GzipDecoder::new(input))
+            Decoder::Gzip(Box::new(isal::read::GzipDecoder::new(input)))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input)?)
         } else {

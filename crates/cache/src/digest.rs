@@ -77,7 +77,11 @@ pub struct HashingReader<R> {
 impl<R: Read> HashingReader<R> {
     /// Wraps `inner`; nothing is hashed until it is read.
     pub fn new(inner: R) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0 }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// Reads whatever the consumer left unread, so the digest covers the whole stream.
@@ -115,7 +119,11 @@ pub struct HashingWriter<W> {
 impl<W: Write> HashingWriter<W> {
     /// Wraps `inner`.
     pub fn new(inner: W) -> Self {
-        HashingWriter { inner, hasher: Sha256::new(), count: 0 }
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+        }
     }
 
     /// The digest and length of everything written, and the inner writer.
@@ -149,7 +157,11 @@ pub fn verify(what: &str, expected: &Digest, expected_size: Option<u64>, actual:
         }
     }
     if expected != actual {
-        return Err(Error::DigestMismatch { what: what.to_string(), expected: expected.to_string(), actual: actual.to_string() });
+        return Err(Error::DigestMismatch {
+            what: what.to_string(),
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        });
     }
     Ok(())
 }
@@ -161,7 +173,10 @@ mod tests {
     #[test]
     fn parses_and_hashes() {
         let d = Digest::of(b"");
-        assert_eq!(d.as_str(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            d.as_str(),
+            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
         assert_eq!(Digest::parse(d.as_str()).unwrap(), d);
         assert!(Digest::parse("sha256:E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855").is_err());
         assert!(Digest::parse("sha512:00").is_err());
@@ -184,6 +199,9 @@ mod tests {
         let d = Digest::of(b"x");
         assert!(verify("blob", &d, Some(1), &d, 1).is_ok());
         assert!(matches!(verify("blob", &d, Some(2), &d, 1), Err(Error::DigestMismatch { .. })));
-        assert!(matches!(verify("blob", &d, None, &Digest::of(b"y"), 1), Err(Error::DigestMismatch { .. })));
+        assert!(matches!(
+            verify("blob", &d, None, &Digest::of(b"y"), 1),
+            Err(Error::DigestMismatch { .. })
+        ));
     }
 }

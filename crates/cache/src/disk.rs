@@ -30,11 +30,17 @@ pub fn ensure(store: &Store, manifest: &Digest, layers: &[Digest], published: &m
     let layer_paths: Vec<PathBuf> = layers.iter().map(|d| store.layer_path(d)).collect();
     if !fsmeta_path.exists() {
         let tags: Vec<String> = layers.iter().map(|d| d.hex().to_string()).collect();
-        let inputs: Vec<erofs::FsmetaLayer<'_>> =
-            layer_paths.iter().zip(&tags).map(|(path, tag)| erofs::FsmetaLayer { path, tag: tag.as_bytes() }).collect();
+        let inputs: Vec<erofs::FsmetaLayer<'_>> = layer_paths
+            .iter()
+            .zip(&tags)
+            .map(|(path, tag)| erofs::FsmetaLayer { path, tag: tag.as_bytes() })
+            .collect();
         let mut tmp = store.temp_file()?;
         erofs::build_fsmeta(&inputs, tmp.file()).map_err(|e| match e {
-            erofs::Error::Io(source) => Error::Cache { path: tmp.path().to_path_buf(), source },
+            erofs::Error::Io(source) => Error::Cache {
+                path: tmp.path().to_path_buf(),
+                source,
+            },
             other => Error::Internal(format!("cannot build fsmeta for {manifest}: {other}")),
         })?;
         tmp.publish(&fsmeta_path)?;
@@ -42,7 +48,10 @@ pub fn ensure(store: &Store, manifest: &Digest, layers: &[Digest], published: &m
     }
     let size = |path: &PathBuf| fs::metadata(path).map(|m| m.len()).map_err(Error::cache(path));
     let fsmeta = size(&fsmeta_path)?;
-    let mut extents = vec![Extent { path: &fsmeta_path, size: fsmeta }];
+    let mut extents = vec![Extent {
+        path: &fsmeta_path,
+        size: fsmeta,
+    }];
     for path in &layer_paths {
         extents.push(Extent { path, size: size(path)? });
     }
@@ -53,5 +62,8 @@ pub fn ensure(store: &Store, manifest: &Digest, layers: &[Digest], published: &m
         store.write_atomic(&vmdk_path, descriptor.as_bytes())?;
         published.push(Artifact::Vmdk(manifest.clone()));
     }
-    Ok(DiskSizes { fsmeta, vmdk: descriptor.len() as u64 })
+    Ok(DiskSizes {
+        fsmeta,
+        vmdk: descriptor.len() as u64,
+    })
 }

@@ -16,12 +16,12 @@ use crate::gc;
 use crate::index::{now_ms, read, write, Index};
 use crate::ingest;
 use crate::layer;
-use crate::parallel;
-use crate::pull::{self, PullEvent, PullObserver, PullPolicy};
-use crate::registry::{PullOptions, RegistryConfig};
 use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
+use crate::parallel;
+use crate::pull::{self, PullEvent, PullObserver, PullPolicy};
 use crate::reference::Reference;
+use crate::registry::{PullOptions, RegistryConfig};
 use crate::source::StoreBlobs;
 use crate::store::{Artifact, Store};
 
@@ -39,12 +39,17 @@ pub struct Cache {
 
 /// Parses a user-supplied reference.
 pub fn parse_reference(reference: &str) -> Result<Reference> {
-    Reference::parse(reference).map_err(|reason| Error::InvalidReference { reference: reference.to_string(), reason })
+    Reference::parse(reference).map_err(|reason| Error::InvalidReference {
+        reference: reference.to_string(),
+        reason,
+    })
 }
 
 fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
-        return Err(Error::InvalidArgument(format!("{kind} name {name:?} must be 1-255 printable characters")));
+        return Err(Error::InvalidArgument(format!(
+            "{kind} name {name:?} must be 1-255 printable characters"
+        )));
     }
     Ok(())
 }
@@ -88,7 +93,9 @@ impl Cache {
     /// The image a reference names.
     pub fn get(&self, reference: &str) -> Result<ImageSummary> {
         let parsed = parse_reference(reference)?;
-        self.index.read(|conn| read::find(conn, &parsed))?.ok_or_else(|| Error::not_cached(reference))
+        self.index
+            .read(|conn| read::find(conn, &parsed))?
+            .ok_or_else(|| Error::not_cached(reference))
     }
 
     /// Every cached reference, sorted.
@@ -127,7 +134,10 @@ impl Cache {
                 if !sandboxes.is_empty() {
                     sandboxes.sort();
                     sandboxes.dedup();
-                    return Err(Error::ImageInUse { reference: reference.to_string(), sandboxes });
+                    return Err(Error::ImageInUse {
+                        reference: reference.to_string(),
+                        sandboxes,
+                    });
                 }
             }
             gc::remove_rows(tx, &refs)
@@ -157,7 +167,11 @@ impl Cache {
                 ingest::ingest(&self.store, &self.index, image, &archive, &|_| {}, mine)
             };
             parallel::map(&images, PARALLEL_IMAGES, ingest_one, published)?;
-            images.iter().flat_map(|i| &i.references).map(|r| self.get(&r.to_string())).collect()
+            images
+                .iter()
+                .flat_map(|i| &i.references)
+                .map(|r| self.get(&r.to_string()))
+                .collect()
         })
     }
 
@@ -191,7 +205,10 @@ impl Cache {
                 self.get(reference)?
             }
         };
-        observe(PullEvent::Complete { reference: summary.reference.clone(), manifest_digest: summary.manifest_digest.clone() });
+        observe(PullEvent::Complete {
+            reference: summary.reference.clone(),
+            manifest_digest: summary.manifest_digest.clone(),
+        });
         Ok(summary)
     }
 
@@ -217,15 +234,25 @@ impl Cache {
     fn save_image(&self, reference: Reference, manifest: Digest) -> Result<SaveImage> {
         self.index.read(|conn| {
             let blob = |digest: &str| -> Result<Descriptor> {
-                let (size, media_type) = read::blob(conn, digest)?.ok_or_else(|| Error::Internal(format!("blob {digest} is not indexed")))?;
-                Ok(Descriptor { media_type: media_type.unwrap_or_default(), digest: Digest::parse(digest).map_err(Error::Internal)?, size })
+                let (size, media_type) =
+                    read::blob(conn, digest)?.ok_or_else(|| Error::Internal(format!("blob {digest} is not indexed")))?;
+                Ok(Descriptor {
+                    media_type: media_type.unwrap_or_default(),
+                    digest: Digest::parse(digest).map_err(Error::Internal)?,
+                    size,
+                })
             };
             let config = read::config_of(conn, manifest.as_str())?.ok_or_else(|| Error::Internal(format!("{manifest} has no config")))?;
             let layers = read::layers_of(conn, manifest.as_str())?
                 .into_iter()
                 .map(|l| Ok((blob(&l.blob_digest)?, Digest::parse(&l.diff_id).map_err(Error::Internal)?)))
                 .collect::<Result<_>>()?;
-            Ok(SaveImage { references: vec![reference], manifest: blob(manifest.as_str())?, config: blob(&config.digest)?, layers })
+            Ok(SaveImage {
+                references: vec![reference],
+                manifest: blob(manifest.as_str())?,
+                config: blob(&config.digest)?,
+                layers,
+            })
         })
     }
 
@@ -235,7 +262,9 @@ impl Cache {
     pub fn acquire(&self, reference: &str, sandbox: &str) -> Result<BootImage> {
         check_name("sandbox", sandbox)?;
         let parsed = parse_reference(reference)?;
-        ingest::leased(&self.store, &self.index, |repaired| self.acquire_leased(&parsed, reference, sandbox, repaired))
+        ingest::leased(&self.store, &self.index, |repaired| {
+            self.acquire_leased(&parsed, reference, sandbox, repaired)
+        })
     }
 
     fn acquire_leased(&self, parsed: &Reference, reference: &str, sandbox: &str, repaired: &mut Vec<Artifact>) -> Result<BootImage> {

@@ -31,10 +31,20 @@ pub enum Error {
     InvalidLayer { layer: String, message: String },
     /// A registry failed or refused a request (never includes credentials).
     #[error("registry {registry}, repository {repository}{}: {message}", digest.as_ref().map(|d| format!(", {d}")).unwrap_or_default())]
-    Registry { registry: String, repository: String, digest: Option<String>, status: Option<u16>, message: String },
+    Registry {
+        registry: String,
+        repository: String,
+        digest: Option<String>,
+        status: Option<u16>,
+        message: String,
+    },
     /// The registry wants credentials we lack, or refused the ones we sent.
     #[error("registry {registry}, repository {repository}: authentication failed: {message}")]
-    Authentication { registry: String, repository: String, message: String },
+    Authentication {
+        registry: String,
+        repository: String,
+        message: String,
+    },
     /// The caller aborted the operation (an `AbortSignal`).
     #[error("operation aborted")]
     Aborted,
@@ -81,12 +91,18 @@ impl Error {
 
     /// The reference is not in the local cache.
     pub fn not_cached(reference: &str) -> Error {
-        Error::ImageNotFound { reference: reference.to_string(), location: "the local cache".into() }
+        Error::ImageNotFound {
+            reference: reference.to_string(),
+            location: "the local cache".into(),
+        }
     }
 
     /// Builds an archive error for `path`.
     pub fn archive(path: impl AsRef<Path>, message: impl Into<String>) -> Error {
-        Error::Archive { path: path.as_ref().display().to_string(), message: message.into() }
+        Error::Archive {
+            path: path.as_ref().display().to_string(),
+            message: message.into(),
+        }
     }
 }
 

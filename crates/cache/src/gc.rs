@@ -41,7 +41,11 @@ pub fn prune_rows(tx: &Transaction<'_>) -> Result<Doomed> {
         [],
     )? as u64;
     let manifests = returning(tx, &format!("DELETE FROM manifests WHERE {UNROOTED} RETURNING digest"), params![])?;
-    Ok(Doomed { refs_removed, manifests, ..unreachable_content(tx)? })
+    Ok(Doomed {
+        refs_removed,
+        manifests,
+        ..unreachable_content(tx)?
+    })
 }
 
 /// Drops the given references, then whichever of their manifests (and the
@@ -50,14 +54,20 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
     let mut refs_removed = 0;
     let mut manifests = Vec::new();
     for (reference, _) in refs {
-        refs_removed += tx.prepare_cached("DELETE FROM image_refs WHERE reference = ?1")?.execute([reference])? as u64;
+        refs_removed += tx
+            .prepare_cached("DELETE FROM image_refs WHERE reference = ?1")?
+            .execute([reference])? as u64;
     }
     let candidates: HashSet<&String> = refs.iter().map(|(_, manifest)| manifest).collect();
     for manifest in candidates {
         let sql = format!("DELETE FROM manifests WHERE digest = ?1 AND {UNROOTED} RETURNING digest");
         manifests.extend(returning(tx, &sql, params![manifest])?);
     }
-    Ok(Doomed { refs_removed, manifests, ..unreachable_content(tx)? })
+    Ok(Doomed {
+        refs_removed,
+        manifests,
+        ..unreachable_content(tx)?
+    })
 }
 
 /// Layers, configs and blobs that no remaining manifest reaches.
@@ -67,7 +77,10 @@ fn unreachable_content(tx: &Transaction<'_>) -> Result<Doomed> {
         "DELETE FROM layers WHERE NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = layers.diff_id) RETURNING diff_id",
         params![],
     )?;
-    tx.execute("DELETE FROM configs WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)", [])?;
+    tx.execute(
+        "DELETE FROM configs WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)",
+        [],
+    )?;
     let blobs = returning(
         tx,
         "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = blobs.digest) \
@@ -75,7 +88,11 @@ fn unreachable_content(tx: &Transaction<'_>) -> Result<Doomed> {
          AND NOT EXISTS (SELECT 1 FROM manifest_layers WHERE blob_digest = blobs.digest) RETURNING digest",
         params![],
     )?;
-    Ok(Doomed { layers, blobs, ..Doomed::default() })
+    Ok(Doomed {
+        layers,
+        blobs,
+        ..Doomed::default()
+    })
 }
 
 fn returning(tx: &Transaction<'_>, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>> {
@@ -127,7 +144,10 @@ pub fn delete_files(store: &Store, doomed: &Doomed) -> Result<PruneReport> {
 }
 
 fn parse_all(digests: &[String]) -> Result<Vec<Digest>> {
-    digests.iter().map(|d| Digest::parse(d).map_err(|e| Error::Internal(format!("index holds a bad digest: {e}")))).collect()
+    digests
+        .iter()
+        .map(|d| Digest::parse(d).map_err(|e| Error::Internal(format!("index holds a bad digest: {e}"))))
+        .collect()
 }
 
 /// Removes `path`, returning its size, or None when it was already gone.

@@ -12,8 +12,8 @@ use crate::gc;
 use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, Index};
 use crate::layer;
-use crate::parallel;
 use crate::manifest::{Config, Descriptor, Manifest};
+use crate::parallel;
 use crate::reference::Reference;
 use crate::source::BlobSource;
 use crate::store::{Artifact, Store};
@@ -105,7 +105,10 @@ pub fn ingest(
         size: image.config_bytes.len() as u64,
         media_type: Some(image.manifest.config.media_type.clone()),
     };
-    for (digest, bytes) in [(&image.manifest_digest, &image.manifest_bytes), (&image.manifest.config.digest, &image.config_bytes)] {
+    for (digest, bytes) in [
+        (&image.manifest_digest, &image.manifest_bytes),
+        (&image.manifest.config.digest, &image.config_bytes),
+    ] {
         let path = store.blob_path(digest);
         if !path.exists() {
             store.write_atomic(&path, bytes)?;
@@ -114,7 +117,10 @@ pub fn ingest(
     }
     let layers = materialize_layers(store, image, source, observe, published)?;
     let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
-    observe(Milestone::DiskReady { fsmeta: store.fsmeta_path(&image.manifest_digest), vmdk: store.vmdk_path(&image.manifest_digest) });
+    observe(Milestone::DiskReady {
+        fsmeta: store.fsmeta_path(&image.manifest_digest),
+        vmdk: store.vmdk_path(&image.manifest_digest),
+    });
     // Renames must be durable before a row points at their result.
     store.sync_artifact_dirs()?;
     let record = ImageRecord {
@@ -144,7 +150,10 @@ fn materialize_layers(
     let jobs: Vec<_> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
     let convert = |(blob, diff_id): &(&Descriptor, &Digest), mine: &mut Vec<Artifact>| {
         let record = layer::materialize(store, source, blob, diff_id, mine)?;
-        observe(Milestone::LayerReady { digest: blob.digest.clone(), diff_id: (*diff_id).clone() });
+        observe(Milestone::LayerReady {
+            digest: blob.digest.clone(),
+            diff_id: (*diff_id).clone(),
+        });
         Ok(record)
     };
     parallel::map(&jobs, PARALLEL_LAYERS, convert, published)

@@ -49,7 +49,13 @@ pub fn materialize(
         // also broke decompression or the tar), then a bad layer.
         let blame = |failure: Failure| failure.into_error(source, blob, diff_id);
         let (blob_digest, blob_size) = pass.blob.map_err(blame)?;
-        digest::verify(&format!("layer blob {}", blob.digest), &blob.digest, Some(blob.size), &blob_digest, blob_size)?;
+        digest::verify(
+            &format!("layer blob {}", blob.digest),
+            &blob.digest,
+            Some(blob.size),
+            &blob_digest,
+            blob_size,
+        )?;
         if let Some(e) = pass.decode_error {
             return Err(blame(Failure::Decompress(e)));
         }
@@ -67,7 +73,11 @@ pub fn materialize(
     let erofs_size = std::fs::metadata(&erofs_path).map_err(Error::cache(&erofs_path))?.len();
     Ok(LayerRecord {
         diff_id: diff_id.to_string(),
-        blob: BlobRecord { digest: blob.digest.to_string(), size: blob.size, media_type: Some(blob.media_type.clone()) },
+        blob: BlobRecord {
+            digest: blob.digest.to_string(),
+            size: blob.size,
+            media_type: Some(blob.media_type.clone()),
+        },
         erofs_size,
     })
 }
@@ -101,8 +111,14 @@ impl Failure {
         let layer = format!("{} (diff_id {diff_id})", blob.digest);
         match self {
             Failure::Source(e) => source.read_error(blob, e),
-            Failure::Decompress(e) => Error::InvalidLayer { layer, message: format!("cannot decompress: {e}") },
-            Failure::Layer(e) => Error::InvalidLayer { layer, message: e.to_string() },
+            Failure::Decompress(e) => Error::InvalidLayer {
+                layer,
+                message: format!("cannot decompress: {e}"),
+            },
+            Failure::Layer(e) => Error::InvalidLayer {
+                layer,
+                message: e.to_string(),
+            },
             Failure::Cache(path, e) => Error::Cache { path, source: e },
         }
     }
@@ -180,7 +196,14 @@ type Produced = Result<Option<io::Error>, Stop>;
 /// tar ends (or decoding fails, or the consumer asks), the rest of the blob
 /// is still forwarded, so its digest covers every byte.
 fn produce<R: Read>(input: R, chunks: SyncSender<Chunk>, recycle: Receiver<Vec<u8>>, skip_decode: &AtomicBool) -> Produced {
-    let mut input = BufReader::with_capacity(CHUNK, Forward { inner: input, chunks: &chunks, recycle: &recycle });
+    let mut input = BufReader::with_capacity(
+        CHUNK,
+        Forward {
+            inner: input,
+            chunks: &chunks,
+            recycle: &recycle,
+        },
+    );
     let decoded = (|| -> io::Result<()> {
         let mut decoder = Decoder::sniff(&mut input)?;
         while !skip_decode.load(Ordering::Relaxed) {
@@ -320,7 +343,9 @@ fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out:
         let (diff, diff_size, stream) = tar.into_parts();
         let copy_failed = stream.copy_error.is_some();
         let blob = stream.finish().map_err(|e| Failure::Cache(blob_path, e));
-        let produced = producer.join().unwrap_or_else(|_| Err(Stop::Source(io::Error::other("decompressor panicked"))));
+        let produced = producer
+            .join()
+            .unwrap_or_else(|_| Err(Stop::Source(io::Error::other("decompressor panicked"))));
         let (blob, decode_error) = match (produced, blob) {
             (Err(Stop::Source(e)), _) => (Err(Failure::Source(e)), None),
             (_, Err(copy)) => (Err(copy), None),
@@ -332,7 +357,11 @@ fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out:
             (Ok(()), Err(e)) if !copy_failed => Err(Failure::Decompress(e)),
             _ => Ok((diff, diff_size)),
         };
-        Pass { blob, decode_error, diff_id }
+        Pass {
+            blob,
+            decode_error,
+            diff_id,
+        }
     })
 }
 

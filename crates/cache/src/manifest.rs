@@ -88,7 +88,11 @@ pub struct Config {
 }
 
 fn descriptor(d: &oci_spec::image::Descriptor) -> Result<Descriptor, String> {
-    Ok(Descriptor { media_type: d.media_type().to_string(), digest: Digest::parse(&d.digest().to_string())?, size: d.size() })
+    Ok(Descriptor {
+        media_type: d.media_type().to_string(),
+        digest: Digest::parse(d.digest().as_ref())?,
+        size: d.size(),
+    })
 }
 
 /// Whether a media type names an index rather than a manifest.
@@ -107,7 +111,11 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document, 
         }
     }
     let media_type = declared.or(own).map(str::to_string).unwrap_or_else(|| {
-        if value.get("manifests").is_some() { OCI_INDEX.to_string() } else { OCI_MANIFEST.to_string() }
+        if value.get("manifests").is_some() {
+            OCI_INDEX.to_string()
+        } else {
+            OCI_MANIFEST.to_string()
+        }
     });
     if is_index(&media_type) {
         let index: ImageIndex = serde_json::from_value(value).map_err(|e| format!("invalid image index: {e}"))?;
@@ -117,9 +125,10 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document, 
             .map(|d| {
                 Ok(IndexEntry {
                     descriptor: descriptor(d)?,
-                    platform: d.platform().as_ref().map(|p| {
-                        Platform::new(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref())
-                    }),
+                    platform: d
+                        .platform()
+                        .as_ref()
+                        .map(|p| Platform::new(&p.os().to_string(), &p.architecture().to_string(), p.variant().as_deref())),
                     annotations: d.annotations().clone().unwrap_or_default(),
                 })
             })
@@ -139,7 +148,11 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document, 
             return Err(format!("unsupported layer media type {} for {}", layer.media_type, layer.digest));
         }
     }
-    Ok(Document::Manifest(Manifest { media_type, config: descriptor(manifest.config())?, layers }))
+    Ok(Document::Manifest(Manifest {
+        media_type,
+        config: descriptor(manifest.config())?,
+        layers,
+    }))
 }
 
 /// Layer media types this cache can unpack: tar, optionally gzip or zstd
@@ -170,7 +183,10 @@ pub fn parse_config(bytes: &[u8], digest: &Digest, layer_count: usize) -> Result
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("config {digest}: {e}"))?;
     if diff_ids.len() != layer_count {
-        return Err(format!("config {digest} lists {} diff_ids but the manifest has {layer_count} layers", diff_ids.len()));
+        return Err(format!(
+            "config {digest} lists {} diff_ids but the manifest has {layer_count} layers",
+            diff_ids.len()
+        ));
     }
     let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.is_empty());
     let c = config.config().clone().unwrap_or_default();
@@ -181,11 +197,22 @@ pub fn parse_config(bytes: &[u8], digest: &Digest, layer_count: usize) -> Result
         entrypoint: c.entrypoint().clone(),
         working_dir: nonempty(c.working_dir()),
         user: nonempty(c.user()),
-        labels: c.labels().as_ref().map(|l| l.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
+        labels: c
+            .labels()
+            .as_ref()
+            .map(|l| l.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect()),
         stop_signal: nonempty(c.stop_signal()),
     };
-    let platform = Platform::new(&config.os().to_string(), &config.architecture().to_string(), config.variant().as_deref());
-    Ok(Config { details, platform, diff_ids })
+    let platform = Platform::new(
+        &config.os().to_string(),
+        &config.architecture().to_string(),
+        config.variant().as_deref(),
+    );
+    Ok(Config {
+        details,
+        platform,
+        diff_ids,
+    })
 }
 
 /// Picks the entry of an index that best serves `want`, skipping
@@ -197,13 +224,24 @@ pub fn select_platform<'a>(entries: &'a [IndexEntry], want: &Platform) -> Result
         .filter(|e| !e.annotations.contains_key("vnd.docker.reference.type"))
         .filter(|e| e.platform.as_ref().is_none_or(|p| p.os != "unknown"))
         .collect();
-    let best = images.iter().filter_map(|e| e.platform.as_ref().map(|p| (want.score(p), *e))).filter(|(s, _)| *s > 0).max_by_key(|(s, _)| *s);
+    let best = images
+        .iter()
+        .filter_map(|e| e.platform.as_ref().map(|p| (want.score(p), *e)))
+        .filter(|(s, _)| *s > 0)
+        .max_by_key(|(s, _)| *s);
     match (best, images.as_slice()) {
         (Some((_, entry)), _) => Ok(entry),
         (None, [only]) if only.platform.is_none() => Ok(only),
         _ => {
             let available: Vec<String> = images.iter().filter_map(|e| e.platform.as_ref().map(ToString::to_string)).collect();
-            Err(format!("no manifest for platform {want}; available: {}", if available.is_empty() { "none".into() } else { available.join(", ") }))
+            Err(format!(
+                "no manifest for platform {want}; available: {}",
+                if available.is_empty() {
+                    "none".into()
+                } else {
+                    available.join(", ")
+                }
+            ))
         }
     }
 }
@@ -223,25 +261,55 @@ mod tests {
             d('a'),
             d('b')
         );
-        let Document::Manifest(parsed) = parse_document(m.as_bytes(), None).unwrap() else { panic!() };
+        let Document::Manifest(parsed) = parse_document(m.as_bytes(), None).unwrap() else {
+            panic!()
+        };
         assert_eq!(parsed.layers.len(), 1);
         assert_eq!(parsed.config.size, 2);
         assert!(parse_document(b"not json", None).is_err());
         assert!(parse_document(m.as_bytes(), Some(DOCKER_MANIFEST)).is_err());
         let bad_layer = m.replace("tar+gzip", "tar+bzip2");
-        assert!(parse_document(bad_layer.as_bytes(), None).unwrap_err().contains("unsupported layer media type"));
+        assert!(parse_document(bad_layer.as_bytes(), None)
+            .unwrap_err()
+            .contains("unsupported layer media type"));
     }
 
     #[test]
     fn selects_platform() {
         let entry = |arch: &str, variant: Option<&str>| IndexEntry {
-            descriptor: Descriptor { media_type: OCI_MANIFEST.into(), digest: Digest::of(arch.as_bytes()), size: 1 },
+            descriptor: Descriptor {
+                media_type: OCI_MANIFEST.into(),
+                digest: Digest::of(arch.as_bytes()),
+                size: 1,
+            },
             platform: Some(Platform::new("linux", arch, variant)),
             annotations: HashMap::new(),
         };
-        let entries = vec![entry("amd64", None), entry("arm64", Some("v8")), entry("arm", Some("v6")), entry("arm", Some("v7"))];
-        assert_eq!(select_platform(&entries, &Platform::parse("linux/arm64").unwrap()).unwrap().descriptor.digest, Digest::of(b"arm64"));
-        assert_eq!(select_platform(&entries, &Platform::parse("linux/arm/v7").unwrap()).unwrap().platform.as_ref().unwrap().variant.as_deref(), Some("v7"));
-        assert!(select_platform(&entries, &Platform::parse("linux/s390x").unwrap()).unwrap_err().contains("linux/amd64"));
+        let entries = vec![
+            entry("amd64", None),
+            entry("arm64", Some("v8")),
+            entry("arm", Some("v6")),
+            entry("arm", Some("v7")),
+        ];
+        assert_eq!(
+            select_platform(&entries, &Platform::parse("linux/arm64").unwrap())
+                .unwrap()
+                .descriptor
+                .digest,
+            Digest::of(b"arm64")
+        );
+        assert_eq!(
+            select_platform(&entries, &Platform::parse("linux/arm/v7").unwrap())
+                .unwrap()
+                .platform
+                .as_ref()
+                .unwrap()
+                .variant
+                .as_deref(),
+            Some("v7")
+        );
+        assert!(select_platform(&entries, &Platform::parse("linux/s390x").unwrap())
+            .unwrap_err()
+            .contains("linux/amd64"));
     }
 }

@@ -26,7 +26,10 @@ impl Platform {
             "i386" | "386" => ("386".to_string(), None),
             other => (other.to_string(), None),
         };
-        let variant = variant.filter(|v| !v.is_empty()).map(str::to_ascii_lowercase).or(default_variant.map(String::from));
+        let variant = variant
+            .filter(|v| !v.is_empty())
+            .map(str::to_ascii_lowercase)
+            .or(default_variant.map(String::from));
         Platform { os, architecture, variant }
     }
 
@@ -75,7 +78,10 @@ mod tests {
 
     #[test]
     fn normalizes_and_scores() {
-        assert_eq!(Platform::parse("linux/arm64").unwrap(), Platform::parse("linux/aarch64/v8").unwrap());
+        assert_eq!(
+            Platform::parse("linux/arm64").unwrap(),
+            Platform::parse("linux/aarch64/v8").unwrap()
+        );
         assert_eq!(Platform::parse("linux/amd64").unwrap().to_string(), "linux/amd64");
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux//v8").is_err());

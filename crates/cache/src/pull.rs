@@ -31,11 +31,18 @@ pub enum PullPolicy {
 #[derive(Debug, Clone, PartialEq)]
 pub enum PullEvent {
     /// The reference resolved to a manifest with these layers (digest, size).
-    Resolved { manifest_digest: String, layers: Vec<(String, u64)> },
+    Resolved {
+        manifest_digest: String,
+        layers: Vec<(String, u64)>,
+    },
     /// Bytes of a blob received so far (rate-limited).
     Download { digest: String, downloaded: u64, total: u64 },
     /// A request failed transiently and is being retried.
-    Retry { digest: Option<String>, attempt: u32, reason: String },
+    Retry {
+        digest: Option<String>,
+        attempt: u32,
+        reason: String,
+    },
     /// A layer is verified (digest, size, diff_id) and its EROFS image is in the cache.
     LayerReady { digest: String, diff_id: String },
     /// fsmeta and the VMDK are written.
@@ -53,12 +60,16 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
     let downloads = observe.clone();
     options.progress = Some(Arc::new(move |event: &DownloadEvent| {
         downloads(match event {
-            DownloadEvent::Bytes { digest, downloaded, total } => {
-                PullEvent::Download { digest: digest.to_string(), downloaded: *downloaded, total: *total }
-            }
-            DownloadEvent::Retrying { digest, attempt, reason } => {
-                PullEvent::Retry { digest: digest.as_ref().map(ToString::to_string), attempt: *attempt, reason: reason.clone() }
-            }
+            DownloadEvent::Bytes { digest, downloaded, total } => PullEvent::Download {
+                digest: digest.to_string(),
+                downloaded: *downloaded,
+                total: *total,
+            },
+            DownloadEvent::Retrying { digest, attempt, reason } => PullEvent::Retry {
+                digest: digest.as_ref().map(ToString::to_string),
+                attempt: *attempt,
+                reason: reason.clone(),
+            },
         })
     }));
     let client = Client::new(reference, &options)?;
@@ -70,15 +81,24 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
     ingest::leased(store, index, |published| {
         if ingest::add_reference(index, reference, &digest)? {
             for (layer, diff_id) in parsed.layers.iter().zip(cached_diff_ids(index, &digest)?) {
-                observe(PullEvent::LayerReady { digest: layer.digest.to_string(), diff_id });
+                observe(PullEvent::LayerReady {
+                    digest: layer.digest.to_string(),
+                    diff_id,
+                });
             }
-            observe(PullEvent::DiskReady { fsmeta: store.fsmeta_path(&digest), vmdk: store.vmdk_path(&digest) });
+            observe(PullEvent::DiskReady {
+                fsmeta: store.fsmeta_path(&digest),
+                vmdk: store.vmdk_path(&digest),
+            });
             return Ok(digest);
         }
         let image = fetch_image(reference, &client, digest.clone(), manifest_bytes, parsed)?;
         let milestones = |milestone: Milestone| {
             observe(match milestone {
-                Milestone::LayerReady { digest, diff_id } => PullEvent::LayerReady { digest: digest.to_string(), diff_id: diff_id.to_string() },
+                Milestone::LayerReady { digest, diff_id } => PullEvent::LayerReady {
+                    digest: digest.to_string(),
+                    diff_id: diff_id.to_string(),
+                },
                 Milestone::DiskReady { fsmeta, vmdk } => PullEvent::DiskReady { fsmeta, vmdk },
             })
         };
@@ -88,7 +108,13 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
 }
 
 /// The image to ingest: the resolved manifest and its fetched, parsed config.
-fn fetch_image(reference: &Reference, client: &Client, digest: Digest, manifest_bytes: Vec<u8>, parsed: manifest::Manifest) -> Result<ResolvedImage> {
+fn fetch_image(
+    reference: &Reference,
+    client: &Client,
+    digest: Digest,
+    manifest_bytes: Vec<u8>,
+    parsed: manifest::Manifest,
+) -> Result<ResolvedImage> {
     let config_bytes = client.fetch_config(&parsed)?;
     let config = manifest::parse_config(&config_bytes, &parsed.config.digest, parsed.layers.len()).map_err(|message| Error::Registry {
         registry: reference.domain().to_string(),
@@ -97,9 +123,20 @@ fn fetch_image(reference: &Reference, client: &Client, digest: Digest, manifest_
         status: None,
         message,
     })?;
-    Ok(ResolvedImage { references: vec![reference.clone()], manifest_digest: digest, manifest_bytes, manifest: parsed, config_bytes, config })
+    Ok(ResolvedImage {
+        references: vec![reference.clone()],
+        manifest_digest: digest,
+        manifest_bytes,
+        manifest: parsed,
+        config_bytes,
+        config,
+    })
 }
 
 fn cached_diff_ids(index: &Index, manifest: &Digest) -> Result<Vec<String>> {
-    Ok(index.read(|conn| crate::index::read::layers_of(conn, manifest.as_str()))?.into_iter().map(|l| l.diff_id).collect())
+    Ok(index
+        .read(|conn| crate::index::read::layers_of(conn, manifest.as_str()))?
+        .into_iter()
+        .map(|l| l.diff_id)
+        .collect())
 }

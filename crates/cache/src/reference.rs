@@ -88,7 +88,12 @@ impl Reference {
 
     /// The same repository pinned to `digest`, dropping any tag.
     pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { domain: self.domain.clone(), path: self.path.clone(), tag: None, digest: Some(digest) }
+        Reference {
+            domain: self.domain.clone(),
+            path: self.path.clone(),
+            tag: None,
+            digest: Some(digest),
+        }
     }
 }
 
@@ -111,15 +116,18 @@ impl fmt::Display for Reference {
 fn split_domain(name: &str) -> Result<(String, String), ParseError> {
     let (domain, path) = match name.split_once('/') {
         Some((first, rest))
-            if (first.contains('.') || first.contains(':') || first == "localhost")
-                && first.to_ascii_lowercase() == first =>
+            if (first.contains('.') || first.contains(':') || first == "localhost") && first.to_ascii_lowercase() == first =>
         {
             check_domain(first)?;
             (first.to_string(), rest.to_string())
         }
         _ => (DEFAULT_DOMAIN.to_string(), name.to_string()),
     };
-    let domain = if domain == LEGACY_DOMAIN { DEFAULT_DOMAIN.to_string() } else { domain };
+    let domain = if domain == LEGACY_DOMAIN {
+        DEFAULT_DOMAIN.to_string()
+    } else {
+        domain
+    };
     let path = if domain == DEFAULT_DOMAIN && !path.contains('/') {
         format!("{OFFICIAL_PREFIX}{path}")
     } else {
@@ -136,7 +144,11 @@ fn check_domain(domain: &str) -> Result<(), ParseError> {
         if ip.is_empty() || !ip.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.') {
             return Err(bad());
         }
-        let port = if tail.is_empty() { None } else { Some(tail.strip_prefix(':').ok_or_else(bad)?) };
+        let port = if tail.is_empty() {
+            None
+        } else {
+            Some(tail.strip_prefix(':').ok_or_else(bad)?)
+        };
         (None, port)
     } else {
         match domain.split_once(':') {
@@ -144,12 +156,8 @@ fn check_domain(domain: &str) -> Result<(), ParseError> {
             None => (Some(domain), None),
         }
     };
-    let component_ok = |c: &str| {
-        !c.is_empty()
-            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-            && !c.starts_with('-')
-            && !c.ends_with('-')
-    };
+    let component_ok =
+        |c: &str| !c.is_empty() && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-') && !c.starts_with('-') && !c.ends_with('-');
     if host.is_some_and(|h| !h.split('.').all(component_ok)) {
         return Err(bad());
     }
@@ -203,10 +211,7 @@ fn check_path_component(component: &str) -> Result<(), ParseError> {
 fn check_tag(tag: &str) -> Result<(), ParseError> {
     let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
     let bytes = tag.as_bytes();
-    let ok = !bytes.is_empty()
-        && bytes.len() <= MAX_TAG_LEN
-        && word(bytes[0])
-        && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-');
+    let ok = !bytes.is_empty() && bytes.len() <= MAX_TAG_LEN && word(bytes[0]) && bytes.iter().all(|&b| word(b) || b == b'.' || b == b'-');
     if ok {
         Ok(())
     } else {
@@ -263,7 +268,7 @@ mod tests {
             "localhost:port/a",
             &"a".repeat(64).replace('a', "f"),
             &format!("a:{}", "t".repeat(129)),
-            &format!("{}", "a".repeat(300)),
+            &"a".repeat(300),
         ] {
             assert!(Reference::parse(bad).is_err(), "accepted {bad:?}");
         }

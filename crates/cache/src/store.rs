@@ -23,7 +23,15 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 
 /// Top-level directories of a cache, created on open.
-pub const DIRS: [&str; 7] = ["db", "blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256", "tmp", "locks"];
+pub const DIRS: [&str; 7] = [
+    "db",
+    "blobs/sha256",
+    "layers/sha256",
+    "fsmeta/sha256",
+    "vmdk/sha256",
+    "tmp",
+    "locks",
+];
 /// Directories holding artifacts that index rows name.
 const ARTIFACT_DIRS: [&str; 4] = ["blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256"];
 const GC_LOCK: &str = "gc.lock";
@@ -119,7 +127,12 @@ impl Store {
         let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         let name = format!("{}-{}-{:x}.tmp", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos);
         let path = self.tmp_dir().join(name);
-        let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(Error::cache(&path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(Error::cache(&path))?;
         Ok(TempFile { path, file: Some(file) })
     }
 
@@ -166,7 +179,6 @@ impl Store {
     pub fn lock_index(&self) -> Result<FileLock> {
         FileLock::acquire(&self.locks_dir().join(INDEX_LOCK), true)
     }
-
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
@@ -248,7 +260,13 @@ pub struct FileLock {
 
 impl FileLock {
     fn acquire(path: &Path, exclusive: bool) -> Result<FileLock> {
-        let file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(Error::cache(path))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(Error::cache(path))?;
         let locked = if exclusive { file.lock() } else { file.lock_shared() };
         locked.map_err(Error::cache(path))?;
         Ok(FileLock { _file: file })

@@ -28,13 +28,21 @@ pub fn descriptor(extents: &[Extent<'_>], cid: u32) -> Result<String> {
     let mut out = String::new();
     let mut total_sectors = 0u64;
     out.push_str("# Disk DescriptorFile\nversion=1\n");
-    let _ = writeln!(out, "CID={cid:08x}\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentFlat\"\n\n# Extent description");
+    let _ = writeln!(
+        out,
+        "CID={cid:08x}\nparentCID=ffffffff\ncreateType=\"twoGbMaxExtentFlat\"\n\n# Extent description"
+    );
     for extent in extents {
-        let path = extent.path.to_str().filter(|p| !p.contains(['"', '\n', '\r'])).ok_or_else(|| {
-            Error::Internal(format!("{} cannot be named in a VMDK descriptor", extent.path.display()))
-        })?;
+        let path = extent
+            .path
+            .to_str()
+            .filter(|p| !p.contains(['"', '\n', '\r']))
+            .ok_or_else(|| Error::Internal(format!("{} cannot be named in a VMDK descriptor", extent.path.display())))?;
         if extent.size % SECTOR != 0 {
-            return Err(Error::Internal(format!("{path} is {} bytes, not a whole number of sectors", extent.size)));
+            return Err(Error::Internal(format!(
+                "{path} is {} bytes, not a whole number of sectors",
+                extent.size
+            )));
         }
         let mut offset = 0;
         while offset < extent.size {
@@ -61,7 +69,17 @@ mod tests {
     fn splits_extents_at_two_gib() {
         let a = Path::new("/c/fsmeta.erofs");
         let b = Path::new("/c/layer.erofs");
-        let text = descriptor(&[Extent { path: a, size: 8192 }, Extent { path: b, size: MAX_EXTENT_BYTES + 4096 }], 0xabc).unwrap();
+        let text = descriptor(
+            &[
+                Extent { path: a, size: 8192 },
+                Extent {
+                    path: b,
+                    size: MAX_EXTENT_BYTES + 4096,
+                },
+            ],
+            0xabc,
+        )
+        .unwrap();
         let extents: Vec<&str> = text.lines().filter(|l| l.starts_with("RW ")).collect();
         assert_eq!(
             extents,
@@ -78,6 +96,13 @@ mod tests {
     fn refuses_unnameable_paths() {
         let p = Path::new("/c/a\"b");
         assert!(descriptor(&[Extent { path: p, size: 512 }], 1).is_err());
-        assert!(descriptor(&[Extent { path: Path::new("/c/x"), size: 100 }], 1).is_err());
+        assert!(descriptor(
+            &[Extent {
+                path: Path::new("/c/x"),
+                size: 100
+            }],
+            1
+        )
+        .is_err());
     }
 }

@@ -12,7 +12,10 @@ use common::*;
 
 fn base_layers() -> Vec<Layer> {
     vec![
-        layer(&[("etc/os-release", b"NAME=test\n"), ("bin/tool", &[7u8; 10_000])], Compression::Gzip),
+        layer(
+            &[("etc/os-release", b"NAME=test\n"), ("bin/tool", &[7u8; 10_000])],
+            Compression::Gzip,
+        ),
         layer(&[("app/main.txt", b"hello\n")], Compression::Zstd),
         layer(&[("app/data.bin", &[1u8; 5000])], Compression::None),
     ]
@@ -95,7 +98,10 @@ fn references_normalize_and_digests_resolve() {
     // Both tags share one manifest: removing one keeps every file.
     let before = artifacts(&home);
     let report = cache.remove("python:3.12", false).unwrap();
-    assert_eq!((report.image_refs_removed, report.manifests_removed, report.bytes_reclaimed), (1, 0, 0));
+    assert_eq!(
+        (report.image_refs_removed, report.manifests_removed, report.bytes_reclaimed),
+        (1, 0, 0)
+    );
     assert_eq!(artifacts(&home), before);
 }
 
@@ -122,7 +128,10 @@ fn roots_protect_images_and_prune_counts_exactly() {
     }
     // Forced: the reference goes, the sandbox's files stay.
     let report = cache.remove("localhost/one:1", true).unwrap();
-    assert_eq!((report.image_refs_removed, report.manifests_removed, report.layers_removed), (1, 0, 0));
+    assert_eq!(
+        (report.image_refs_removed, report.manifests_removed, report.layers_removed),
+        (1, 0, 0)
+    );
     assert!(boot.vmdk.exists() && boot.fsmeta.exists() && boot.layers.iter().all(|l| l.exists()));
     assert!(cache.get("localhost/one:1").is_err());
 
@@ -152,7 +161,10 @@ fn roots_protect_images_and_prune_counts_exactly() {
     assert!(!cache.release("sandbox-a").unwrap());
     assert!(cache.unpin_snapshot("snap").unwrap());
     let report = cache.prune().unwrap();
-    assert_eq!((report.image_refs_removed, report.manifests_removed, report.layers_removed), (1, 2, 3));
+    assert_eq!(
+        (report.image_refs_removed, report.manifests_removed, report.layers_removed),
+        (1, 2, 3)
+    );
     assert_eq!((report.fsmeta_removed, report.vmdk_removed), (2, 2));
     assert!(artifacts(&home).is_empty());
     assert!(cache.list().unwrap().is_empty());
@@ -173,7 +185,11 @@ fn acquire_rebuilds_missing_artifacts_from_cached_layers() {
     fs::remove_file(&first.layers[0]).unwrap();
     let again = cache.acquire("localhost/app:1", "sb").unwrap();
     assert_eq!(fs::read(&again.fsmeta).unwrap(), fsmeta, "fsmeta is rebuilt byte for byte");
-    assert_eq!(fs::read(&again.layers[0]).unwrap(), layer0, "the layer image is rebuilt from its blob");
+    assert_eq!(
+        fs::read(&again.layers[0]).unwrap(),
+        layer0,
+        "the layer image is rebuilt from its blob"
+    );
     assert!(again.vmdk.exists());
 }
 
@@ -188,7 +204,14 @@ fn failed_loads_change_nothing() {
     let mut cases: Vec<(&str, std::path::PathBuf)> = Vec::new();
     // A flipped byte in a layer blob.
     let flipped = dir.path().join("flipped");
-    let w = oci_layout(&flipped, &[TestImage::new("localhost/bad:1", vec![layer(&[("x", b"payload")], Compression::Gzip)])]).remove(0);
+    let w = oci_layout(
+        &flipped,
+        &[TestImage::new(
+            "localhost/bad:1",
+            vec![layer(&[("x", b"payload")], Compression::Gzip)],
+        )],
+    )
+    .remove(0);
     let blob = flipped.join("blobs/sha256").join(&w.blobs[0][7..]);
     let mut bytes = fs::read(&blob).unwrap();
     let last = bytes.len() - 5;
@@ -250,12 +273,19 @@ fn save_round_trips_through_both_formats() {
         fresh.load(&out, &LoadOptions::default()).unwrap();
         let details = fresh.inspect("localhost/app:1").unwrap();
         assert_eq!(details.config.unwrap().digest, written.config, "{name}");
-        assert_eq!(details.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(), written.diff_ids, "{name}");
+        assert_eq!(
+            details.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+            written.diff_ids,
+            "{name}"
+        );
         if format == Format::Oci {
             assert_eq!(details.summary.manifest_digest, written.manifest, "OCI save keeps the manifest");
         }
     }
-    assert!(matches!(cache.save(&["localhost/nope:1".into()], &dir.path().join("x.tar"), Format::Oci), Err(Error::ImageNotFound { .. })));
+    assert!(matches!(
+        cache.save(&["localhost/nope:1".into()], &dir.path().join("x.tar"), Format::Oci),
+        Err(Error::ImageNotFound { .. })
+    ));
     assert!(!dir.path().join("x.tar").exists());
 }
 
@@ -303,8 +333,10 @@ fn concurrent_ingests_share_layers_and_agree() {
         assert!(boot.layers.iter().chain([&boot.fsmeta, &boot.vmdk]).all(|p| p.exists()));
     }
     let layer_files = files_under(&home.join("layers"));
-    let distinct_layers: std::collections::HashSet<_> =
-        listed.iter().flat_map(|i| cache.inspect(&i.reference).unwrap().layers.into_iter().map(|l| l.diff_id)).collect();
+    let distinct_layers: std::collections::HashSet<_> = listed
+        .iter()
+        .flat_map(|i| cache.inspect(&i.reference).unwrap().layers.into_iter().map(|l| l.diff_id))
+        .collect();
     assert_eq!(layer_files.len(), distinct_layers.len(), "one file per layer, none left over");
     assert!(files_under(&home.join("tmp")).is_empty());
 }

@@ -92,7 +92,12 @@ fn resumes_a_broken_blob_with_range() {
         assert_eq!(requests.len(), 2, "reset={reset}");
         assert_eq!(requests[0].header("range"), None);
         let range = requests[1].header("range").expect("the second request resumes");
-        let from: u64 = range.strip_prefix("bytes=").and_then(|r| r.strip_suffix('-')).unwrap().parse().unwrap();
+        let from: u64 = range
+            .strip_prefix("bytes=")
+            .and_then(|r| r.strip_suffix('-'))
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!(from > 0 && from <= image.layers[1].0.size / 2, "{range}");
         assert_eq!(events.retries(), 1);
     }
@@ -175,14 +180,27 @@ fn retries_throttling_and_server_errors() {
 #[test]
 fn gives_up_after_bounded_retries() {
     let image = image();
-    let server =
-        serve(&image, |request, _| request.path.contains("/manifests/").then(|| Reply::error(503, "UNAVAILABLE", "down for maintenance")));
+    let server = serve(&image, |request, _| {
+        request
+            .path
+            .contains("/manifests/")
+            .then(|| Reply::error(503, "UNAVAILABLE", "down for maintenance"))
+    });
     let dir = work();
     let started = Instant::now();
     match pull(&reference(&server), &options(dir.path())) {
-        Err(Error::Registry { registry, repository, status, message, .. }) => {
+        Err(Error::Registry {
+            registry,
+            repository,
+            status,
+            message,
+            ..
+        }) => {
             assert_eq!((registry, repository, status), (server.host(), REPO.to_string(), Some(503)));
-            assert!(message.contains("gave up after 4 tries") && message.contains("down for maintenance"), "{message}");
+            assert!(
+                message.contains("gave up after 4 tries") && message.contains("down for maintenance"),
+                "{message}"
+            );
         }
         other => panic!("expected a registry error, got {:?}", other.map(|p| p.digest)),
     }
@@ -216,7 +234,12 @@ fn permanent_errors_fail_fast() {
 
     let client = client(&server, &opts);
     match open_error(&client, &descriptor) {
-        Error::Registry { status: Some(404), digest, message, .. } => {
+        Error::Registry {
+            status: Some(404),
+            digest,
+            message,
+            ..
+        } => {
             assert_eq!(digest, Some(descriptor.digest.to_string()));
             assert!(message.contains("BLOB_UNKNOWN"), "{message}");
         }
@@ -234,7 +257,10 @@ fn permanent_errors_fail_fast() {
 fn refuses_oversized_malformed_and_unsupported_manifests() {
     let huge = format!("{{\"schemaVersion\":2,\"pad\":\"{}\"}}", "x".repeat(4 << 20));
     let cases: Vec<(Reply, &str)> = vec![
-        (Reply::new(200, &[("Content-Type", OCI_MANIFEST)], huge.clone()), "larger than the 4 MiB"),
+        (
+            Reply::new(200, &[("Content-Type", OCI_MANIFEST)], huge.clone()),
+            "larger than the 4 MiB",
+        ),
         (
             Reply::Full {
                 status: 200,
@@ -246,11 +272,19 @@ fn refuses_oversized_malformed_and_unsupported_manifests() {
         ),
         (Reply::new(200, &[("Content-Type", OCI_MANIFEST)], "{not json"), "not valid JSON"),
         (
-            Reply::new(200, &[("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")], r#"{"schemaVersion":1}"#),
+            Reply::new(
+                200,
+                &[("Content-Type", "application/vnd.docker.distribution.manifest.v1+prettyjws")],
+                r#"{"schemaVersion":1}"#,
+            ),
             "unsupported manifest media type application/vnd.docker.distribution.manifest.v1+prettyjws",
         ),
         (
-            Reply::new(200, &[("Content-Type", "application/json")], r#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#),
+            Reply::new(
+                200,
+                &[("Content-Type", "application/json")],
+                r#"{"schemaVersion":2,"mediaType":"application/vnd.example+json"}"#,
+            ),
             "unsupported manifest media type application/vnd.example+json",
         ),
     ];
@@ -264,13 +298,22 @@ fn refuses_oversized_malformed_and_unsupported_manifests() {
         });
         let dir = work();
         match pull(&reference(&server), &options(dir.path())) {
-            Err(Error::Registry { message, registry, repository, .. }) => {
+            Err(Error::Registry {
+                message,
+                registry,
+                repository,
+                ..
+            }) => {
                 assert!(message.contains(expected), "{message}");
                 assert_eq!((registry, repository), (server.host(), REPO.to_string()));
             }
             other => panic!("{expected}: expected a registry error, got {:?}", other.map(|p| p.digest)),
         }
-        assert_eq!(server.requests_to(&format!("/v2/{REPO}/manifests/")).len(), 1, "{expected}: not retried");
+        assert_eq!(
+            server.requests_to(&format!("/v2/{REPO}/manifests/")).len(),
+            1,
+            "{expected}: not retried"
+        );
     }
 }
 
@@ -285,9 +328,11 @@ fn detects_wrong_digests() {
             let path = request.path.strip_prefix(&format!("/v2/{REPO}/"))?;
             match path {
                 // The tag's Docker-Content-Digest vouches for other bytes.
-                "manifests/v1" => {
-                    Some(Reply::new(200, &[("Content-Type", OCI_MANIFEST), ("Docker-Content-Digest", &lie)], image.manifest.clone()))
-                }
+                "manifests/v1" => Some(Reply::new(
+                    200,
+                    &[("Content-Type", OCI_MANIFEST), ("Docker-Content-Digest", &lie)],
+                    image.manifest.clone(),
+                )),
                 // The digest serves another manifest.
                 p if p == format!("manifests/{}", image.manifest_digest) => {
                     Some(Reply::new(200, &[("Content-Type", OCI_MANIFEST)], other.manifest.clone()))
@@ -320,7 +365,9 @@ fn detects_wrong_digests() {
     }
     let client = client(&server, &opts);
     let manifest = cache::manifest::parse_document(&image.manifest, None).unwrap();
-    let cache::manifest::Document::Manifest(manifest) = manifest else { panic!() };
+    let cache::manifest::Document::Manifest(manifest) = manifest else {
+        panic!()
+    };
     match client.fetch_config(&manifest) {
         Err(Error::DigestMismatch { what, expected, .. }) => {
             assert!(what.contains(&image.config_digest.to_string()), "{what}");
@@ -348,8 +395,18 @@ fn detects_wrong_blob_sizes() {
             Some(match mode.load(Ordering::SeqCst) {
                 0 => Reply::new(200, &[], longer),
                 1 => Reply::new(200, &[], shorter),
-                2 => Reply::Full { status: 200, headers: vec![], body: longer, length: false },
-                _ => Reply::Full { status: 200, headers: vec![], body: shorter, length: false },
+                2 => Reply::Full {
+                    status: 200,
+                    headers: vec![],
+                    body: longer,
+                    length: false,
+                },
+                _ => Reply::Full {
+                    status: 200,
+                    headers: vec![],
+                    body: shorter,
+                    length: false,
+                },
             })
         })
     };
@@ -386,7 +443,12 @@ fn redirects_keep_credentials_on_the_registry() {
     let image = image();
     let blobs: Vec<(Digest, Vec<u8>)> = image.blobs();
     let storage = Server::start(move |request| {
-        let digest = request.path.strip_prefix("/storage/").and_then(|p| p.split('?').next()).unwrap_or_default().to_string();
+        let digest = request
+            .path
+            .strip_prefix("/storage/")
+            .and_then(|p| p.split('?').next())
+            .unwrap_or_default()
+            .to_string();
         match blobs.iter().find(|(d, _)| d.to_string() == digest) {
             Some((_, bytes)) => blob_reply(request, bytes),
             None => Reply::new(404, &[], "no such object"),
@@ -412,20 +474,33 @@ fn redirects_keep_credentials_on_the_registry() {
             return Some(Reply::new(302, &[("Location", &format!("/internal/{blob}"))], ""));
         }
         // Another host (another port on 127.0.0.1): credentials must not.
-        Some(Reply::new(307, &[("Location", &format!("http://{storage_host}/storage/{blob}?signature=abc"))], ""))
+        Some(Reply::new(
+            307,
+            &[("Location", &format!("http://{storage_host}/storage/{blob}?signature=abc"))],
+            "",
+        ))
     });
     let dir = work();
     let mut opts = options(dir.path());
-    opts.auth = Some(Credentials::Basic { username: "someone".into(), password: password.into() });
+    opts.auth = Some(Credentials::Basic {
+        username: "someone".into(),
+        password: password.into(),
+    });
     let pulled = pull(&reference(&server), &opts).unwrap();
     assert_eq!(pulled.config, image.config);
     assert_eq!(storage.requests().len(), 2, "both layers came from storage");
-    assert!(storage.requests().iter().all(|r| r.header("authorization").is_none()), "credentials leaked to the storage host");
+    assert!(
+        storage.requests().iter().all(|r| r.header("authorization").is_none()),
+        "credentials leaked to the storage host"
+    );
     let blob_requests = server.requests_to(&format!("/v2/{REPO}/blobs/"));
     assert!(!blob_requests.is_empty() && blob_requests.iter().all(|r| r.header("authorization").is_some()));
     let internal = server.requests_to("/internal/");
     assert_eq!(internal.len(), 1);
-    assert!(internal[0].header("authorization").is_some(), "same-origin redirects keep credentials");
+    assert!(
+        internal[0].header("authorization").is_some(),
+        "same-origin redirects keep credentials"
+    );
 }
 
 #[test]
@@ -489,12 +564,19 @@ fn errors_never_repeat_secrets_a_server_echoes() {
                 return Some(Reply::new(401, &[("WWW-Authenticate", r#"Basic realm="echo""#)], "{}"));
             }
             let echoed = format!("you sent {header}, that is {password}");
-            Some(Reply::error(if request.path.contains("/manifests/") { 500 } else { 400 }, "ECHO", &echoed))
+            Some(Reply::error(
+                if request.path.contains("/manifests/") { 500 } else { 400 },
+                "ECHO",
+                &echoed,
+            ))
         })
     };
     let dir = work();
     let mut opts = options(dir.path());
-    opts.auth = Some(Credentials::Basic { username: "echo".into(), password: password.into() });
+    opts.auth = Some(Credentials::Basic {
+        username: "echo".into(),
+        password: password.into(),
+    });
     let events = Events::default();
     events.attach(&mut opts);
     let error = pull(&reference(&server), &opts).err().expect("the server only fails");
@@ -513,7 +595,9 @@ fn stalled_connections_time_out_and_retry() {
     let hits = AtomicUsize::new(0);
     let server = {
         let path = path.clone();
-        serve(&image, move |request, _| (request.path == path && next(&hits) == 0).then(|| Reply::Stall(Duration::from_secs(3))))
+        serve(&image, move |request, _| {
+            (request.path == path && next(&hits) == 0).then(|| Reply::Stall(Duration::from_secs(3)))
+        })
     };
     let dir = work();
     let mut opts = options(dir.path());
@@ -548,7 +632,13 @@ fn failed_pulls_leave_the_cache_as_it_was_and_the_next_pull_succeeds() {
                     Some(blob_reply(request, &wrong))
                 }
                 // The body always breaks off halfway.
-                2 => Some(Reply::Cut { status: 200, headers: vec![], body: bytes[..bytes.len() / 2].to_vec(), declared: bytes.len(), reset: false }),
+                2 => Some(Reply::Cut {
+                    status: 200,
+                    headers: vec![],
+                    body: bytes[..bytes.len() / 2].to_vec(),
+                    declared: bytes.len(),
+                    reset: false,
+                }),
                 // Refused for good.
                 3 => Some(Reply::error(403, "DENIED", "no")),
                 _ => None,
@@ -563,19 +653,30 @@ fn failed_pulls_leave_the_cache_as_it_was_and_the_next_pull_succeeds() {
     let artifacts = |home: &std::path::Path| -> Vec<String> {
         ["blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256", "tmp"]
             .iter()
-            .flat_map(|d| std::fs::read_dir(home.join(d)).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()))
+            .flat_map(|d| {
+                std::fs::read_dir(home.join(d))
+                    .unwrap()
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            })
             .collect()
     };
     for (kind, expected) in [(1, "digest_mismatch"), (2, "registry"), (3, "authentication")] {
         fault.store(kind, Ordering::SeqCst);
-        let err = cache.pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet).unwrap_err();
+        let err = cache
+            .pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet)
+            .unwrap_err();
         assert_eq!(err.code(), expected, "fault {kind}: {err}");
-        assert!(err.to_string().contains(&layer.digest.to_string()) || kind == 3, "fault {kind} names the layer: {err}");
+        assert!(
+            err.to_string().contains(&layer.digest.to_string()) || kind == 3,
+            "fault {kind} names the layer: {err}"
+        );
         assert!(cache.list().unwrap().is_empty(), "fault {kind} added to the index");
         assert_eq!(artifacts(&home), Vec::<String>::new(), "fault {kind} left files behind");
     }
     fault.store(0, Ordering::SeqCst);
-    let pulled = cache.pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet).unwrap();
+    let pulled = cache
+        .pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet)
+        .unwrap();
     assert_eq!(pulled.manifest_digest, image.manifest_digest.to_string());
     let boot = cache.acquire(&reference(&server), "after-faults").unwrap();
     assert!(boot.vmdk.exists());

@@ -44,7 +44,10 @@ impl Fixture {
 #[test]
 fn pulls_through_a_pull_through_cache() {
     let f = Fixture::new();
-    let mut mirror = Registry::start(Setup { proxy: Some(format!("http://{}", f.origin.host())), ..Setup::default() });
+    let mut mirror = Registry::start(Setup {
+        proxy: Some(format!("http://{}", f.origin.host())),
+        ..Setup::default()
+    });
     let opts = f.options(&[format!("http://{}", mirror.host())]);
     let pulled = pull(&f.reference(), &opts).unwrap();
     assert_eq!(pulled.digest, f.image.manifest_digest);
@@ -80,7 +83,11 @@ fn falls_back_past_dead_and_empty_mirrors() {
     let pulled = pull(&f.reference(), &opts).unwrap();
     assert_eq!(pulled.digest, f.image.manifest_digest);
     assert_eq!(pulled.layers.len(), 2);
-    assert!(started.elapsed() < Duration::from_secs(5), "dead mirrors are not retried: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "dead mirrors are not retried: {:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -88,5 +95,8 @@ fn refuses_plain_http_mirrors_that_are_not_allowed() {
     let f = Fixture::new();
     let opts = f.options(&["http://mirror.invalid".into()]);
     let reference = cache::reference::Reference::parse(&f.reference()).unwrap();
-    assert!(matches!(cache::registry::Client::new(&reference, &opts), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        cache::registry::Client::new(&reference, &opts),
+        Err(Error::InvalidArgument(_))
+    ));
 }

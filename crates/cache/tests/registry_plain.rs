@@ -29,7 +29,12 @@ fn pulls_by_tag_and_by_digest() {
     let work = tempfile::tempdir().unwrap();
     let image = image::simple("amd64", 1);
     image::write_layout(&work.path().join("layout"), "v1", &image);
-    let pushed = push(&work.path().join("layout"), "v1", &format!("{}/team/app:v1", registry.host()), Push::default());
+    let pushed = push(
+        &work.path().join("layout"),
+        "v1",
+        &format!("{}/team/app:v1", registry.host()),
+        Push::default(),
+    );
     assert_eq!(pushed, image.manifest_digest);
 
     let mut opts = options(work.path());
@@ -65,7 +70,15 @@ fn picks_the_platform_from_a_multi_platform_index() {
     let arm64 = image::simple("arm64", 3);
     let layout = work.path().join("layout");
     let index = image::write_index_layout(&layout, "multi", &[&amd64, &arm64]);
-    let pushed = push(&layout, "multi", &format!("{}/multi:latest", registry.host()), Push { all: true, ..Push::default() });
+    let pushed = push(
+        &layout,
+        "multi",
+        &format!("{}/multi:latest", registry.host()),
+        Push {
+            all: true,
+            ..Push::default()
+        },
+    );
     assert_eq!(pushed, Digest::of(&index));
 
     let reference = format!("{}/multi:latest", registry.host());
@@ -91,15 +104,26 @@ fn picks_the_platform_from_a_multi_platform_index() {
 fn pulls_zstd_layers() {
     let registry = Registry::start(Setup::default());
     let work = tempfile::tempdir().unwrap();
-    let image =
-        image::build("linux", "amd64", &[vec![("a", b"zstd layer".to_vec())], vec![("b", image::noise(100_000, 4))]], Compression::Zstd);
+    let image = image::build(
+        "linux",
+        "amd64",
+        &[vec![("a", b"zstd layer".to_vec())], vec![("b", image::noise(100_000, 4))]],
+        Compression::Zstd,
+    );
     let layout = work.path().join("layout");
     image::write_layout(&layout, "z", &image);
     push(&layout, "z", &format!("{}/zstd:z", registry.host()), Push::default());
     let pulled = pull(&format!("{}/zstd:z", registry.host()), &options(work.path())).unwrap();
     assert_pulled(&pulled, &image);
-    assert!(pulled.manifest.layers.iter().all(|l| l.media_type == "application/vnd.oci.image.layer.v1.tar+zstd"));
-    assert!(pulled.layers.iter().all(|l| l.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])), "layers are zstd frames");
+    assert!(pulled
+        .manifest
+        .layers
+        .iter()
+        .all(|l| l.media_type == "application/vnd.oci.image.layer.v1.tar+zstd"));
+    assert!(
+        pulled.layers.iter().all(|l| l.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])),
+        "layers are zstd frames"
+    );
 }
 
 #[test]
@@ -109,14 +133,26 @@ fn pulls_docker_schema2_manifests() {
     let image = image::simple("amd64", 5);
     let layout = work.path().join("layout");
     image::write_layout(&layout, "d", &image);
-    let pushed = push(&layout, "d", &format!("{}/docker:d", registry.host()), Push { docker: true, ..Push::default() });
+    let pushed = push(
+        &layout,
+        "d",
+        &format!("{}/docker:d", registry.host()),
+        Push {
+            docker: true,
+            ..Push::default()
+        },
+    );
     assert_ne!(pushed, image.manifest_digest, "skopeo converted the manifest");
 
     let pulled = pull(&format!("{}/docker:d", registry.host()), &options(work.path())).unwrap();
     assert_eq!(pulled.digest, pushed);
     assert_eq!(Digest::of(&pulled.manifest_bytes), pushed);
     assert_eq!(pulled.manifest.media_type, DOCKER_MANIFEST);
-    assert!(pulled.manifest.layers.iter().all(|l| l.media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"));
+    assert!(pulled
+        .manifest
+        .layers
+        .iter()
+        .all(|l| l.media_type == "application/vnd.docker.image.rootfs.diff.tar.gzip"));
     let expected: Vec<Vec<u8>> = image.layers.iter().map(|(_, bytes)| bytes.clone()).collect();
     assert_eq!(pulled.layers, expected, "layer blobs are unchanged by the conversion");
 }
@@ -127,7 +163,12 @@ fn unknown_tags_and_repositories_are_image_not_found() {
     let work = tempfile::tempdir().unwrap();
     let image = image::simple("amd64", 6);
     image::write_layout(&work.path().join("layout"), "v1", &image);
-    push(&work.path().join("layout"), "v1", &format!("{}/present:v1", registry.host()), Push::default());
+    push(
+        &work.path().join("layout"),
+        "v1",
+        &format!("{}/present:v1", registry.host()),
+        Push::default(),
+    );
     for reference in [format!("{}/present:v2", registry.host()), format!("{}/absent:v1", registry.host())] {
         match pull(&reference, &options(work.path())) {
             Err(Error::ImageNotFound { reference: named, .. }) => assert_eq!(named, reference),

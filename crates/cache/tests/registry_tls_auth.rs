@@ -42,9 +42,18 @@ impl Fixture {
             &layout,
             "v1",
             &format!("{}/private/app:v1", registry.host()),
-            Push { creds: Some(&creds), cert_dir: Some(&certs.ca_dir), ..Push::default() },
+            Push {
+                creds: Some(&creds),
+                cert_dir: Some(&certs.ca_dir),
+                ..Push::default()
+            },
         );
-        Fixture { registry, certs, image, work }
+        Fixture {
+            registry,
+            certs,
+            image,
+            work,
+        }
     }
 
     fn reference(&self) -> String {
@@ -60,7 +69,10 @@ impl Fixture {
 }
 
 fn basic(password: &str) -> Credentials {
-    Credentials::Basic { username: USER.into(), password: password.into() }
+    Credentials::Basic {
+        username: USER.into(),
+        password: password.into(),
+    }
 }
 
 fn write_docker_config(path: &Path, key: &str, entry: serde_json::Value) {
@@ -85,14 +97,26 @@ fn docker_config_credentials_pull_over_tls() {
     let mut opts = f.options();
     opts.config.docker_config = Some(config.clone());
 
-    write_docker_config(&config, &host, serde_json::json!({"auth": STANDARD.encode(format!("{USER}:{PASSWORD}"))}));
+    write_docker_config(
+        &config,
+        &host,
+        serde_json::json!({"auth": STANDARD.encode(format!("{USER}:{PASSWORD}"))}),
+    );
     assert_eq!(pull(&f.reference(), &opts).unwrap().digest, f.image.manifest_digest);
 
-    write_docker_config(&config, &format!("https://{host}/v2/"), serde_json::json!({"username": USER, "password": PASSWORD}));
+    write_docker_config(
+        &config,
+        &format!("https://{host}/v2/"),
+        serde_json::json!({"username": USER, "password": PASSWORD}),
+    );
     assert_eq!(pull(&f.reference(), &opts).unwrap().digest, f.image.manifest_digest);
 
     // Explicit credentials win over the file's.
-    write_docker_config(&config, &host, serde_json::json!({"auth": STANDARD.encode(format!("{USER}:wrong"))}));
+    write_docker_config(
+        &config,
+        &host,
+        serde_json::json!({"auth": STANDARD.encode(format!("{USER}:wrong"))}),
+    );
     opts.auth = Some(basic(PASSWORD));
     assert_eq!(pull(&f.reference(), &opts).unwrap().digest, f.image.manifest_digest);
 }
@@ -101,8 +125,15 @@ fn docker_config_credentials_pull_over_tls() {
 fn missing_or_wrong_credentials_are_authentication_errors() {
     let f = Fixture::new();
     match pull(&f.reference(), &f.options()) {
-        Err(Error::Authentication { registry, repository, message }) => {
-            assert_eq!((registry.as_str(), repository.as_str()), (f.registry.host().as_str(), "private/app"));
+        Err(Error::Authentication {
+            registry,
+            repository,
+            message,
+        }) => {
+            assert_eq!(
+                (registry.as_str(), repository.as_str()),
+                (f.registry.host().as_str(), "private/app")
+            );
             assert!(message.contains("no credentials"), "{message}");
         }
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
@@ -112,7 +143,10 @@ fn missing_or_wrong_credentials_are_authentication_errors() {
     match pull(&f.reference(), &opts) {
         Err(e @ Error::Authentication { .. }) => {
             let text = format!("{e} {e:?}");
-            assert!(!text.contains("not-the-password") && !text.contains(&STANDARD.encode(format!("{USER}:not-the-password"))), "{text}");
+            assert!(
+                !text.contains("not-the-password") && !text.contains(&STANDARD.encode(format!("{USER}:not-the-password"))),
+                "{text}"
+            );
         }
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
     }
@@ -137,14 +171,22 @@ fn an_unknown_ca_is_a_clear_tls_error_and_insecure_skips_verification() {
         opts.auth = Some(basic(PASSWORD));
         let started = std::time::Instant::now();
         match pull(&f.reference(), &opts) {
-            Err(Error::Registry { registry, message, status: None, .. }) => {
+            Err(Error::Registry {
+                registry,
+                message,
+                status: None,
+                ..
+            }) => {
                 assert_eq!(registry, f.registry.host());
                 assert!(message.contains("certificate") && message.contains("UnknownIssuer"), "{message}");
                 assert!(!message.contains(PASSWORD));
             }
             other => panic!("expected a TLS error, got {:?}", other.map(|p| p.digest)),
         }
-        assert!(started.elapsed() < std::time::Duration::from_secs(5), "TLS failures are not retried");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "TLS failures are not retried"
+        );
     }
     let mut opts = options(f.work.path());
     opts.auth = Some(basic(PASSWORD));

@@ -30,14 +30,29 @@ impl Fixture {
         let work = tempfile::tempdir().unwrap();
         let (key, cert_der, cert_pem) = signing_key(work.path());
         let issuer = Issuer::start(&key, &cert_der, USER, PASSWORD);
-        let registry =
-            Registry::start(Setup { token: Some((issuer.realm(), SERVICE.into(), ISSUER.into(), cert_pem)), ..Setup::default() });
+        let registry = Registry::start(Setup {
+            token: Some((issuer.realm(), SERVICE.into(), ISSUER.into(), cert_pem)),
+            ..Setup::default()
+        });
         let image = image::simple("amd64", 20);
         let layout = work.path().join("layout");
         image::write_layout(&layout, "v1", &image);
         let creds = format!("{USER}:{PASSWORD}");
-        push(&layout, "v1", &format!("{}/secured/app:v1", registry.host()), Push { creds: Some(&creds), ..Push::default() });
-        Fixture { issuer, registry, image, work }
+        push(
+            &layout,
+            "v1",
+            &format!("{}/secured/app:v1", registry.host()),
+            Push {
+                creds: Some(&creds),
+                ..Push::default()
+            },
+        );
+        Fixture {
+            issuer,
+            registry,
+            image,
+            work,
+        }
     }
 
     fn reference(&self) -> String {
@@ -46,7 +61,10 @@ impl Fixture {
 
     fn options(&self, password: Option<&str>) -> PullOptions {
         let mut opts = options(self.work.path());
-        opts.auth = password.map(|p| Credentials::Basic { username: USER.into(), password: p.into() });
+        opts.auth = password.map(|p| Credentials::Basic {
+            username: USER.into(),
+            password: p.into(),
+        });
         opts
     }
 

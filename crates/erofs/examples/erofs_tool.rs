@@ -33,11 +33,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let s = erofs::build_fsmeta(&layers, &File::create(&args[1])?)?;
             println!("{s:?}");
         }
-        _ => {
-            return Err(
-                "usage: erofs_tool layer IN.tar OUT.erofs | fsmeta OUT.erofs LAYER.erofs...".into(),
-            )
-        }
+        _ => return Err("usage: erofs_tool layer IN.tar OUT.erofs | fsmeta OUT.erofs LAYER.erofs...".into()),
     }
     eprintln!("took {:?}", start.elapsed());
     Ok(())

@@ -92,13 +92,7 @@ mod tests {
         let mut out = vec![0; dir_size(lens.into_iter()) as usize];
         encode(&entries, &mut out);
         assert_eq!(u16::from_le_bytes([out[8], out[9]]), 15 * 12);
-        assert_eq!(
-            u16::from_le_bytes([out[BLOCK + 8], out[BLOCK + 9]]),
-            15 * 12
-        );
-        assert_eq!(
-            u16::from_le_bytes([out[2 * BLOCK + 8], out[2 * BLOCK + 9]]),
-            12
-        );
+        assert_eq!(u16::from_le_bytes([out[BLOCK + 8], out[BLOCK + 9]]), 15 * 12);
+        assert_eq!(u16::from_le_bytes([out[2 * BLOCK + 8], out[2 * BLOCK + 9]]), 12);
     }
 }

@@ -47,10 +47,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
         }
         if img.blocks() * BLOCK_SIZE != img.file_len() {
             return Err(Error::InvalidImage {
-                message: format!(
-                    "{}: superblock size does not match the file size",
-                    layer.path.display()
-                ),
+                message: format!("{}: superblock size does not match the file size", layer.path.display()),
             });
         }
         devices.push(DeviceSpec {
@@ -94,12 +91,7 @@ fn is_whiteout(i: &reader::Inode) -> bool {
 impl Merge<'_> {
     /// Applies one layer directory to its merged counterpart; its
     /// subdirectories are pushed on `stack` for later.
-    fn apply_dir(
-        &mut self,
-        dir: &reader::Inode,
-        merged: InodeId,
-        stack: &mut Vec<(reader::Inode, InodeId)>,
-    ) -> Result<(), Error> {
+    fn apply_dir(&mut self, dir: &reader::Inode, merged: InodeId, stack: &mut Vec<(reader::Inode, InodeId)>) -> Result<(), Error> {
         let mut xattrs = self.img.xattrs(dir)?;
         let implicit = xattrs.iter().any(|(n, _)| n == IMPLICIT_XATTR);
         let opaque = xattrs.iter().any(|(n, v)| n == OPAQUE_XATTR && v == b"y");
@@ -118,18 +110,10 @@ impl Merge<'_> {
         }
         for entry in self.img.read_dir(dir)? {
             let child = self.img.inode(entry.nid)?;
-            let existing = self
-                .tree
-                .children(merged)
-                .expect("directory")
-                .get(&entry.name)
-                .copied();
+            let existing = self.tree.children(merged).expect("directory").get(&entry.name).copied();
             if is_whiteout(&child) {
                 if existing.is_some() {
-                    self.tree
-                        .children_mut(merged)
-                        .expect("directory")
-                        .remove(&entry.name);
+                    self.tree.children_mut(merged).expect("directory").remove(&entry.name);
                 }
                 continue;
             }
@@ -138,10 +122,7 @@ impl Merge<'_> {
                     Some(id) => id,
                     None => {
                         let id = self.tree.add(Inode::implicit_dir());
-                        self.tree
-                            .children_mut(merged)
-                            .expect("directory")
-                            .insert(entry.name, id);
+                        self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
                         id
                     }
                 };
@@ -156,10 +137,7 @@ impl Merge<'_> {
                     id
                 }
             };
-            self.tree
-                .children_mut(merged)
-                .expect("directory")
-                .insert(entry.name, id);
+            self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
         }
         Ok(())
     }
@@ -200,8 +178,7 @@ impl Merge<'_> {
         match self.img.file_map(i)? {
             FileMap::Contiguous { blkaddr } => {
                 let blocks = i.size.div_ceil(BLOCK_SIZE);
-                let bits =
-                    (u64::BITS - (blocks - 1).leading_zeros()).min(u32::from(MAX_CHUNKBITS)) as u8;
+                let bits = (u64::BITS - (blocks - 1).leading_zeros()).min(u32::from(MAX_CHUNKBITS)) as u8;
                 let count = blocks.div_ceil(1 << bits);
                 Ok(FileData::Chunked {
                     chunkbits: bits,
@@ -224,15 +201,8 @@ impl Merge<'_> {
                     let blk = c.map(|c| c.blkaddr);
                     match (runs.last_mut(), blk) {
                         (Some(r), None) if r.blkaddr.is_none() => r.count += 1,
-                        (Some(r), Some(b))
-                            if r.blkaddr.is_some_and(|s| s + r.count * step == b) =>
-                        {
-                            r.count += 1
-                        }
-                        _ => runs.push(ChunkRun {
-                            count: 1,
-                            blkaddr: blk,
-                        }),
+                        (Some(r), Some(b)) if r.blkaddr.is_some_and(|s| s + r.count * step == b) => r.count += 1,
+                        _ => runs.push(ChunkRun { count: 1, blkaddr: blk }),
                     }
                 }
                 Ok(FileData::Chunked {

@@ -85,11 +85,7 @@ fn components(path: &[u8], offset: u64) -> Result<Vec<&[u8]>, Error> {
             b".." => return Err(unsafe_path(path, "path contains a `..` component")),
             _ if c.len() > NAME_MAX => {
                 return Err(Error::TooLarge {
-                    message: format!(
-                        "file name of {} bytes in {}",
-                        c.len(),
-                        String::from_utf8_lossy(path)
-                    ),
+                    message: format!("file name of {} bytes in {}", c.len(), String::from_utf8_lossy(path)),
                 })
             }
             _ => out.push(c),
@@ -141,10 +137,7 @@ impl Builder<'_> {
         let (fmt, kind) = match e.kind {
             EntryKind::Directory => {
                 let parent = self.tree.ensure_dir(parents);
-                let existing = self
-                    .tree
-                    .children(parent)
-                    .and_then(|c| c.get(name).copied());
+                let existing = self.tree.children(parent).and_then(|c| c.get(name).copied());
                 if let Some(id) = existing.filter(|&id| self.tree.inodes[id].is_dir()) {
                     return self.set_dir_meta(id, &e);
                 }
@@ -158,10 +151,7 @@ impl Builder<'_> {
             EntryKind::HardLink => {
                 let target = components(&e.link, e.offset)?;
                 let Some(id) = self.tree.lookup(&target) else {
-                    return Err(unsafe_path(
-                        &e.link,
-                        "hardlink target does not exist earlier in the archive",
-                    ));
+                    return Err(unsafe_path(&e.link, "hardlink target does not exist earlier in the archive"));
                 };
                 if target.is_empty() || self.tree.inodes[id].is_dir() {
                     return Err(unsafe_path(&e.link, "hardlink target is a directory"));
@@ -182,17 +172,10 @@ impl Builder<'_> {
             EntryKind::CharDevice | EntryKind::BlockDevice => {
                 if e.devmajor > 0xfff || e.devminor > 0xfffff {
                     return Err(Error::TooLarge {
-                        message: format!(
-                            "device number {}:{} does not fit 32 bits",
-                            e.devmajor, e.devminor
-                        ),
+                        message: format!("device number {}:{} does not fit 32 bits", e.devmajor, e.devminor),
                     });
                 }
-                let fmt = if e.kind == EntryKind::CharDevice {
-                    S_IFCHR
-                } else {
-                    S_IFBLK
-                };
+                let fmt = if e.kind == EntryKind::CharDevice { S_IFCHR } else { S_IFBLK };
                 (
                     fmt,
                     Kind::Special {
@@ -250,11 +233,7 @@ impl Builder<'_> {
     }
 
     /// Streams a regular file's data into the image.
-    fn write_data<R: Read>(
-        &mut self,
-        tar: &mut TarReader<R>,
-        e: &Entry,
-    ) -> Result<FileData, Error> {
+    fn write_data<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<FileData, Error> {
         let blocks = e.size.div_ceil(BLOCK_SIZE);
         let too_large = || Error::TooLarge {
             message: format!("file of {} bytes does not fit the image", e.size),
@@ -419,12 +398,9 @@ pub(crate) fn plan_sparse(segs: &[(u64, u64)], size: u64) -> SparsePlan {
         }
         let stored_blocks: u64 = mapped
             .iter()
-            .map(|&(f, c)| {
-                ((f + c) * chunk).min(size).div_ceil(BLOCK_SIZE) - f * (chunk / BLOCK_SIZE)
-            })
+            .map(|&(f, c)| ((f + c) * chunk).min(size).div_ceil(BLOCK_SIZE) - f * (chunk / BLOCK_SIZE))
             .sum();
-        let cost =
-            u128::from(nchunks) * INDEX_COST + u128::from(stored_blocks) * u128::from(BLOCK_SIZE);
+        let cost = u128::from(nchunks) * INDEX_COST + u128::from(stored_blocks) * u128::from(BLOCK_SIZE);
         let allowed = nchunks <= MAX_CHUNKS || bits == CHUNK_BLKBITS_MAX;
         if allowed && best.as_ref().is_none_or(|(c, _)| cost <= *c) {
             best = Some((
@@ -472,14 +448,8 @@ mod tests {
 
     #[test]
     fn paths_normalise_and_refuse_dotdot() {
-        assert_eq!(
-            components(b"./a//b/./c/", 0).unwrap(),
-            vec![&b"a"[..], b"b", b"c"]
-        );
+        assert_eq!(components(b"./a//b/./c/", 0).unwrap(), vec![&b"a"[..], b"b", b"c"]);
         assert!(components(b"/", 0).unwrap().is_empty());
-        assert!(matches!(
-            components(b"a/../b", 0),
-            Err(Error::UnsafePath { .. })
-        ));
+        assert!(matches!(components(b"a/../b", 0), Err(Error::UnsafePath { .. })));
     }
 }

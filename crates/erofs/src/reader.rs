@@ -20,9 +20,7 @@ use crate::{xattr, Error, Xattrs, BLOCK_SIZE};
 const PRELOAD_MAX: u64 = 1 << 30;
 
 fn invalid(message: impl Into<String>) -> Error {
-    Error::InvalidImage {
-        message: message.into(),
-    }
+    Error::InvalidImage { message: message.into() }
 }
 
 /// An entry of the device table.
@@ -157,13 +155,9 @@ impl Image {
         file.read_exact(&mut block0)?;
         let sb = Superblock::decode(&block0).ok_or_else(|| invalid("bad superblock magic"))?;
         if sb.blkszbits != BLKSZ_BITS {
-            return Err(invalid(format!(
-                "unsupported block size 2^{}",
-                sb.blkszbits
-            )));
+            return Err(invalid(format!("unsupported block size 2^{}", sb.blkszbits)));
         }
-        if sb.feature_compat & COMPAT_SB_CHKSUM != 0 && superblock_checksum(&block0) != sb.checksum
-        {
+        if sb.feature_compat & COMPAT_SB_CHKSUM != 0 && superblock_checksum(&block0) != sb.checksum {
             return Err(invalid("superblock checksum mismatch"));
         }
         let known = INCOMPAT_CHUNKED_FILE | INCOMPAT_DEVICE_TABLE;
@@ -184,9 +178,7 @@ impl Image {
         if image.sb.feature_incompat & INCOMPAT_DEVICE_TABLE != 0 {
             let start = u64::from(image.sb.devt_slotoff) * DEVICE_SLOT_SIZE as u64;
             for i in 0..u64::from(image.sb.extra_devices) {
-                let slot = image
-                    .bytes(start + i * DEVICE_SLOT_SIZE as u64, DEVICE_SLOT_SIZE)?
-                    .into_owned();
+                let slot = image.bytes(start + i * DEVICE_SLOT_SIZE as u64, DEVICE_SLOT_SIZE)?.into_owned();
                 let tag_len = slot[..64].iter().position(|&b| b == 0).unwrap_or(64);
                 image.devices.push(Device {
                     tag: slot[..tag_len].to_vec(),
@@ -234,11 +226,7 @@ impl Image {
 
     fn bytes(&self, off: u64, len: usize) -> Result<Cow<'_, [u8]>, Error> {
         let end = off.checked_add(len as u64).filter(|&e| e <= self.file_len);
-        let end = end.ok_or_else(|| {
-            invalid(format!(
-                "read of {len} bytes at {off} is past the end of the image"
-            ))
-        })?;
+        let end = end.ok_or_else(|| invalid(format!("read of {len} bytes at {off} is past the end of the image")))?;
         if off >= self.meta_start && end <= self.meta_start + self.meta.len() as u64 {
             let s = (off - self.meta_start) as usize;
             return Ok(Cow::Borrowed(&self.meta[s..s + len]));
@@ -263,9 +251,7 @@ impl Image {
         let format = le16(&head, 0);
         let layout = (format >> 1) & 7;
         if ![LAYOUT_FLAT_PLAIN, LAYOUT_FLAT_INLINE, LAYOUT_CHUNK_BASED].contains(&layout) {
-            return Err(invalid(format!(
-                "nid {nid}: unsupported data layout {layout}"
-            )));
+            return Err(invalid(format!("nid {nid}: unsupported data layout {layout}")));
         }
         let xattr_size = xattr::body_size_from_icount(le16(&head, 2)) as u64;
         let inode = if format & 1 == 1 {
@@ -316,24 +302,14 @@ impl Image {
     /// Reads all data of a flat (plain or tail-inline) inode.
     fn flat_data(&self, inode: &Inode) -> Result<Vec<u8>, Error> {
         if inode.layout == LAYOUT_CHUNK_BASED {
-            return Err(invalid(format!(
-                "nid {}: chunk-based directory or symlink",
-                inode.nid
-            )));
+            return Err(invalid(format!("nid {}: chunk-based directory or symlink", inode.nid)));
         }
         if inode.size > self.file_len {
-            return Err(invalid(format!(
-                "nid {}: size {} larger than the image",
-                inode.nid, inode.size
-            )));
+            return Err(invalid(format!("nid {}: size {} larger than the image", inode.nid, inode.size)));
         }
         let size = inode.size;
         let mut out = Vec::with_capacity(size as usize);
-        let tail = if inode.layout == LAYOUT_FLAT_INLINE {
-            size % BLOCK_SIZE
-        } else {
-            0
-        };
+        let tail = if inode.layout == LAYOUT_FLAT_INLINE { size % BLOCK_SIZE } else { 0 };
         let plain = size - tail;
         if plain > 0 {
             out.extend_from_slice(&self.bytes(u64::from(inode.i_u) * BLOCK_SIZE, plain as usize)?);
@@ -341,10 +317,7 @@ impl Image {
         if tail > 0 {
             let at = self.iloc(inode.nid)? + inode.inode_size + inode.xattr_size;
             if at % BLOCK_SIZE + tail > BLOCK_SIZE {
-                return Err(invalid(format!(
-                    "nid {}: inline data crosses a block boundary",
-                    inode.nid
-                )));
+                return Err(invalid(format!("nid {}: inline data crosses a block boundary", inode.nid)));
             }
             out.extend_from_slice(&self.bytes(at, tail as usize)?);
         }
@@ -382,9 +355,7 @@ impl Image {
                 let end = if k + 1 < count {
                     usize::from(le16(block, d + DIRENT_SIZE + 8))
                 } else {
-                    let rest = block
-                        .get(start..)
-                        .ok_or_else(|| bad("name offset past block"))?;
+                    let rest = block.get(start..).ok_or_else(|| bad("name offset past block"))?;
                     start + rest.iter().position(|&b| b == 0).unwrap_or(rest.len())
                 };
                 if start > end || end > block.len() || end - start > NAME_MAX || end == start {
@@ -420,14 +391,8 @@ impl Image {
                 let unit: u64 = if indexes { 8 } else { 4 };
                 let nchunks = inode.size.div_ceil(BLOCK_SIZE << chunkbits);
                 let table_len = nchunks.checked_mul(unit).filter(|&l| l <= self.file_len);
-                let table_len = table_len.ok_or_else(|| {
-                    invalid(format!(
-                        "nid {}: chunk table larger than the image",
-                        inode.nid
-                    ))
-                })?;
-                let at = (self.iloc(inode.nid)? + inode.inode_size + inode.xattr_size)
-                    .next_multiple_of(unit);
+                let table_len = table_len.ok_or_else(|| invalid(format!("nid {}: chunk table larger than the image", inode.nid)))?;
+                let at = (self.iloc(inode.nid)? + inode.inode_size + inode.xattr_size).next_multiple_of(unit);
                 let table = self.bytes(at, table_len as usize)?;
                 let mask = (u32::from(self.sb.extra_devices) + 1).next_power_of_two() as u16 - 1;
                 let chunks = table
@@ -446,20 +411,14 @@ impl Image {
                     .collect();
                 Ok(FileMap::Chunked { chunkbits, chunks })
             }
-            _ => Err(invalid(format!(
-                "nid {}: tail-packed regular files are not supported",
-                inode.nid
-            ))),
+            _ => Err(invalid(format!("nid {}: tail-packed regular files are not supported", inode.nid))),
         }
     }
 
     /// Resolves a `/`-separated path from the root (no symlinks followed).
     pub fn lookup(&self, path: &[u8]) -> Result<Option<Inode>, Error> {
         let mut cur = self.inode(self.root_nid())?;
-        for c in path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-        {
+        for c in path.split(|&b| b == b'/').filter(|c| !c.is_empty() && *c != b".") {
             if !cur.is_dir() {
                 return Ok(None);
             }

@@ -164,9 +164,7 @@ impl Tree {
                 Some(id) if self.inodes[id].is_dir() => id,
                 _ => {
                     let id = self.add(Inode::implicit_dir());
-                    self.children_mut(cur)
-                        .expect("parent is a directory")
-                        .insert(c.to_vec(), id);
+                    self.children_mut(cur).expect("parent is a directory").insert(c.to_vec(), id);
                     id
                 }
             };

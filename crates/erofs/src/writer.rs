@@ -62,9 +62,7 @@ struct Plan {
 }
 
 fn too_large(message: impl Into<String>) -> Error {
-    Error::TooLarge {
-        message: message.into(),
-    }
+    Error::TooLarge { message: message.into() }
 }
 
 fn to_u32(v: u64, what: &str) -> Result<u32, Error> {
@@ -74,13 +72,7 @@ fn to_u32(v: u64, what: &str) -> Result<u32, Error> {
 /// Final xattr list: the inode's own plus the layer markers.
 fn xattrs_of(inode: &Inode, markers: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut x = inode.xattrs.clone();
-    if let (
-        true,
-        Kind::Dir {
-            implicit, opaque, ..
-        },
-    ) = (markers, &inode.kind)
-    {
+    if let (true, Kind::Dir { implicit, opaque, .. }) = (markers, &inode.kind) {
         for (flag, name) in [(*implicit, IMPLICIT_XATTR), (*opaque, OPAQUE_XATTR)] {
             if flag && !x.iter().any(|(n, _)| n == name) {
                 x.push((name.to_vec(), b"y".to_vec()));
@@ -132,11 +124,7 @@ fn traverse(tree: &Tree) -> (Vec<InodeId>, Vec<u32>, Vec<u32>, Vec<InodeId>) {
 
 fn dirents_size(tree: &Tree, id: InodeId) -> u64 {
     let children = tree.children(id).expect("directory");
-    dir::dir_size(
-        sorted_names(children.keys().map(|k| k.as_slice()))
-            .into_iter()
-            .map(|n| n.len()),
-    )
+    dir::dir_size(sorted_names(children.keys().map(|k| k.as_slice())).into_iter().map(|n| n.len()))
 }
 
 /// Children names merged with `.` and `..`, in on-disk order.
@@ -150,13 +138,7 @@ fn sorted_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
 
 /// Writes the metadata for `tree` after the first `data_end` blocks of
 /// `out` (which the caller has already filled), then block 0.
-pub fn write_image(
-    tree: &Tree,
-    out: &File,
-    data_end: u64,
-    devices: &[DeviceSpec<'_>],
-    markers: bool,
-) -> Result<Written, Error> {
+pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec<'_>], markers: bool) -> Result<Written, Error> {
     let (order, index, nlink, parent) = traverse(tree);
     let devt_end = (SUPER_OFFSET + SUPER_SIZE + devices.len() * DEVICE_SLOT_SIZE) as u64;
     let meta_blkaddr = data_end.max(devt_end.div_ceil(BLOCK_SIZE));
@@ -253,14 +235,7 @@ pub fn write_image(
             Kind::Dir { .. } | Kind::Symlink(_) => {
                 let bytes = match &inode.kind {
                     Kind::Symlink(t) => t.clone(),
-                    _ => encode_dir(
-                        tree,
-                        p.id,
-                        p.size,
-                        nid_of(p.id),
-                        nid_of(parent[p.id]),
-                        &nid_of,
-                    ),
+                    _ => encode_dir(tree, p.id, p.size, nid_of(p.id), nid_of(parent[p.id]), &nid_of),
                 };
                 let full = (p.data_blocks * BLOCK_SIZE) as usize;
                 let plain = full.min(bytes.len());
@@ -304,11 +279,7 @@ pub fn write_image(
                         };
                         match device_id {
                             Some(dev) => {
-                                put16(
-                                    &mut meta,
-                                    e + 2,
-                                    if run.blkaddr.is_some() { *dev } else { 0 },
-                                );
+                                put16(&mut meta, e + 2, if run.blkaddr.is_some() { *dev } else { 0 });
                                 put32(&mut meta, e + 4, blk);
                             }
                             None => put32(&mut meta, e, blk),
@@ -316,11 +287,7 @@ pub fn write_image(
                         e += unit;
                     }
                 }
-                let indexes = if device_id.is_some() {
-                    CHUNK_FORMAT_INDEXES
-                } else {
-                    0
-                };
+                let indexes = if device_id.is_some() { CHUNK_FORMAT_INDEXES } else { 0 };
                 u32::from(indexes | u16::from(*chunkbits))
             }
             Kind::Special { rdev } => *rdev,
@@ -353,12 +320,7 @@ pub fn write_image(
     for (i, d) in devices.iter().enumerate() {
         let off = SUPER_OFFSET + SUPER_SIZE + i * DEVICE_SLOT_SIZE;
         let slot = &mut block0[off..off + DEVICE_SLOT_SIZE];
-        encode_device_slot(
-            slot,
-            d.tag,
-            to_u32(d.blocks, "device size")?,
-            to_u32(next, "mapped block address")?,
-        );
+        encode_device_slot(slot, d.tag, to_u32(d.blocks, "device size")?, to_u32(next, "mapped block address")?);
         mapped.push(next);
         next += d.blocks;
     }
@@ -400,14 +362,7 @@ pub fn write_image(
 }
 
 /// Encodes a directory's entries (with `.` and `..`) into `size` bytes.
-fn encode_dir(
-    tree: &Tree,
-    id: InodeId,
-    size: u64,
-    self_nid: u64,
-    parent_nid: u64,
-    nid_of: &dyn Fn(InodeId) -> u64,
-) -> Vec<u8> {
+fn encode_dir(tree: &Tree, id: InodeId, size: u64, self_nid: u64, parent_nid: u64, nid_of: &dyn Fn(InodeId) -> u64) -> Vec<u8> {
     let children = tree.children(id).expect("directory");
     let mut entries: Vec<Dirent> = children
         .iter()

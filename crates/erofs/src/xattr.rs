@@ -130,27 +130,18 @@ mod tests {
     #[test]
     fn names_split_and_join() {
         assert_eq!(split_name(b"user.foo"), Some((1, &b"foo"[..])));
-        assert_eq!(
-            split_name(b"security.capability"),
-            Some((6, &b"capability"[..]))
-        );
+        assert_eq!(split_name(b"security.capability"), Some((6, &b"capability"[..])));
         assert_eq!(split_name(b"system.posix_acl_access"), Some((2, &b""[..])));
         assert_eq!(split_name(b"system.posix_acl_accessx"), None);
         assert_eq!(split_name(b"system.nfs4_acl"), None);
-        assert_eq!(
-            join_name(4, b"overlay.opaque").unwrap(),
-            b"trusted.overlay.opaque"
-        );
+        assert_eq!(join_name(4, b"overlay.opaque").unwrap(), b"trusted.overlay.opaque");
     }
 
     #[test]
     fn body_round_trips() {
         let x = vec![
             (b"user.a".to_vec(), b"1".to_vec()),
-            (
-                b"security.capability".to_vec(),
-                vec![1, 0, 0, 2, 0, 0, 0, 0],
-            ),
+            (b"security.capability".to_vec(), vec![1, 0, 0, 2, 0, 0, 0, 0]),
             (b"system.posix_acl_default".to_vec(), vec![]),
         ];
         let size = body_size(&x);

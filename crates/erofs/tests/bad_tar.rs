@@ -15,11 +15,7 @@ fn build(tar: &[u8]) -> Result<erofs::LayerSummary, Error> {
 }
 
 fn valid() -> Vec<u8> {
-    ustar(&[
-        Member::dir("a/"),
-        Member::file("a/f", &[7u8; 3000]),
-        Member::file("b", b"bee"),
-    ])
+    ustar(&[Member::dir("a/"), Member::file("a/f", &[7u8; 3000]), Member::file("b", b"bee")])
 }
 
 #[test]
@@ -39,10 +35,7 @@ fn truncated_archives_are_invalid() {
     // Inside file data, inside a header, and right after a header.
     for cut in [512 * 2 + 100, 512 + 200, 512 * 2] {
         let err = build(&tar[..cut]).unwrap_err();
-        assert!(
-            matches!(err, Error::InvalidTar { .. }),
-            "cut at {cut}: {err:?}"
-        );
+        assert!(matches!(err, Error::InvalidTar { .. }), "cut at {cut}: {err:?}");
     }
 }
 
@@ -58,10 +51,7 @@ fn clean_end_without_zero_blocks_is_accepted() {
 fn wrong_checksum_is_invalid() {
     let mut tar = valid();
     tar[512] ^= 1; // name of the second header
-    assert!(matches!(
-        build(&tar),
-        Err(Error::InvalidTar { offset: 512, .. })
-    ));
+    assert!(matches!(build(&tar), Err(Error::InvalidTar { offset: 512, .. })));
 }
 
 #[test]

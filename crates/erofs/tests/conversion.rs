@@ -45,20 +45,14 @@ fn whiteouts_become_overlay_entries() {
     assert!(img.lookup(b"etc/.wh.passwd").unwrap().is_none());
     assert!(img.lookup(b"var/.wh..wh.plnk").unwrap().is_none());
     assert!(img.lookup(b"var/cache/.wh..wh..opq").unwrap().is_none());
-    assert_eq!(
-        xattr_names(&img, "var/cache"),
-        ["trusted.msb.implicit", "trusted.overlay.opaque"]
-    );
+    assert_eq!(xattr_names(&img, "var/cache"), ["trusted.msb.implicit", "trusted.overlay.opaque"]);
     assert_eq!(xattr_names(&img, "var"), ["trusted.msb.implicit"]);
     // `etc/` came later: explicit now.
     assert!(xattr_names(&img, "etc").is_empty());
     // No root entry: the root is implicit too.
     assert_eq!(xattr_names(&img, ""), ["trusted.msb.implicit"]);
     let root = img.inode(img.root_nid()).unwrap();
-    assert_eq!(
-        (root.mode, root.uid, root.gid, root.mtime),
-        (0o040755, 0, 0, 0)
-    );
+    assert_eq!((root.mode, root.uid, root.gid, root.mtime), (0o040755, 0, 0, 0));
 }
 
 #[test]
@@ -121,22 +115,13 @@ fn pax_and_gnu_extensions() {
     tar.extend(ustar(&[Member::file("short-name", b"data")]));
     let (_t, img) = image(&tar);
     let f = img.lookup(long.as_bytes()).unwrap().unwrap();
-    assert_eq!(
-        (f.uid, f.mtime, f.mtime_nsec),
-        (4_000_000_000, 1_700_000_000, 123_456_789)
-    );
+    assert_eq!((f.uid, f.mtime, f.mtime_nsec), (4_000_000_000, 1_700_000_000, 123_456_789));
     let x = img.xattrs(&f).unwrap();
     assert_eq!(
         x,
-        vec![
-            (b"user.one".to_vec(), b"1".to_vec()),
-            (b"user.two".to_vec(), b"two".to_vec())
-        ]
+        vec![(b"user.one".to_vec(), b"1".to_vec()), (b"user.two".to_vec(), b"two".to_vec())]
     );
-    assert_eq!(
-        img.file_map(&f).unwrap(),
-        FileMap::Contiguous { blkaddr: 1 }
-    );
+    assert_eq!(img.file_map(&f).unwrap(), FileMap::Contiguous { blkaddr: 1 });
 }
 
 /// A pax header member carrying `records`.
@@ -175,12 +160,7 @@ fn huge_sparse_file_stores_only_its_data() {
     let FileMap::Chunked { chunkbits, chunks } = img.file_map(&f).unwrap() else {
         panic!("not chunked")
     };
-    assert!(
-        chunks.len() <= 1 << 17,
-        "{} chunks of 2^{} blocks",
-        chunks.len(),
-        chunkbits
-    );
+    assert!(chunks.len() <= 1 << 17, "{} chunks of 2^{} blocks", chunks.len(), chunkbits);
     assert_eq!(chunks.iter().filter(|c| c.is_some()).count(), 2);
     assert!(chunks[0].is_some() && chunks[chunks.len() - 1].is_some());
 }
@@ -190,8 +170,7 @@ fn unknown_sparse_version_is_invalid() {
     let mut tar = pax_header(&["GNU.sparse.major=2".into(), "GNU.sparse.minor=0".into()]);
     tar.extend(ustar(&[Member::file("f", b"x")]));
     let t = tempfile::tempdir().unwrap();
-    let err =
-        erofs::build_layer(&tar[..], &File::create(t.path().join("img")).unwrap()).unwrap_err();
+    let err = erofs::build_layer(&tar[..], &File::create(t.path().join("img")).unwrap()).unwrap_err();
     assert!(matches!(err, erofs::Error::InvalidTar { .. }), "{err:?}");
 }
 
@@ -212,9 +191,6 @@ fn global_pax_headers_apply_to_later_entries() {
     assert_eq!(get(b"before").uid, 0);
     assert_eq!(get(b"a").uid, 777);
     assert_eq!(get(b"b").uid, 0);
-    assert_eq!(
-        img.xattrs(&get(b"b")).unwrap(),
-        vec![(b"user.g".to_vec(), b"global".to_vec())]
-    );
+    assert_eq!(img.xattrs(&get(b"b")).unwrap(), vec![(b"user.g".to_vec(), b"global".to_vec())]);
     assert!(img.xattrs(&get(b"before")).unwrap().is_empty());
 }

@@ -72,11 +72,7 @@ fn expected_merge(layers: &[(Snapshot, BTreeSet<Vec<u8>>)]) -> Snapshot {
         for path in snap.keys() {
             let (dir, name) = (parent(path), basename(path));
             if name == b".wh..wh..opq" {
-                let prefix = if dir.is_empty() {
-                    Vec::new()
-                } else {
-                    [dir, b"/"].concat()
-                };
+                let prefix = if dir.is_empty() { Vec::new() } else { [dir, b"/"].concat() };
                 merged.retain(|k, _| !(k.starts_with(&prefix) && k.len() > prefix.len()));
             } else if let Some(target) = name.strip_prefix(b".wh.") {
                 remove_tree(&mut merged, &join(dir, target));
@@ -259,9 +255,7 @@ fn merged_tree_matches_changeset_rules() {
     assert!(!expected.contains_key(b"etc/config/a.conf".as_slice()));
 
     let fsmeta = t.join("fsmeta.erofs");
-    let tags: Vec<String> = (0..layers.len())
-        .map(|i| format!("{:064x}", i + 1))
-        .collect();
+    let tags: Vec<String> = (0..layers.len()).map(|i| format!("{:064x}", i + 1)).collect();
     let inputs: Vec<erofs::FsmetaLayer> = layers
         .iter()
         .zip(&tags)
@@ -279,10 +273,7 @@ fn merged_tree_matches_changeset_rules() {
     }
     let devices: Vec<PathBuf> = layers.iter().map(|l| l.img.clone()).collect();
     let total_layer_bytes: u64 = devices.iter().map(|d| fs::metadata(d).unwrap().len()).sum();
-    assert!(
-        summary.size_bytes < total_layer_bytes,
-        "fsmeta must not copy file data"
-    );
+    assert!(summary.size_bytes < total_layer_bytes, "fsmeta must not copy file data");
 
     // erofs-utils 1.5 reads layers by device id.
     let out = t.join("fsck-out");
@@ -325,19 +316,10 @@ fn merged_tree_matches_changeset_rules() {
     let x = xattrs(&mnt.dir);
     let names: Vec<(String, String)> = x
         .keys()
-        .map(|(p, n)| {
-            (
-                String::from_utf8_lossy(p).into(),
-                String::from_utf8_lossy(n).into(),
-            )
-        })
+        .map(|(p, n)| (String::from_utf8_lossy(p).into(), String::from_utf8_lossy(n).into()))
         .collect();
     let cap = |p: &str| (p.to_string(), "security.capability".to_string());
-    assert_eq!(
-        names,
-        vec![cap("usr/lib/libx.so.1"), cap("usr/lib/libx.so.1.2")],
-        "{x:?}"
-    );
+    assert_eq!(names, vec![cap("usr/lib/libx.so.1"), cap("usr/lib/libx.so.1.2")], "{x:?}");
 }
 
 #[test]
@@ -367,13 +349,7 @@ fn fsmeta_for_ten_layers_of_5000_files_is_fast() {
         erofs::build_layer(&tar[..], &fs::File::create(&img).unwrap()).unwrap();
         imgs.push(img);
     }
-    let layers: Vec<erofs::FsmetaLayer> = imgs
-        .iter()
-        .map(|p| erofs::FsmetaLayer {
-            path: p,
-            tag: b"tag",
-        })
-        .collect();
+    let layers: Vec<erofs::FsmetaLayer> = imgs.iter().map(|p| erofs::FsmetaLayer { path: p, tag: b"tag" }).collect();
     let out = fs::File::create(t.path().join("fsmeta")).unwrap();
     let start = Instant::now();
     let summary = erofs::build_fsmeta(&layers, &out).unwrap();

@@ -92,9 +92,7 @@ fn rich_tree(src: &Path, with_xattrs: bool) {
     symlink("tiny", src.join("link-rel")).unwrap();
     symlink("/etc/passwd", src.join("link-abs")).unwrap();
     symlink("../../nowhere", src.join("a/link-dangling")).unwrap();
-    let long_target: String = (0..4095)
-        .map(|i| if i % 50 == 49 { '/' } else { 'x' })
-        .collect();
+    let long_target: String = (0..4095).map(|i| if i % 50 == 49 { '/' } else { 'x' }).collect();
     symlink(&long_target, src.join("link-4095")).unwrap();
     let mid_target: String = "y".repeat(3000);
     symlink(&mid_target, src.join("link-3000")).unwrap();
@@ -130,11 +128,7 @@ fn rich_tree(src: &Path, with_xattrs: bool) {
 
 fn check_format(tar_args: &[&str], with_xattrs: bool) {
     let t = tempfile::tempdir().unwrap();
-    let (src, tar, img) = (
-        t.path().join("src"),
-        t.path().join("l.tar"),
-        t.path().join("l.erofs"),
-    );
+    let (src, tar, img) = (t.path().join("src"), t.path().join("l.tar"), t.path().join("l.erofs"));
     fs::create_dir(&src).unwrap();
     rich_tree(&src, with_xattrs);
     make_tar(&src, &tar, tar_args);
@@ -147,12 +141,7 @@ fn check_format(tar_args: &[&str], with_xattrs: bool) {
     assert_eq!(summary.size_bytes % erofs::BLOCK_SIZE, 0);
     assert_eq!(
         summary.inodes,
-        expected
-            .values()
-            .map(|n| n.ino)
-            .collect::<std::collections::BTreeSet<_>>()
-            .len() as u64
-            + 1
+        expected.values().map(|n| n.ino).collect::<std::collections::BTreeSet<_>>().len() as u64 + 1
     );
 
     // erofs-utils 1.5: copies hardlinks and drops setuid/setgid and xattrs.
@@ -206,11 +195,7 @@ fn posix_format_with_xattrs_round_trips() {
 #[test]
 fn directory_with_100k_entries() {
     let t = tempfile::tempdir().unwrap();
-    let (src, tar, img) = (
-        t.path().join("src"),
-        t.path().join("l.tar"),
-        t.path().join("l.erofs"),
-    );
+    let (src, tar, img) = (t.path().join("src"), t.path().join("l.tar"), t.path().join("l.erofs"));
     fs::create_dir_all(src.join("big")).unwrap();
     run(Command::new("python3")
         .arg("-c")
@@ -251,10 +236,7 @@ for i in range(100000):
             ignore_suid: false,
         },
     );
-    assert!(
-        !mnt.dir.join("big/f000000").exists(),
-        "f000000 is not created (i % 3 == 0)"
-    );
+    assert!(!mnt.dir.join("big/f000000").exists(), "f000000 is not created (i % 3 == 0)");
     assert!(mnt.dir.join("big/f099998").exists());
 }
 
@@ -271,11 +253,7 @@ fn sparse_file(path: &Path, size: u64, pieces: &[(u64, usize)]) {
 
 fn check_sparse(tar_args: &[&str], size: u64, pieces: &[(u64, usize)]) {
     let t = tempfile::tempdir().unwrap();
-    let (src, tar, img) = (
-        t.path().join("src"),
-        t.path().join("l.tar"),
-        t.path().join("l.erofs"),
-    );
+    let (src, tar, img) = (t.path().join("src"), t.path().join("l.tar"), t.path().join("l.erofs"));
     fs::create_dir(&src).unwrap();
     sparse_file(&src.join("sparse"), size, pieces);
     sparse_file(&src.join("all-hole"), 10 << 20, &[]);
@@ -318,29 +296,17 @@ fn sparse_gnu_old_format() {
 
 #[test]
 fn sparse_pax_0_0() {
-    check_sparse(
-        &["--format=posix", "--sparse", "--sparse-version=0.0"],
-        8 << 20,
-        SMALL_PIECES,
-    );
+    check_sparse(&["--format=posix", "--sparse", "--sparse-version=0.0"], 8 << 20, SMALL_PIECES);
 }
 
 #[test]
 fn sparse_pax_0_1() {
-    check_sparse(
-        &["--format=posix", "--sparse", "--sparse-version=0.1"],
-        8 << 20,
-        SMALL_PIECES,
-    );
+    check_sparse(&["--format=posix", "--sparse", "--sparse-version=0.1"], 8 << 20, SMALL_PIECES);
 }
 
 #[test]
 fn sparse_pax_1_0() {
-    check_sparse(
-        &["--format=posix", "--sparse", "--sparse-version=1.0"],
-        8 << 20,
-        SMALL_PIECES,
-    );
+    check_sparse(&["--format=posix", "--sparse", "--sparse-version=1.0"], 8 << 20, SMALL_PIECES);
 }
 
 #[test]
@@ -349,11 +315,6 @@ fn sparse_multi_gib() {
     check_sparse(
         &["--format=posix", "--sparse"],
         5 * gib + 17,
-        &[
-            (0, 4096),
-            (gib + 12345, 100_000),
-            (3 * gib, 1 << 20),
-            (5 * gib + 17 - 4000, 4000),
-        ],
+        &[(0, 4096), (gib + 12345, 100_000), (3 * gib, 1 << 20), (5 * gib + 17 - 4000, 4000)],
     );
 }

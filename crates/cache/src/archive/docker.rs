@@ -38,7 +38,13 @@ fn load_image(archive: &mut Archive, entry: &Entry) -> Result<ResolvedImage> {
     let config_bytes = archive.read(&entry.config, MAX_CONFIG_BYTES)?;
     let config_digest = Digest::of(&config_bytes);
     if let Some(named) = digest_in_name(&entry.config) {
-        digest::verify(&format!("config {}", entry.config), &named, None, &config_digest, config_bytes.len() as u64)?;
+        digest::verify(
+            &format!("config {}", entry.config),
+            &named,
+            None,
+            &config_digest,
+            config_bytes.len() as u64,
+        )?;
     }
     let config = manifest::parse_config(&config_bytes, &config_digest, entry.layers.len()).map_err(|m| archive.error(m))?;
     let mut layers = Vec::with_capacity(entry.layers.len());
@@ -47,7 +53,11 @@ fn load_image(archive: &mut Archive, entry: &Entry) -> Result<ResolvedImage> {
         archive.named_blobs.push((layer.clone(), name.clone()));
         layers.push(layer);
     }
-    let config_descriptor = Descriptor { media_type: OCI_CONFIG.into(), digest: config_digest, size: config_bytes.len() as u64 };
+    let config_descriptor = Descriptor {
+        media_type: OCI_CONFIG.into(),
+        digest: config_digest,
+        size: config_bytes.len() as u64,
+    };
     let manifest_bytes = synthesize(&config_descriptor, &layers);
     let mut references = Vec::new();
     for tag in entry.repo_tags.iter().flatten() {
@@ -60,7 +70,11 @@ fn load_image(archive: &mut Archive, entry: &Entry) -> Result<ResolvedImage> {
         references,
         manifest_digest: Digest::of(&manifest_bytes),
         manifest_bytes,
-        manifest: Manifest { media_type: OCI_MANIFEST.into(), config: config_descriptor, layers },
+        manifest: Manifest {
+            media_type: OCI_MANIFEST.into(),
+            config: config_descriptor,
+            layers,
+        },
         config_bytes,
         config,
     })
@@ -95,7 +109,11 @@ fn layer_descriptor(archive: &Archive, name: &str, diff_id: &Digest) -> Result<D
             hashing.finish().0
         }
     };
-    Ok(Descriptor { media_type: media_type.into(), digest, size })
+    Ok(Descriptor {
+        media_type: media_type.into(),
+        digest,
+        size,
+    })
 }
 
 /// The OCI manifest for a docker-archive image: keys sorted, so the same

@@ -53,7 +53,12 @@ impl Archive {
         let meta = fs::metadata(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
         if meta.is_dir() {
             let root = fs::canonicalize(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
-            return Ok(Archive { path: path.to_path_buf(), container: Container::Dir(root), named_blobs: Vec::new(), _decompressed: None });
+            return Ok(Archive {
+                path: path.to_path_buf(),
+                container: Container::Dir(root),
+                named_blobs: Vec::new(),
+                _decompressed: None,
+            });
         }
         let decompressed = decompress_if_needed(path, store)?;
         let tar_path = decompressed.as_ref().map_or(path, |t| t.path());
@@ -61,7 +66,12 @@ impl Archive {
             Error::Archive { message, .. } => Error::archive(path, message),
             other => other,
         })?);
-        Ok(Archive { path: path.to_path_buf(), container, named_blobs: Vec::new(), _decompressed: decompressed })
+        Ok(Archive {
+            path: path.to_path_buf(),
+            container,
+            named_blobs: Vec::new(),
+            _decompressed: decompressed,
+        })
     }
 
     /// Resolves the images the archive holds, named and platform-selected.
@@ -106,7 +116,9 @@ impl Archive {
 
     /// A directory member's path, refusing names or symlinks leading outside.
     fn dir_member(&self, name: &str) -> Result<PathBuf> {
-        let Container::Dir(root) = &self.container else { unreachable!("only directories have member paths") };
+        let Container::Dir(root) = &self.container else {
+            unreachable!("only directories have member paths")
+        };
         let relative = tarfile::normalize(name).map_err(|m| self.error(m))?;
         let path = root.join(&relative);
         let real = fs::canonicalize(&path).map_err(|e| self.error(format!("{relative}: {e}")))?;

@@ -16,7 +16,8 @@ const MAX_NESTING: usize = 4;
 /// The images of an OCI layout: one per name (or per unnamed manifest).
 pub fn resolve(archive: &Archive, want: &Platform) -> Result<Vec<ResolvedImage>> {
     let bytes = archive.read("index.json", MAX_MANIFEST_BYTES)?;
-    let Document::Index(entries) = manifest::parse_document(&bytes, Some(manifest::OCI_INDEX)).map_err(|m| archive.error(format!("index.json: {m}")))?
+    let Document::Index(entries) =
+        manifest::parse_document(&bytes, Some(manifest::OCI_INDEX)).map_err(|m| archive.error(format!("index.json: {m}")))?
     else {
         unreachable!("parsed as an index");
     };
@@ -29,11 +30,18 @@ pub fn resolve(archive: &Archive, want: &Platform) -> Result<Vec<ResolvedImage>>
             .or_else(|| entry.annotations.get(manifest::REF_NAME_ANNOTATION))
             .and_then(|n| archive_name(n))
             .map(|r| r.to_string());
-        groups.entry(name.unwrap_or_else(|| format!("\0unnamed {i}"))).or_default().push(entry);
+        groups
+            .entry(name.unwrap_or_else(|| format!("\0unnamed {i}")))
+            .or_default()
+            .push(entry);
     }
     let mut images: Vec<ResolvedImage> = Vec::new();
     for (name, entries) in groups {
-        let reference = if name.starts_with('\0') { None } else { Some(Reference::parse(&name).expect("stored normalized")) };
+        let reference = if name.starts_with('\0') {
+            None
+        } else {
+            Some(Reference::parse(&name).expect("stored normalized"))
+        };
         let entry = pick(archive, &entries, want, 0)?;
         let mut image = load_image(archive, &entry)?;
         // Two names for one manifest make one image with two references.
@@ -82,7 +90,10 @@ fn load_image(archive: &Archive, entry: &IndexEntry) -> Result<ResolvedImage> {
     for layer in &parsed.layers {
         let name = archive.blob_member(layer);
         if !archive.exists(&name) {
-            return Err(Error::archive(&archive.path, format!("layer {} is missing from the archive", layer.digest)));
+            return Err(Error::archive(
+                &archive.path,
+                format!("layer {} is missing from the archive", layer.digest),
+            ));
         }
     }
     Ok(ResolvedImage {

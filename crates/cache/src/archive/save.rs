@@ -43,7 +43,12 @@ pub struct SaveImage {
 pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) -> Result<()> {
     let partial = Partial::create(output)?;
     let mut builder = tar::Builder::new(BufWriter::new(partial.file.try_clone().map_err(Error::cache(&partial.path))?));
-    let mut writer = ArchiveWriter { store, builder: &mut builder, written: HashSet::new(), output };
+    let mut writer = ArchiveWriter {
+        store,
+        builder: &mut builder,
+        written: HashSet::new(),
+        output,
+    };
     match format {
         Format::Docker => writer.docker(images)?,
         Format::Oci => writer.oci(images)?,
@@ -72,7 +77,12 @@ impl ArchiveWriter<'_> {
                 self.uncompressed_layer(blob, &name)?;
                 layers.push(name);
             }
-            let tags: Vec<String> = image.references.iter().filter(|r| r.tag().is_some() && r.digest().is_none()).map(ToString::to_string).collect();
+            let tags: Vec<String> = image
+                .references
+                .iter()
+                .filter(|r| r.tag().is_some() && r.digest().is_none())
+                .map(ToString::to_string)
+                .collect();
             entries.push(json!({ "Config": config_name, "RepoTags": tags, "Layers": layers }));
         }
         self.bytes("manifest.json", &serde_json::to_vec(&entries).expect("json serializes"))
@@ -108,7 +118,11 @@ impl ArchiveWriter<'_> {
             return Ok(image.manifest.clone());
         }
         let descriptor = |d: &Descriptor, media_type: &str| json!({ "mediaType": media_type, "digest": d.digest.as_str(), "size": d.size });
-        let layers: Vec<_> = image.layers.iter().map(|(blob, _)| descriptor(blob, oci_layer_type(&blob.media_type))).collect();
+        let layers: Vec<_> = image
+            .layers
+            .iter()
+            .map(|(blob, _)| descriptor(blob, oci_layer_type(&blob.media_type)))
+            .collect();
         let converted = json!({
             "schemaVersion": 2,
             "mediaType": manifest::OCI_MANIFEST,
@@ -118,7 +132,11 @@ impl ArchiveWriter<'_> {
         let bytes = serde_json::to_vec(&converted).expect("json serializes");
         let digest = Digest::of(&bytes);
         self.bytes(&blob_name(&digest), &bytes)?;
-        Ok(Descriptor { media_type: manifest::OCI_MANIFEST.into(), digest, size: bytes.len() as u64 })
+        Ok(Descriptor {
+            media_type: manifest::OCI_MANIFEST.into(),
+            digest,
+            size: bytes.len() as u64,
+        })
     }
 
     fn blob_as(&mut self, digest: &Digest, name: &str) -> Result<()> {
@@ -160,7 +178,9 @@ impl ArchiveWriter<'_> {
         header.set_mode(0o644);
         header.set_mtime(0);
         header.set_entry_type(tar::EntryType::Regular);
-        self.builder.append_data(&mut header, name, data).map_err(|e| write_error(self.output, e))
+        self.builder
+            .append_data(&mut header, name, data)
+            .map_err(|e| write_error(self.output, e))
     }
 }
 
@@ -191,10 +211,17 @@ struct Partial {
 
 impl Partial {
     fn create(dest: &Path) -> Result<Partial> {
-        let name = dest.file_name().ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", dest.display())))?;
+        let name = dest
+            .file_name()
+            .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", dest.display())))?;
         let path = dest.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
         let file = File::create(&path).map_err(|e| write_error(dest, e))?;
-        Ok(Partial { path, dest: dest.to_path_buf(), file, done: false })
+        Ok(Partial {
+            path,
+            dest: dest.to_path_buf(),
+            file,
+            done: false,
+        })
     }
 
     fn finish(mut self) -> Result<()> {

@@ -31,20 +31,31 @@ impl TarIndex {
         let file = File::open(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
-        let entries = archive.entries_with_seek().map_err(|e| Error::archive(path, format!("not a tar archive: {e}")))?;
+        let entries = archive
+            .entries_with_seek()
+            .map_err(|e| Error::archive(path, format!("not a tar archive: {e}")))?;
         for entry in entries {
             let entry = entry.map_err(|e| Error::archive(path, format!("corrupt tar: {e}")))?;
             let raw = entry.path_bytes();
             let name = normalize(&String::from_utf8_lossy(&raw)).map_err(|m| Error::archive(path, m))?;
             let kind = entry.header().entry_type();
             let member = if kind.is_file() || kind == tar::EntryType::Continuous {
-                Member::File { offset: entry.raw_file_position(), size: entry.size() }
+                Member::File {
+                    offset: entry.raw_file_position(),
+                    size: entry.size(),
+                }
             } else if kind.is_dir() {
                 Member::Dir
             } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = entry.link_name_bytes().ok_or_else(|| Error::archive(path, format!("{name}: link without a target")))?;
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| Error::archive(path, format!("{name}: link without a target")))?;
                 let target = String::from_utf8_lossy(&target).into_owned();
-                let resolved = if kind.is_symlink() { resolve_relative(&name, &target) } else { normalize(&target) };
+                let resolved = if kind.is_symlink() {
+                    resolve_relative(&name, &target)
+                } else {
+                    normalize(&target)
+                };
                 Member::Link(resolved.map_err(|m| Error::archive(path, format!("{name} links outside the archive: {m}")))?)
             } else if matches!(kind, tar::EntryType::XGlobalHeader | tar::EntryType::XHeader) {
                 continue;
@@ -59,7 +70,10 @@ impl TarIndex {
         if members.is_empty() {
             return Err(Error::archive(path, "not a tar archive (no members)"));
         }
-        Ok(TarIndex { path: path.to_path_buf(), members })
+        Ok(TarIndex {
+            path: path.to_path_buf(),
+            members,
+        })
     }
 
     /// Whether a regular file (possibly through links) named `name` exists.
@@ -89,18 +103,27 @@ impl TarIndex {
     pub fn open_member(&self, name: &str) -> Result<impl Read + Send + use<>> {
         let (offset, size) = self.locate(name)?;
         let mut file = File::open(&self.path).map_err(|e| Error::archive(&self.path, format!("cannot open: {e}")))?;
-        file.seek(SeekFrom::Start(offset)).map_err(|e| Error::archive(&self.path, format!("cannot seek: {e}")))?;
-        Ok(Truncation { inner: file.take(size), remaining: size })
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| Error::archive(&self.path, format!("cannot seek: {e}")))?;
+        Ok(Truncation {
+            inner: file.take(size),
+            remaining: size,
+        })
     }
 
     /// Reads member `name` whole, refusing members over `limit` bytes.
     pub fn read_member(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         let size = self.size(name)?;
         if size > limit {
-            return Err(Error::archive(&self.path, format!("{name} is {size} bytes, more than the {limit} allowed")));
+            return Err(Error::archive(
+                &self.path,
+                format!("{name} is {size} bytes, more than the {limit} allowed"),
+            ));
         }
         let mut bytes = Vec::with_capacity(size as usize);
-        self.open_member(name)?.read_to_end(&mut bytes).map_err(|e| Error::archive(&self.path, format!("{name}: {e}")))?;
+        self.open_member(name)?
+            .read_to_end(&mut bytes)
+            .map_err(|e| Error::archive(&self.path, format!("{name}: {e}")))?;
         Ok(bytes)
     }
 }

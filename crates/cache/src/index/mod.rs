@@ -3,8 +3,8 @@
 //! processes may share one index: WAL mode, a busy timeout and immediate
 //! write transactions keep them from tripping over each other.
 
-mod schema;
 pub mod read;
+mod schema;
 pub mod write;
 
 use std::path::{Path, PathBuf};
@@ -31,10 +31,14 @@ impl Index {
     /// caller holds the store's index lock, so only one process at a time
     /// switches a new database to WAL or migrates it.
     pub fn open(path: &Path) -> Result<Index> {
-        let index = Index { path: path.to_path_buf(), idle: Mutex::new(Vec::new()) };
+        let index = Index {
+            path: path.to_path_buf(),
+            idle: Mutex::new(Vec::new()),
+        };
         let mut conn = index.connect()?;
         // WAL (persistent in the file) lets readers run beside a writer.
-        conn.pragma_update(None, "journal_mode", "WAL").map_err(|e| index.classify(Error::Index(e)))?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| index.classify(Error::Index(e)))?;
         schema::migrate(&mut conn).map_err(|e| index.classify(e))?;
         index.idle.lock().map_err(poisoned)?.push(conn);
         Ok(index)
@@ -68,7 +72,10 @@ impl Index {
                 if matches!(f.code, CannotOpen | ReadOnly | PermissionDenied | DiskFull | SystemIoFailure) =>
             {
                 let text = msg.unwrap_or_else(|| f.to_string());
-                Error::Cache { path: self.path.clone(), source: std::io::Error::other(text) }
+                Error::Cache {
+                    path: self.path.clone(),
+                    source: std::io::Error::other(text),
+                }
             }
             other => other,
         }
@@ -118,5 +125,8 @@ fn poisoned<T>(_: T) -> Error {
 
 /// Milliseconds since the Unix epoch: the unit of every timestamp in the index.
 pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }

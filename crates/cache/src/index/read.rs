@@ -47,8 +47,13 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
                 "{SUMMARY_SELECT} WHERE r.reference = ?1 OR (r.repository = ?2 AND r.manifest_digest = ?3) \
                  ORDER BY r.reference = ?1 DESC, r.created_at LIMIT 1"
             ))?;
-            let found = stmt.query_row([reference.to_string(), reference.repository(), digest.to_string()], summary).optional()?;
-            Ok(found.map(|s| ImageSummary { reference: reference.to_string(), ..s }))
+            let found = stmt
+                .query_row([reference.to_string(), reference.repository(), digest.to_string()], summary)
+                .optional()?;
+            Ok(found.map(|s| ImageSummary {
+                reference: reference.to_string(),
+                ..s
+            }))
         }
     }
 }
@@ -57,7 +62,10 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
 /// reference of the repository resolving to the digest otherwise.
 pub fn covered_refs(conn: &Connection, reference: &Reference) -> Result<Vec<(String, String)>> {
     let (sql, params): (&str, Vec<String>) = match reference.digest() {
-        None => ("SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1", vec![reference.to_string()]),
+        None => (
+            "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1",
+            vec![reference.to_string()],
+        ),
         Some(digest) => (
             "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1 OR (repository = ?2 AND manifest_digest = ?3)",
             vec![reference.to_string(), reference.repository(), digest.to_string()],
@@ -143,7 +151,10 @@ pub fn disk_artifacts(conn: &Connection, manifest: &str) -> Result<Option<(Optio
     let mut stmt = conn.prepare_cached("SELECT fsmeta_size, vmdk_size FROM manifests WHERE digest = ?1")?;
     Ok(stmt
         .query_row([manifest], |row| {
-            Ok((row.get::<_, Option<i64>>(0)?.map(|v| v as u64), row.get::<_, Option<i64>>(1)?.map(|v| v as u64)))
+            Ok((
+                row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+            ))
         })
         .optional()?)
 }
@@ -151,5 +162,7 @@ pub fn disk_artifacts(conn: &Connection, manifest: &str) -> Result<Option<(Optio
 /// A blob's size and media type, as recorded.
 pub fn blob(conn: &Connection, digest: &str) -> Result<Option<(u64, Option<String>)>> {
     let mut stmt = conn.prepare_cached("SELECT size, media_type FROM blobs WHERE digest = ?1")?;
-    Ok(stmt.query_row([digest], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?))).optional()?)
+    Ok(stmt
+        .query_row([digest], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .optional()?)
 }

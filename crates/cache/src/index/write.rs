@@ -161,7 +161,8 @@ pub fn acquire(tx: &Transaction<'_>, name: &str, manifest: &str, reference: &str
          ON CONFLICT (name) DO UPDATE SET manifest_digest = excluded.manifest_digest, reference = excluded.reference, acquired_at = excluded.acquired_at",
     )?
     .execute(params![name, manifest, reference, now])?;
-    tx.prepare_cached("UPDATE manifests SET last_used_at = ?2 WHERE digest = ?1")?.execute(params![manifest, now])?;
+    tx.prepare_cached("UPDATE manifests SET last_used_at = ?2 WHERE digest = ?1")?
+        .execute(params![manifest, now])?;
     Ok(())
 }
 

@@ -97,12 +97,22 @@ fn parse_docker_config(bytes: &[u8]) -> Result<HashMap<String, Credentials>, Str
         let host = host.split('/').next().unwrap_or_default().to_ascii_lowercase();
         let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
         let credentials = if let Some(encoded) = field("auth") {
-            let decoded = BASE64.decode(encoded.trim()).map_err(|_| format!("the \"auth\" of {host} is not base64"))?;
+            let decoded = BASE64
+                .decode(encoded.trim())
+                .map_err(|_| format!("the \"auth\" of {host} is not base64"))?;
             let decoded = String::from_utf8(decoded).map_err(|_| format!("the \"auth\" of {host} is not UTF-8"))?;
-            let (username, password) = decoded.split_once(':').ok_or(format!("the \"auth\" of {host} is not user:password"))?;
-            Credentials::Basic { username: username.to_string(), password: password.to_string() }
+            let (username, password) = decoded
+                .split_once(':')
+                .ok_or(format!("the \"auth\" of {host} is not user:password"))?;
+            Credentials::Basic {
+                username: username.to_string(),
+                password: password.to_string(),
+            }
         } else if let (Some(username), Some(password)) = (field("username"), field("password")) {
-            Credentials::Basic { username: username.to_string(), password: password.to_string() }
+            Credentials::Basic {
+                username: username.to_string(),
+                password: password.to_string(),
+            }
         } else if let Some(token) = field("registrytoken") {
             Credentials::Token(token.to_string())
         } else {
@@ -127,7 +137,10 @@ pub(super) fn parse_challenges<'a>(headers: impl IntoIterator<Item = &'a str>) -
         for (scheme, params) in split_challenges(header) {
             if scheme.eq_ignore_ascii_case("bearer") {
                 if let Some(realm) = params.get("realm").filter(|r| !r.is_empty()) {
-                    return Some(Challenge::Bearer { realm: realm.clone(), service: params.get("service").cloned() });
+                    return Some(Challenge::Bearer {
+                        realm: realm.clone(),
+                        service: params.get("service").cloned(),
+                    });
                 }
             } else if scheme.eq_ignore_ascii_case("basic") {
                 basic = true;
@@ -203,7 +216,11 @@ pub(super) struct Auth {
 
 impl Auth {
     pub(super) fn new(credentials: Result<Option<Credentials>, String>, repository: &str) -> Auth {
-        Auth { credentials, scope: format!("repository:{repository}:pull"), state: Mutex::new(State::default()) }
+        Auth {
+            credentials,
+            scope: format!("repository:{repository}:pull"),
+            state: Mutex::new(State::default()),
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -215,7 +232,11 @@ impl Auth {
     pub(super) fn challenged(&self, challenge: Option<Challenge>, sent: Option<&str>) {
         let mut state = self.state();
         let sent_token = sent.and_then(|s| s.strip_prefix("Bearer "));
-        if state.token.as_ref().is_some_and(|t| sent_token == Some(t.value.as_str()) || challenge != state.challenge) {
+        if state
+            .token
+            .as_ref()
+            .is_some_and(|t| sent_token == Some(t.value.as_str()) || challenge != state.challenge)
+        {
             state.token = None;
         }
         if challenge.is_some() {
@@ -233,8 +254,11 @@ impl Auth {
     /// requests share one token fetch). Errors are `Error::Authentication`
     /// for `registry`/`repository`.
     pub(super) fn header(&self, http: &Http, registry: &str, repository: &str) -> Result<Option<String>> {
-        let denied =
-            |message: String| Error::Authentication { registry: registry.to_string(), repository: repository.to_string(), message };
+        let denied = |message: String| Error::Authentication {
+            registry: registry.to_string(),
+            repository: repository.to_string(),
+            message,
+        };
         if let Ok(Some(Credentials::Token(token))) = &self.credentials {
             return Ok(Some(format!("Bearer {token}")));
         }
@@ -260,7 +284,10 @@ impl Auth {
                 }
                 state.seen.push(value.clone());
                 let refresh_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(TOKEN_MARGIN));
-                state.token = Some(Token { value: value.clone(), refresh_at });
+                state.token = Some(Token {
+                    value: value.clone(),
+                    refresh_at,
+                });
                 Ok(Some(format!("Bearer {value}")))
             }
         }
@@ -302,7 +329,11 @@ fn fetch_token(
     if scheme == Scheme::Http && !http.config.plain_http_allowed(authority) {
         return Err(denied(format!("refusing to ask the token service {authority} over plain HTTP")));
     }
-    let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, encode_query(scope));
+    let mut url = format!(
+        "{realm}{}scope={}",
+        if realm.contains('?') { '&' } else { '?' },
+        encode_query(scope)
+    );
     if let Some(service) = service {
         url.push_str(&format!("&service={}", encode_query(service)));
     }
@@ -326,7 +357,11 @@ fn fetch_token(
                     status: Some(status),
                     message: format!(
                         "the token service refused {} (HTTP {status})",
-                        if basic.is_some() { "the credentials" } else { "an anonymous request" }
+                        if basic.is_some() {
+                            "the credentials"
+                        } else {
+                            "an anonymous request"
+                        }
                     ),
                 }),
                 _ => Err(Failure::status(response, authority, None)),
@@ -362,14 +397,26 @@ mod tests {
         let bearer = r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/alpine:pull""#;
         assert_eq!(
             parse_challenges([bearer]),
-            Some(Challenge::Bearer { realm: "https://auth.docker.io/token".into(), service: Some("registry.docker.io".into()) })
+            Some(Challenge::Bearer {
+                realm: "https://auth.docker.io/token".into(),
+                service: Some("registry.docker.io".into())
+            })
         );
         assert_eq!(parse_challenges([r#"Basic realm="Registry Realm""#]), Some(Challenge::Basic));
         assert_eq!(
             parse_challenges([r#"Basic realm="a, b", Bearer realm="https://x/t""#]),
-            Some(Challenge::Bearer { realm: "https://x/t".into(), service: None })
+            Some(Challenge::Bearer {
+                realm: "https://x/t".into(),
+                service: None
+            })
         );
-        assert_eq!(parse_challenges([r#"Bearer realm="q\"x""#]), Some(Challenge::Bearer { realm: "q\"x".into(), service: None }));
+        assert_eq!(
+            parse_challenges([r#"Bearer realm="q\"x""#]),
+            Some(Challenge::Bearer {
+                realm: "q\"x".into(),
+                service: None
+            })
+        );
         assert_eq!(parse_challenges(["Negotiate", "=,,"]), None);
     }
 
@@ -382,8 +429,20 @@ mod tests {
             "helper.example":{}
         }}"#;
         let auths = parse_docker_config(json.as_bytes()).unwrap();
-        assert_eq!(auths["index.docker.io"], Credentials::Basic { username: "user".into(), password: "pa:ss".into() });
-        assert_eq!(auths["registry.example:5000"], Credentials::Basic { username: "u".into(), password: "p".into() });
+        assert_eq!(
+            auths["index.docker.io"],
+            Credentials::Basic {
+                username: "user".into(),
+                password: "pa:ss".into()
+            }
+        );
+        assert_eq!(
+            auths["registry.example:5000"],
+            Credentials::Basic {
+                username: "u".into(),
+                password: "p".into()
+            }
+        );
         assert_eq!(auths["tok.example"], Credentials::Token("t".into()));
         assert!(!auths.contains_key("helper.example"));
         assert!(parse_docker_config(br#"{"auths":{"x":{"auth":"!!"}}}"#).is_err());
@@ -393,7 +452,10 @@ mod tests {
 
     #[test]
     fn debug_and_redaction_hide_secrets() {
-        let basic = Credentials::Basic { username: "me".into(), password: "hunter22".into() };
+        let basic = Credentials::Basic {
+            username: "me".into(),
+            password: "hunter22".into(),
+        };
         assert!(!format!("{basic:?}").contains("hunter22"));
         assert!(!format!("{:?}", Credentials::Token("sekrit".into())).contains("sekrit"));
         let auth = Auth::new(Ok(Some(basic)), "a/b");

@@ -37,7 +37,11 @@ impl BlobSource for Client {
             done: false,
         };
         reader.connect()?;
-        self.http.emit(DownloadEvent::Bytes { digest: blob.digest.clone(), downloaded: 0, total: blob.size });
+        self.http.emit(DownloadEvent::Bytes {
+            digest: blob.digest.clone(),
+            downloaded: 0,
+            total: blob.size,
+        });
         Ok(Box::new(reader))
     }
 
@@ -79,7 +83,9 @@ impl BlobReader<'_> {
         let (endpoint, body) = client.each_endpoint(self.endpoint, |_, endpoint| {
             let authority = endpoint.target.authority.as_str();
             let what = format!("blob {} from {}/{}", blob.digest, endpoint.target.label, client.reference.path());
-            client.get(endpoint, &path, None, offset, Some(&blob.digest), |response| body_at(response, blob, offset, authority, &what))
+            client.get(endpoint, &path, None, offset, Some(&blob.digest), |response| {
+                body_at(response, blob, offset, authority, &what)
+            })
         })?;
         self.endpoint = endpoint;
         self.body = Some(body);
@@ -95,10 +101,17 @@ impl BlobReader<'_> {
         let policy = &self.client.http.config.retry;
         if self.failures >= policy.attempts.max(1) || self.resumes > MAX_RESUMES {
             let endpoint = &self.client.endpoints[self.endpoint];
-            let message = format!("the download broke {} times, at byte {} of {}: {reason}", self.resumes, self.offset, self.blob.size);
+            let message = format!(
+                "the download broke {} times, at byte {} of {}: {reason}",
+                self.resumes, self.offset, self.blob.size
+            );
             return Err(self.client.registry_error(endpoint, Some(&self.blob.digest), None, message));
         }
-        let event = DownloadEvent::Retrying { digest: Some(self.blob.digest.clone()), attempt: self.resumes, reason };
+        let event = DownloadEvent::Retrying {
+            digest: Some(self.blob.digest.clone()),
+            attempt: self.resumes,
+            reason,
+        };
         self.client.http.emit(event);
         self.client.http.pause(policy.delay(self.failures))?;
         self.connect()
@@ -107,7 +120,11 @@ impl BlobReader<'_> {
     fn report(&mut self, force: bool) {
         if force || self.reported.elapsed() >= PROGRESS_INTERVAL {
             self.reported = Instant::now();
-            let event = DownloadEvent::Bytes { digest: self.blob.digest.clone(), downloaded: self.offset, total: self.blob.size };
+            let event = DownloadEvent::Bytes {
+                digest: self.blob.digest.clone(),
+                downloaded: self.offset,
+                total: self.blob.size,
+            };
             self.client.http.emit(event);
         }
     }
@@ -119,7 +136,12 @@ impl BlobReader<'_> {
             if matches!(body.read(&mut probe), Ok(n) if n > 0) {
                 let endpoint = &self.client.endpoints[self.endpoint];
                 return Err(Error::DigestMismatch {
-                    what: format!("blob {} from {}/{}", self.blob.digest, endpoint.target.label, self.client.reference.path()),
+                    what: format!(
+                        "blob {} from {}/{}",
+                        self.blob.digest,
+                        endpoint.target.label,
+                        self.client.reference.path()
+                    ),
                     expected: format!("{} bytes", self.blob.size),
                     actual: "more bytes".into(),
                 });
@@ -176,7 +198,10 @@ impl Read for BlobReader<'_> {
 /// its body positioned there: a 206 must cover exactly the rest; a 200 is
 /// the whole blob (the server ignored `Range`), so the head is skipped.
 fn body_at(response: Response<Body>, blob: &Descriptor, offset: u64, authority: &str, what: &str) -> Result<BodyReader<'static>, Failure> {
-    let fatal = |message: String| Failure::Fatal { status: Some(response.status().as_u16()), message };
+    let fatal = |message: String| Failure::Fatal {
+        status: Some(response.status().as_u16()),
+        message,
+    };
     let skip = match (response.status().as_u16(), offset) {
         (200, offset) => offset,
         (206, offset) if offset > 0 => {
@@ -219,7 +244,9 @@ fn body_at(response: Response<Body>, blob: &Descriptor, offset: u64, authority: 
 
 /// Whether `Content-Range: bytes <offset>-<size-1>/<size or *>`.
 fn content_range_matches(range: &str, offset: u64, size: u64) -> bool {
-    let Some(rest) = range.trim().strip_prefix("bytes ") else { return false };
+    let Some(rest) = range.trim().strip_prefix("bytes ") else {
+        return false;
+    };
     let Some((span, total)) = rest.split_once('/') else { return false };
     let Some((start, end)) = span.split_once('-') else { return false };
     let total_ok = total == "*" || total.parse::<u64>() == Ok(size);

@@ -34,7 +34,11 @@ const CANCEL_POLL: Duration = Duration::from_millis(25);
 /// Why one try of a request failed, and what to do about it.
 pub(super) enum Failure {
     /// Worth another try after a pause: a dropped connection, a timeout, 408, 429, 5xx.
-    Transient { status: Option<u16>, reason: String, retry_after: Option<Duration> },
+    Transient {
+        status: Option<u16>,
+        reason: String,
+        retry_after: Option<Duration>,
+    },
     /// Try again at once without counting a try (the credentials changed).
     Again,
     /// Permanent: give up with this status and message.
@@ -47,7 +51,11 @@ impl Failure {
     /// A transport error, transient or not as [`classify`] says.
     pub(super) fn transport(e: ureq::Error, authority: &str) -> Failure {
         match classify(e, authority) {
-            Ok(reason) => Failure::Transient { status: None, reason, retry_after: None },
+            Ok(reason) => Failure::Transient {
+                status: None,
+                reason,
+                retry_after: None,
+            },
             Err(message) => Failure::Fatal { status: None, message },
         }
     }
@@ -55,12 +63,21 @@ impl Failure {
     /// An unexpected status: transient for 408, 429 and 5xx (but 501, 505).
     pub(super) fn status(response: Response<Body>, authority: &str, auth: Option<&Auth>) -> Failure {
         let status = response.status().as_u16();
-        let retry_after = header(&response, "retry-after").and_then(|v| v.trim().parse::<u64>().ok()).map(Duration::from_secs);
+        let retry_after = header(&response, "retry-after")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let message = describe(response, authority, auth);
         if matches!(status, 408 | 429) || (status >= 500 && !matches!(status, 501 | 505)) {
-            Failure::Transient { status: Some(status), reason: message, retry_after }
+            Failure::Transient {
+                status: Some(status),
+                reason: message,
+                retry_after,
+            }
         } else {
-            Failure::Fatal { status: Some(status), message }
+            Failure::Fatal {
+                status: Some(status),
+                message,
+            }
         }
     }
 }
@@ -99,14 +116,25 @@ fn describe(response: Response<Body>, authority: &str, auth: Option<&Auth>) -> S
         message.push(' ');
         message.push_str(reason);
     }
-    let body = response.into_body().into_with_config().limit(MAX_ERROR_BODY).read_to_vec().unwrap_or_default();
-    let errors = serde_json::from_slice::<Value>(&body).ok().and_then(|v| v.get("errors").and_then(Value::as_array).cloned());
+    let body = response
+        .into_body()
+        .into_with_config()
+        .limit(MAX_ERROR_BODY)
+        .read_to_vec()
+        .unwrap_or_default();
+    let errors = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.get("errors").and_then(Value::as_array).cloned());
     let detail: Vec<String> = errors
         .unwrap_or_default()
         .iter()
         .map(|e| {
             let field = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
-            [field("code"), field("message")].into_iter().filter(|s| !s.is_empty()).collect::<Vec<_>>().join(": ")
+            [field("code"), field("message")]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ")
         })
         .filter(|s| !s.is_empty())
         .collect();
@@ -251,12 +279,20 @@ impl Http {
             match attempt() {
                 Ok(value) => return Ok(value),
                 Err(Failure::Again) => {}
-                Err(Failure::Transient { status, reason, retry_after }) => {
+                Err(Failure::Transient {
+                    status,
+                    reason,
+                    retry_after,
+                }) => {
                     failures += 1;
                     if failures >= policy.attempts.max(1) {
                         return Err(fail(status, format!("gave up after {failures} tries: {reason}")));
                     }
-                    self.emit(DownloadEvent::Retrying { digest: digest.cloned(), attempt: failures, reason });
+                    self.emit(DownloadEvent::Retrying {
+                        digest: digest.cloned(),
+                        attempt: failures,
+                        reason,
+                    });
                     self.pause(retry_after.map_or_else(|| policy.delay(failures), |d| d.min(policy.max_delay)))?;
                 }
                 Err(Failure::Fatal { status, message }) => return Err(fail(status, message)),
@@ -321,10 +357,19 @@ impl Client {
                     _ if target.label == DEFAULT_DOMAIN => docker.lookup(&["index.docker.io", DEFAULT_DOMAIN, &target.authority]),
                     _ => docker.lookup(&[&target.authority]),
                 };
-                Endpoint { auth: Auth::new(credentials, reference.path()), target, probe: Mutex::new(Probe::Unknown) }
+                Endpoint {
+                    auth: Auth::new(credentials, reference.path()),
+                    target,
+                    probe: Mutex::new(Probe::Unknown),
+                }
             })
             .collect();
-        Ok(Client { reference: reference.clone(), platform: options.platform.clone(), http, endpoints })
+        Ok(Client {
+            reference: reference.clone(),
+            platform: options.platform.clone(),
+            http,
+            endpoints,
+        })
     }
 
     /// A `Registry` error about `endpoint`, scrubbed of its secrets.
@@ -359,9 +404,21 @@ impl Client {
                 Ok(value) => return Ok((i, value)),
                 Err(Error::Aborted) => return Err(Error::Aborted),
                 Err(e) if endpoint.target.mirror => mirror_errors.push(format!("mirror {}: {e}", endpoint.target.label)),
-                Err(Error::Registry { registry, repository, digest, status, mut message }) if !mirror_errors.is_empty() => {
+                Err(Error::Registry {
+                    registry,
+                    repository,
+                    digest,
+                    status,
+                    mut message,
+                }) if !mirror_errors.is_empty() => {
                     message.push_str(&format!(" (after {})", mirror_errors.join("; ")));
-                    return Err(Error::Registry { registry, repository, digest, status, message });
+                    return Err(Error::Registry {
+                        registry,
+                        repository,
+                        digest,
+                        status,
+                        message,
+                    });
                 }
                 Err(e) => return Err(e),
             }
@@ -383,7 +440,12 @@ impl Client {
         mut handle: impl FnMut(Response<Body>) -> Result<T, Failure>,
     ) -> Result<T> {
         let scheme = self.scheme(endpoint)?;
-        let url = format!("{}://{}/v2/{}/{path}", scheme.as_str(), endpoint.target.authority, self.reference.path());
+        let url = format!(
+            "{}://{}/v2/{}/{path}",
+            scheme.as_str(),
+            endpoint.target.authority,
+            self.reference.path()
+        );
         let mut refreshed = false;
         self.http.retrying(
             digest,
@@ -458,12 +520,16 @@ impl Client {
                     url = next;
                 }
                 401 if same_origin => {
-                    return Ok(Exchange::Unauthorized(parse_challenges(headers_named(response.headers(), "www-authenticate"))))
+                    return Ok(Exchange::Unauthorized(parse_challenges(headers_named(
+                        response.headers(),
+                        "www-authenticate",
+                    ))))
                 }
                 403 if same_origin => {
-                    return Err(Failure::Stop(
-                        self.denied(endpoint, format!("access denied: {}", describe(response, authority, Some(&endpoint.auth)))),
-                    ))
+                    return Err(Failure::Stop(self.denied(
+                        endpoint,
+                        format!("access denied: {}", describe(response, authority, Some(&endpoint.auth))),
+                    )))
                 }
                 _ => return Err(Failure::status(response, authority, Some(&endpoint.auth))),
             }
@@ -493,7 +559,10 @@ impl Client {
                 || {
                     let agent = self.http.agent_for(authority);
                     let response = agent.get(&url).call().map_err(|e| match Failure::transport(e, authority) {
-                        Failure::Transient { reason, .. } if may_fall_back => Failure::Fatal { status: None, message: reason },
+                        Failure::Transient { reason, .. } if may_fall_back => Failure::Fatal {
+                            status: None,
+                            message: reason,
+                        },
                         failure => failure,
                     })?;
                     match response.status().as_u16() {
@@ -534,7 +603,10 @@ mod tests {
     #[test]
     fn resolves_locations() {
         let base = "https://r.example/v2/a/blobs/sha256:x?q=1";
-        assert_eq!(resolve_location(base, "https://cdn.example/b?sig=s").unwrap(), "https://cdn.example/b?sig=s");
+        assert_eq!(
+            resolve_location(base, "https://cdn.example/b?sig=s").unwrap(),
+            "https://cdn.example/b?sig=s"
+        );
         assert_eq!(resolve_location(base, "//cdn.example/b").unwrap(), "https://cdn.example/b");
         assert_eq!(resolve_location(base, "/x/y").unwrap(), "https://r.example/x/y");
         assert_eq!(resolve_location(base, "z").unwrap(), "https://r.example/v2/a/blobs/z");

@@ -74,7 +74,8 @@ impl RegistryConfig {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RegistryConfig::default()),
             Err(e) => return Err(Error::InvalidArgument(format!("{}: {e}", path.display()))),
         };
-        let settings: SettingsFile = serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
+        let settings: SettingsFile =
+            serde_json::from_slice(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
         Ok(RegistryConfig {
             mirrors: settings.mirrors,
             ca_bundles: settings.ca_bundles,
@@ -100,7 +101,11 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 5 tries, waiting 200 ms, 400 ms, 800 ms, 1.6 s.
     fn default() -> Self {
-        RetryPolicy { attempts: 5, initial_delay: Duration::from_millis(200), max_delay: Duration::from_secs(5) }
+        RetryPolicy {
+            attempts: 5,
+            initial_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(5),
+        }
     }
 }
 
@@ -145,7 +150,9 @@ impl RegistryConfig {
     /// Whether `authority` (`host[:port]`) is listed as insecure.
     pub(super) fn is_insecure(&self, authority: &str) -> bool {
         let host = host_of(authority);
-        self.insecure_hosts.iter().any(|h| h.eq_ignore_ascii_case(authority) || h.eq_ignore_ascii_case(host))
+        self.insecure_hosts
+            .iter()
+            .any(|h| h.eq_ignore_ascii_case(authority) || h.eq_ignore_ascii_case(host))
     }
 
     /// Whether `authority` may be spoken to over plain HTTP: loopback hosts
@@ -170,8 +177,17 @@ impl RegistryConfig {
             targets.push(self.mirror_target(domain, mirror)?);
         }
         let authority = api_authority(domain);
-        let schemes = if self.plain_http_allowed(&authority) { vec![Scheme::Https, Scheme::Http] } else { vec![Scheme::Https] };
-        targets.push(Target { authority, label: domain.to_string(), schemes, mirror: false });
+        let schemes = if self.plain_http_allowed(&authority) {
+            vec![Scheme::Https, Scheme::Http]
+        } else {
+            vec![Scheme::Https]
+        };
+        targets.push(Target {
+            authority,
+            label: domain.to_string(),
+            schemes,
+            mirror: false,
+        });
         Ok(targets)
     }
 
@@ -194,13 +210,20 @@ impl RegistryConfig {
             None if plain_ok => vec![Scheme::Https, Scheme::Http],
             None => vec![Scheme::Https],
         };
-        Ok(Target { authority: authority.to_ascii_lowercase(), label: authority.to_ascii_lowercase(), schemes, mirror: true })
+        Ok(Target {
+            authority: authority.to_ascii_lowercase(),
+            label: authority.to_ascii_lowercase(),
+            schemes,
+            mirror: true,
+        })
     }
 
     /// Mozilla's roots plus the configured CA bundles.
     pub(super) fn root_certs(&self) -> Result<Vec<Certificate<'static>>> {
-        let mut roots: Vec<Certificate<'static>> =
-            webpki_root_certs::TLS_SERVER_ROOT_CERTS.iter().map(|c| Certificate::from_der(c.as_ref())).collect();
+        let mut roots: Vec<Certificate<'static>> = webpki_root_certs::TLS_SERVER_ROOT_CERTS
+            .iter()
+            .map(|c| Certificate::from_der(c.as_ref()))
+            .collect();
         for path in &self.ca_bundles {
             let invalid = |why: String| Error::InvalidArgument(format!("CA bundle {}: {why}", path.display()));
             let pem = std::fs::read(path).map_err(|e| invalid(e.to_string()))?;
@@ -225,7 +248,9 @@ impl RegistryConfig {
         if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
             return Some(PathBuf::from(dir).join("config.json"));
         }
-        std::env::var_os("HOME").filter(|h| !h.is_empty()).map(|home| PathBuf::from(home).join(".docker").join("config.json"))
+        std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .map(|home| PathBuf::from(home).join(".docker").join("config.json"))
     }
 }
 
@@ -259,7 +284,10 @@ mod tests {
         let mut config = RegistryConfig::default();
         let hub = Reference::parse("alpine").unwrap();
         let t = config.targets(&hub).unwrap();
-        assert_eq!((t[0].authority.as_str(), t[0].label.as_str()), ("registry-1.docker.io", "docker.io"));
+        assert_eq!(
+            (t[0].authority.as_str(), t[0].label.as_str()),
+            ("registry-1.docker.io", "docker.io")
+        );
         assert_eq!(t[0].schemes, vec![Scheme::Https]);
         let local = Reference::parse("127.0.0.1:5000/a").unwrap();
         assert_eq!(config.targets(&local).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
@@ -272,7 +300,9 @@ mod tests {
         config.insecure_hosts.push("registry.lan".into());
         assert_eq!(config.targets(&private).unwrap()[0].schemes, vec![Scheme::Https, Scheme::Http]);
 
-        config.mirrors.insert("docker.io".into(), vec!["http://127.0.0.1:5001/".into(), "mirror.example".into()]);
+        config
+            .mirrors
+            .insert("docker.io".into(), vec!["http://127.0.0.1:5001/".into(), "mirror.example".into()]);
         let t = config.targets(&hub).unwrap();
         assert_eq!(
             t.iter().map(|t| t.authority.as_str()).collect::<Vec<_>>(),
@@ -282,7 +312,9 @@ mod tests {
         assert_eq!(t[1].schemes, vec![Scheme::Https]);
         config.mirrors.insert("docker.io".into(), vec!["http://mirror.example".into()]);
         assert!(matches!(config.targets(&hub), Err(Error::InvalidArgument(_))));
-        config.mirrors.insert("docker.io".into(), vec!["https://mirror.example/v2/x".into()]);
+        config
+            .mirrors
+            .insert("docker.io".into(), vec!["https://mirror.example/v2/x".into()]);
         assert!(matches!(config.targets(&hub), Err(Error::InvalidArgument(_))));
     }
 

@@ -70,7 +70,10 @@ impl Client {
                 self.read_manifest(endpoint, response, pinned, descriptor)
             })
             .map_err(|e| match e {
-                Error::Registry { status: Some(404), .. } => Error::ImageNotFound { reference: self.reference.to_string(), location: format!("registry {}", self.reference.domain()) },
+                Error::Registry { status: Some(404), .. } => Error::ImageNotFound {
+                    reference: self.reference.to_string(),
+                    location: format!("registry {}", self.reference.domain()),
+                },
                 e => e,
             })
         })?;
@@ -88,12 +91,24 @@ impl Client {
         let fatal = |message: String| Failure::Fatal { status: None, message };
         let content_type = header(&response, "content-type").map(|v| v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase());
         let vouched = header(&response, "docker-content-digest").and_then(|v| Digest::parse(v.trim()).ok());
-        let too_big = || fatal(format!("the manifest is larger than the {} MiB allowed", manifest::MAX_MANIFEST_BYTES >> 20));
-        if header(&response, "content-length").and_then(|v| v.trim().parse::<u64>().ok()).is_some_and(|n| n > manifest::MAX_MANIFEST_BYTES)
+        let too_big = || {
+            fatal(format!(
+                "the manifest is larger than the {} MiB allowed",
+                manifest::MAX_MANIFEST_BYTES >> 20
+            ))
+        };
+        if header(&response, "content-length")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > manifest::MAX_MANIFEST_BYTES)
         {
             return Err(too_big());
         }
-        let bytes = match response.into_body().into_with_config().limit(manifest::MAX_MANIFEST_BYTES).read_to_vec() {
+        let bytes = match response
+            .into_body()
+            .into_with_config()
+            .limit(manifest::MAX_MANIFEST_BYTES)
+            .read_to_vec()
+        {
             Ok(bytes) => bytes,
             Err(ureq::Error::BodyExceedsLimit(_)) => return Err(too_big()),
             Err(e) => return Err(Failure::transport(e, authority)),
@@ -118,7 +133,10 @@ impl Client {
         };
         let declared = match (descriptor, served) {
             (Some(d), Some(served)) if d.media_type != served => {
-                return Err(fatal(format!("the index lists a {} but the registry served a {served}", d.media_type)))
+                return Err(fatal(format!(
+                    "the index lists a {} but the registry served a {served}",
+                    d.media_type
+                )))
             }
             (Some(d), _) => Some(d.media_type.as_str()),
             (None, served) => served,

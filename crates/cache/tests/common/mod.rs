@@ -38,7 +38,13 @@ pub struct TestImage {
 
 impl TestImage {
     pub fn new(name: &str, layers: Vec<Layer>) -> TestImage {
-        TestImage { names: vec![name.to_string()], layers, env: vec!["PATH=/bin".into()], architecture: "amd64".into(), wrong_diff_id: false }
+        TestImage {
+            names: vec![name.to_string()],
+            layers,
+            env: vec!["PATH=/bin".into()],
+            architecture: "amd64".into(),
+            wrong_diff_id: false,
+        }
     }
 }
 
@@ -78,7 +84,10 @@ pub fn tar_of(files: &[(&str, &[u8])]) -> Vec<u8> {
 }
 
 pub fn layer(files: &[(&str, &[u8])], compression: Compression) -> Layer {
-    Layer { tar: tar_of(files), compression }
+    Layer {
+        tar: tar_of(files),
+        compression,
+    }
 }
 
 fn compress(layer: &Layer) -> (Vec<u8>, &'static str) {
@@ -89,7 +98,10 @@ fn compress(layer: &Layer) -> (Vec<u8>, &'static str) {
             enc.write_all(&layer.tar).unwrap();
             (enc.finish().unwrap(), "application/vnd.oci.image.layer.v1.tar+gzip")
         }
-        Compression::Zstd => (zstd::encode_all(&layer.tar[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        Compression::Zstd => (
+            zstd::encode_all(&layer.tar[..], 3).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
     }
 }
 
@@ -162,7 +174,11 @@ pub fn oci_layout(dir: &Path, images: &[TestImage]) -> Vec<Written> {
         });
     }
     fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
-    fs::write(dir.join("index.json"), serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": entries })).unwrap()).unwrap();
+    fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&json!({ "schemaVersion": 2, "manifests": entries })).unwrap(),
+    )
+    .unwrap();
     written
 }
 
@@ -228,5 +244,8 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 
 /// The artifact files of a cache (what the index should reach).
 pub fn artifacts(home: &Path) -> Vec<String> {
-    files_under(home).into_iter().filter(|f| ["blobs/", "layers/", "fsmeta/", "vmdk/"].iter().any(|p| f.starts_with(p))).collect()
+    files_under(home)
+        .into_iter()
+        .filter(|f| ["blobs/", "layers/", "fsmeta/", "vmdk/"].iter().any(|p| f.starts_with(p)))
+        .collect()
 }

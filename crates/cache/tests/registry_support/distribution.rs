@@ -42,7 +42,12 @@ impl Registry {
         let port = free_port();
         let mut yaml = String::new();
         writeln!(yaml, "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true").unwrap();
-        writeln!(yaml, "storage:\n  filesystem:\n    rootdirectory: {}", dir.path().join("storage").display()).unwrap();
+        writeln!(
+            yaml,
+            "storage:\n  filesystem:\n    rootdirectory: {}",
+            dir.path().join("storage").display()
+        )
+        .unwrap();
         writeln!(yaml, "  maintenance:\n    uploadpurging:\n      enabled: false").unwrap();
         writeln!(yaml, "http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret").unwrap();
         if let Some((cert, key)) = &setup.tls {
@@ -89,7 +94,11 @@ impl Registry {
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not listen on port {} within {STARTUP:?}:\n{}", self.port, self.log());
+        panic!(
+            "docker-registry did not listen on port {} within {STARTUP:?}:\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     /// The registry's own log (for failure messages).
@@ -106,7 +115,13 @@ impl Registry {
     /// seconds (a pull-through cache stores what it served, in the background).
     pub fn stores_blob(&self, digest: &Digest) -> bool {
         let hex = digest.hex();
-        let data = self.dir.path().join("storage/docker/registry/v2/blobs/sha256").join(&hex[..2]).join(hex).join("data");
+        let data = self
+            .dir
+            .path()
+            .join("storage/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex)
+            .join("data");
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if data.is_file() {
@@ -149,7 +164,8 @@ pub fn push(layout: &Path, tag: &str, destination: &str, push: Push) -> Digest {
     let skopeo = require_tool("skopeo");
     let digest_file = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = Command::new(skopeo);
-    cmd.args(["--insecure-policy", "copy", "--retry-times", "0", "--digestfile"]).arg(digest_file.path());
+    cmd.args(["--insecure-policy", "copy", "--retry-times", "0", "--digestfile"])
+        .arg(digest_file.path());
     if push.all {
         cmd.arg("--all");
     }
@@ -163,7 +179,8 @@ pub fn push(layout: &Path, tag: &str, destination: &str, push: Push) -> Digest {
         Some(dir) => cmd.arg("--dest-cert-dir").arg(dir),
         None => cmd.arg("--dest-tls-verify=false"),
     };
-    cmd.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{destination}"));
+    cmd.arg(format!("oci:{}:{tag}", layout.display()))
+        .arg(format!("docker://{destination}"));
     // skopeo must not pick up the machine's registry credentials.
     cmd.env("REGISTRY_AUTH_FILE", digest_file.path().with_extension("auth.json"));
     run(&mut cmd);

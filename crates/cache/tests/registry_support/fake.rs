@@ -41,10 +41,21 @@ impl Request {
 pub enum Reply {
     /// A complete response; `length` says whether to send Content-Length
     /// (else the body is delimited by closing the connection).
-    Full { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, length: bool },
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        length: bool,
+    },
     /// Promise `declared` bytes, send `body`, then cut the connection:
     /// with a TCP reset when `reset`, else a plain close.
-    Cut { status: u16, headers: Vec<(String, String)>, body: Vec<u8>, declared: usize, reset: bool },
+    Cut {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        declared: usize,
+        reset: bool,
+    },
     /// Say nothing for this long, then close.
     Stall(Duration),
 }
@@ -52,7 +63,12 @@ pub enum Reply {
 impl Reply {
     pub fn new(status: u16, headers: &[(&str, &str)], body: impl Into<Vec<u8>>) -> Reply {
         let headers = headers.iter().map(|(n, v)| (n.to_string(), v.to_string())).collect();
-        Reply::Full { status, headers, body: body.into(), length: true }
+        Reply::Full {
+            status,
+            headers,
+            body: body.into(),
+            length: true,
+        }
     }
 
     /// A registry-style JSON error.
@@ -92,7 +108,12 @@ impl Server {
                 }
             })
         };
-        Server { port, requests, stop, thread: Some(thread) }
+        Server {
+            port,
+            requests,
+            stop,
+            thread: Some(thread),
+        }
     }
 
     /// `127.0.0.1:<port>`.
@@ -128,7 +149,12 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
     requests.lock().unwrap().push(request.clone());
     let mut stream = stream;
     match handler(&request) {
-        Reply::Full { status, headers, body, length } => {
+        Reply::Full {
+            status,
+            headers,
+            body,
+            length,
+        } => {
             let mut head = status_line(status, &headers);
             if length {
                 head.push_str(&format!("Content-Length: {}\r\n", body.len()));
@@ -139,7 +165,13 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
                 let _ = stream.write_all(&body);
             }
         }
-        Reply::Cut { status, headers, body, declared, reset } => {
+        Reply::Cut {
+            status,
+            headers,
+            body,
+            declared,
+            reset,
+        } => {
             let mut head = status_line(status, &headers);
             head.push_str(&format!("Content-Length: {declared}\r\nConnection: close\r\n\r\n"));
             let _ = stream.write_all(head.as_bytes());
@@ -229,7 +261,10 @@ pub struct Content {
 impl Content {
     /// `repository` holding `image` under `tag` (and its digest).
     pub fn with_image(repository: &str, tag: &str, image: &Image) -> Content {
-        let mut content = Content { repository: repository.into(), ..Content::default() };
+        let mut content = Content {
+            repository: repository.into(),
+            ..Content::default()
+        };
         content.add_manifest(tag, cache::manifest::OCI_MANIFEST, &image.manifest);
         for (digest, bytes) in image.blobs() {
             content.blobs.insert(digest.to_string(), bytes);
@@ -257,7 +292,11 @@ impl Content {
             return match self.manifests.get(reference) {
                 Some((media_type, bytes)) => {
                     let digest = Digest::of(bytes).to_string();
-                    Reply::new(200, &[("Content-Type", media_type), ("Docker-Content-Digest", &digest)], bytes.clone())
+                    Reply::new(
+                        200,
+                        &[("Content-Type", media_type), ("Docker-Content-Digest", &digest)],
+                        bytes.clone(),
+                    )
                 }
                 None => Reply::error(404, "MANIFEST_UNKNOWN", "manifest unknown"),
             };
@@ -282,8 +321,16 @@ pub fn blob_reply(request: &Request, bytes: &[u8]) -> Reply {
     match start {
         Some(start) if start < bytes.len() => {
             let range = format!("bytes {start}-{}/{}", bytes.len() - 1, bytes.len());
-            Reply::new(206, &[("Content-Type", "application/octet-stream"), ("Content-Range", &range)], &bytes[start..])
+            Reply::new(
+                206,
+                &[("Content-Type", "application/octet-stream"), ("Content-Range", &range)],
+                &bytes[start..],
+            )
         }
-        _ => Reply::new(200, &[("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes")], bytes),
+        _ => Reply::new(
+            200,
+            &[("Content-Type", "application/octet-stream"), ("Accept-Ranges", "bytes")],
+            bytes,
+        ),
     }
 }

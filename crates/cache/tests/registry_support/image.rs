@@ -91,7 +91,14 @@ pub fn build(os: &str, arch: &str, layers: &[Vec<(&str, Vec<u8>)>], compression:
         let tar = tar(files);
         diff_ids.push(Digest::of(&tar).to_string());
         let (blob, media_type) = compress(&tar, compression);
-        built.push((Descriptor { media_type: media_type.into(), digest: Digest::of(&blob), size: blob.len() as u64 }, blob));
+        built.push((
+            Descriptor {
+                media_type: media_type.into(),
+                digest: Digest::of(&blob),
+                size: blob.len() as u64,
+            },
+            blob,
+        ));
     }
     let config = serde_json::to_vec(&json!({
         "architecture": arch,
@@ -108,7 +115,14 @@ pub fn build(os: &str, arch: &str, layers: &[Vec<(&str, Vec<u8>)>], compression:
         "layers": built.iter().map(|(d, _)| json!({"mediaType": d.media_type, "digest": d.digest.to_string(), "size": d.size})).collect::<Vec<_>>(),
     }))
     .unwrap();
-    Image { manifest_digest: Digest::of(&manifest), manifest, config_digest, config, layers: built, platform: (os.into(), arch.into()) }
+    Image {
+        manifest_digest: Digest::of(&manifest),
+        manifest,
+        config_digest,
+        config,
+        layers: built,
+        platform: (os.into(), arch.into()),
+    }
 }
 
 /// A two-layer gzip image for linux/`arch`, distinct per `seed`.
@@ -116,7 +130,10 @@ pub fn simple(arch: &str, seed: u64) -> Image {
     build(
         "linux",
         arch,
-        &[vec![("etc/hello", format!("hello {arch} {seed}\n").into_bytes())], vec![("data/noise", noise(200_000, seed))]],
+        &[
+            vec![("etc/hello", format!("hello {arch} {seed}\n").into_bytes())],
+            vec![("data/noise", noise(200_000, seed))],
+        ],
         Compression::Gzip,
     )
 }

@@ -52,7 +52,11 @@ pub fn free_port() -> u16 {
 pub fn options(dir: &Path) -> PullOptions {
     let mut options = PullOptions::default();
     options.config.docker_config = Some(dir.join("no-docker-config.json"));
-    options.config.retry = RetryPolicy { attempts: 4, initial_delay: Duration::from_millis(20), max_delay: Duration::from_millis(200) };
+    options.config.retry = RetryPolicy {
+        attempts: 4,
+        initial_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(200),
+    };
     options.config.timeout = Duration::from_secs(10);
     options
 }
@@ -103,6 +107,16 @@ pub fn pull(reference: &str, options: &PullOptions) -> Result<Pulled> {
     let client = Client::new(&reference, options)?;
     let (digest, manifest_bytes, manifest) = client.resolve_manifest()?;
     let config = client.fetch_config(&manifest)?;
-    let layers = manifest.layers.iter().map(|layer| read_blob(&client, layer)).collect::<Result<_>>()?;
-    Ok(Pulled { digest, manifest_bytes, manifest, config, layers })
+    let layers = manifest
+        .layers
+        .iter()
+        .map(|layer| read_blob(&client, layer))
+        .collect::<Result<_>>()?;
+    Ok(Pulled {
+        digest,
+        manifest_bytes,
+        manifest,
+        config,
+        layers,
+    })
 }

@@ -28,7 +28,12 @@ pub fn certs(dir: &Path, name: &str) -> Certs {
     let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
     args.extend(ec);
     args.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    args.extend(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]);
+    args.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
     openssl(&work, &args);
     let mut args = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"];
     args.extend(ec);
@@ -62,17 +67,64 @@ pub fn certs(dir: &Path, name: &str) -> Certs {
     let ca_dir = dir.join(format!("{name}-ca"));
     std::fs::create_dir_all(&ca_dir).unwrap();
     std::fs::copy(work.join("ca.crt"), ca_dir.join("ca.crt")).unwrap();
-    Certs { ca: ca_dir.join("ca.crt"), server_cert: work.join("server.crt"), server_key: work.join("server.key"), ca_dir }
+    Certs {
+        ca: ca_dir.join("ca.crt"),
+        server_cert: work.join("server.crt"),
+        server_key: work.join("server.key"),
+        ca_dir,
+    }
 }
 
 /// A self-signed P-256 key for signing tokens: (PKCS#8 DER key, DER
 /// certificate, PEM certificate path for the registry's rootcertbundle).
 pub fn signing_key(dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf) {
-    openssl(dir, &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", "signer.key"]);
-    openssl(dir, &["pkcs8", "-topk8", "-nocrypt", "-in", "signer.key", "-outform", "DER", "-out", "signer.pk8"]);
-    openssl(dir, &["req", "-x509", "-key", "signer.key", "-subj", "/CN=token signer", "-days", "2", "-out", "signer.pem"]);
+    openssl(
+        dir,
+        &[
+            "genpkey",
+            "-algorithm",
+            "EC",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-out",
+            "signer.key",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "pkcs8",
+            "-topk8",
+            "-nocrypt",
+            "-in",
+            "signer.key",
+            "-outform",
+            "DER",
+            "-out",
+            "signer.pk8",
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-key",
+            "signer.key",
+            "-subj",
+            "/CN=token signer",
+            "-days",
+            "2",
+            "-out",
+            "signer.pem",
+        ],
+    );
     openssl(dir, &["x509", "-in", "signer.pem", "-outform", "DER", "-out", "signer.der"]);
-    (std::fs::read(dir.join("signer.pk8")).unwrap(), std::fs::read(dir.join("signer.der")).unwrap(), dir.join("signer.pem"))
+    (
+        std::fs::read(dir.join("signer.pk8")).unwrap(),
+        std::fs::read(dir.join("signer.der")).unwrap(),
+        dir.join("signer.pem"),
+    )
 }
 
 /// An htpasswd file (bcrypt) with one user.

@@ -50,7 +50,11 @@ impl Issuer {
                     Some(_) => return Reply::new(401, &[("Content-Type", "application/json")], r#"{"details":"bad credentials"}"#),
                 };
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
-                let exp = if expire_next.swap(false, Ordering::SeqCst) { now - 600 } else { now + 300 };
+                let exp = if expire_next.swap(false, Ordering::SeqCst) {
+                    now - 600
+                } else {
+                    now + 300
+                };
                 let access: Vec<Value> = query(&request.path, "scope")
                     .iter()
                     .filter(|_| known)
@@ -71,8 +75,11 @@ impl Issuer {
                     "jti": serial.fetch_add(1, Ordering::SeqCst).to_string(),
                     "access": access,
                 });
-                let signing_input =
-                    format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+                let signing_input = format!(
+                    "{}.{}",
+                    URL_SAFE_NO_PAD.encode(header.to_string()),
+                    URL_SAFE_NO_PAD.encode(claims.to_string())
+                );
                 let signature = key.sign(&SystemRandom::new(), signing_input.as_bytes()).unwrap();
                 let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
                 tokens.lock().unwrap().push(token.clone());
@@ -80,7 +87,11 @@ impl Issuer {
                 Reply::new(200, &[("Content-Type", "application/json")], body)
             })
         };
-        Issuer { server, tokens, expire_next }
+        Issuer {
+            server,
+            tokens,
+            expire_next,
+        }
     }
 
     /// The realm URL to configure in the registry.
@@ -96,8 +107,15 @@ impl Issuer {
 
 /// Every value of query parameter `name`, percent-decoded.
 fn query(path: &str, name: &str) -> Vec<String> {
-    let Some((_, query)) = path.split_once('?') else { return Vec::new() };
-    query.split('&').filter_map(|pair| pair.split_once('=')).filter(|(k, _)| *k == name).map(|(_, v)| decode(v)).collect()
+    let Some((_, query)) = path.split_once('?') else {
+        return Vec::new();
+    };
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .filter(|(k, _)| *k == name)
+        .map(|(_, v)| decode(v))
+        .collect()
 }
 
 fn decode(s: &str) -> String {
@@ -105,7 +123,10 @@ fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escaped = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok()).and_then(|h| u8::from_str_radix(h, 16).ok());
+        let escaped = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (bytes[i], escaped) {
             (b'%', Some(b)) => {
                 out.push(b);

@@ -63,20 +63,11 @@ pub fn number(b: &[u8]) -> Result<i128, String> {
         }
     }
     let text: &[u8] = {
-        let start = b
-            .iter()
-            .position(|&c| c != b' ' && c != 0)
-            .unwrap_or(b.len());
+        let start = b.iter().position(|&c| c != b' ' && c != 0).unwrap_or(b.len());
         let rest = &b[start..];
-        let end = rest
-            .iter()
-            .position(|&c| c == b' ' || c == 0)
-            .unwrap_or(rest.len());
+        let end = rest.iter().position(|&c| c == b' ' || c == 0).unwrap_or(rest.len());
         if rest[end..].iter().any(|&c| c != b' ' && c != 0) {
-            return Err(format!(
-                "bad numeric field {:?}",
-                String::from_utf8_lossy(b)
-            ));
+            return Err(format!("bad numeric field {:?}", String::from_utf8_lossy(b)));
         }
         &rest[..end]
     };
@@ -96,11 +87,7 @@ pub fn checksum_ok(h: &[u8]) -> Result<bool, String> {
     let stored = number(field(h, CHKSUM))?;
     let (mut unsigned, mut signed) = (0i128, 0i128);
     for (i, &b) in h[..BLOCK].iter().enumerate() {
-        let b = if (CHKSUM.0..CHKSUM.0 + CHKSUM.1).contains(&i) {
-            b' '
-        } else {
-            b
-        };
+        let b = if (CHKSUM.0..CHKSUM.0 + CHKSUM.1).contains(&i) { b' ' } else { b };
         unsigned += i128::from(b);
         signed += i128::from(b as i8);
     }

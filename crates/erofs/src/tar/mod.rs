@@ -72,11 +72,7 @@ fn invalid(offset: u64, message: impl Into<String>) -> Error {
 
 /// Last value of `key` among pax records.
 fn last<'a>(records: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
-    records
-        .iter()
-        .rev()
-        .find(|(k, _)| k == key)
-        .map(|(_, v)| v.as_slice())
+    records.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
 }
 
 impl<R: Read> TarReader<R> {
@@ -140,10 +136,7 @@ impl<R: Read> TarReader<R> {
     /// Reads a whole (small) entry body, e.g. a pax header or long name.
     fn read_body(&mut self, size: u64, offset: u64) -> Result<Vec<u8>, Error> {
         if size > MAX_META_BODY {
-            return Err(invalid(
-                offset,
-                format!("extension header of {size} bytes is absurd"),
-            ));
+            return Err(invalid(offset, format!("extension header of {size} bytes is absurd")));
         }
         let mut body = vec![0u8; size as usize];
         self.read_exact(&mut body)?;
@@ -225,9 +218,7 @@ impl<R: Read> TarReader<R> {
                 b'M' => return Err(invalid(here, "multi-volume archives are not supported")),
                 _ => {}
             }
-            return self
-                .entry(&h, size, offset, locals, long_name, long_link)
-                .map(Some);
+            return self.entry(&h, size, offset, locals, long_name, long_link).map(Some);
         }
     }
 
@@ -254,10 +245,7 @@ impl<R: Read> TarReader<R> {
         };
         let pax_u64 = |key: &[u8]| -> Result<Option<u64>, Error> {
             pax(key)
-                .map(|v| {
-                    pax::parse_u64(&v)
-                        .ok_or_else(|| bad(format!("bad pax {}", String::from_utf8_lossy(key))))
-                })
+                .map(|v| pax::parse_u64(&v).ok_or_else(|| bad(format!("bad pax {}", String::from_utf8_lossy(key)))))
                 .transpose()
         };
         let id = |key: &[u8], field| -> Result<u32, Error> {
@@ -265,8 +253,7 @@ impl<R: Read> TarReader<R> {
                 Some(v) => i128::from(v),
                 None => num(field)?,
             };
-            u32::try_from(v)
-                .map_err(|_| bad(format!("{} {v} out of range", String::from_utf8_lossy(key))))
+            u32::try_from(v).map_err(|_| bad(format!("{} {v} out of range", String::from_utf8_lossy(key))))
         };
 
         let typeflag = h[header::TYPEFLAG];
@@ -305,10 +292,7 @@ impl<R: Read> TarReader<R> {
             Some(v) => pax::parse_time(&v).ok_or_else(|| bad("bad pax mtime".into()))?,
             None => {
                 let t = num(header::MTIME)?;
-                (
-                    i64::try_from(t).map_err(|_| bad("mtime out of range".into()))?,
-                    0,
-                )
+                (i64::try_from(t).map_err(|_| bad("mtime out of range".into()))?, 0)
             }
         };
         let stored = pax_u64(b"size")?.unwrap_or(stored);
@@ -331,10 +315,8 @@ impl<R: Read> TarReader<R> {
             let (name, value) = if let Some(n) = k.strip_prefix(b"SCHILY.xattr.") {
                 (n.to_vec(), v.clone())
             } else if let Some(n) = k.strip_prefix(b"LIBARCHIVE.xattr.") {
-                let name =
-                    pax::url_decode(n).ok_or_else(|| bad("bad LIBARCHIVE.xattr name".into()))?;
-                let value = pax::base64_decode(v)
-                    .ok_or_else(|| bad("bad LIBARCHIVE.xattr value".into()))?;
+                let name = pax::url_decode(n).ok_or_else(|| bad("bad LIBARCHIVE.xattr name".into()))?;
+                let value = pax::base64_decode(v).ok_or_else(|| bad("bad LIBARCHIVE.xattr value".into()))?;
                 (name, value)
             } else {
                 continue;
@@ -360,8 +342,7 @@ impl<R: Read> TarReader<R> {
                     return Err(bad("absurd sparse map".into()));
                 }
             }
-            size = u64::try_from(num(header::GNU_REALSIZE)?)
-                .map_err(|_| bad("bad sparse real size".into()))?;
+            size = u64::try_from(num(header::GNU_REALSIZE)?).map_err(|_| bad("bad sparse real size".into()))?;
             sparse = Some(segs);
         } else if let Some(major) = pax(b"GNU.sparse.major") {
             let minor = pax(b"GNU.sparse.minor").unwrap_or_default();
@@ -384,24 +365,20 @@ impl<R: Read> TarReader<R> {
                     break s;
                 }
             };
-            size = pax_u64(b"GNU.sparse.realsize")?
-                .ok_or_else(|| bad("sparse 1.0 without realsize".into()))?;
+            size = pax_u64(b"GNU.sparse.realsize")?.ok_or_else(|| bad("sparse 1.0 without realsize".into()))?;
             sparse = Some(segs);
         } else if let Some(map) = pax(b"GNU.sparse.map") {
             sparse = Some(sparse::parse_map_01(&map).map_err(bad)?);
-            size = pax_u64(b"GNU.sparse.size")?
-                .ok_or_else(|| bad("sparse 0.1 without size".into()))?;
+            size = pax_u64(b"GNU.sparse.size")?.ok_or_else(|| bad("sparse 0.1 without size".into()))?;
         } else if last(&locals, b"GNU.sparse.offset").is_some() {
             let offs = locals.iter().filter(|(k, _)| k == b"GNU.sparse.offset");
             let lens = locals.iter().filter(|(k, _)| k == b"GNU.sparse.numbytes");
             let mut segs = Vec::new();
             for ((_, o), (_, l)) in offs.zip(lens) {
-                let parse =
-                    |v: &[u8]| pax::parse_u64(v).ok_or_else(|| bad("bad sparse 0.0 number".into()));
+                let parse = |v: &[u8]| pax::parse_u64(v).ok_or_else(|| bad("bad sparse 0.0 number".into()));
                 segs.push((parse(o)?, parse(l)?));
             }
-            size = pax_u64(b"GNU.sparse.size")?
-                .ok_or_else(|| bad("sparse 0.0 without size".into()))?;
+            size = pax_u64(b"GNU.sparse.size")?.ok_or_else(|| bad("sparse 0.0 without size".into()))?;
             sparse = Some(segs);
         }
         if let Some(segs) = sparse.take() {

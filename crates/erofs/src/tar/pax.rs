@@ -13,10 +13,7 @@ pub fn parse_records(mut body: &[u8]) -> Result<Xattrs, String> {
         if body.iter().all(|&b| b == 0) {
             return Ok(out);
         }
-        let space = body
-            .iter()
-            .position(|&b| b == b' ')
-            .ok_or("pax record without length")?;
+        let space = body.iter().position(|&b| b == b' ').ok_or("pax record without length")?;
         let len: usize = std::str::from_utf8(&body[..space])
             .ok()
             .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -26,10 +23,7 @@ pub fn parse_records(mut body: &[u8]) -> Result<Xattrs, String> {
             return Err("pax record length does not match its contents".into());
         }
         let record = &body[space + 1..len - 1];
-        let eq = record
-            .iter()
-            .position(|&b| b == b'=')
-            .ok_or("pax record without '='")?;
+        let eq = record.iter().position(|&b| b == b'=').ok_or("pax record without '='")?;
         out.push((record[..eq].to_vec(), record[eq + 1..].to_vec()));
         body = &body[len..];
     }
@@ -37,10 +31,7 @@ pub fn parse_records(mut body: &[u8]) -> Result<Xattrs, String> {
 
 /// Decodes standard base64 (padding optional), as LIBARCHIVE.xattr values use.
 pub fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
-    let input = input
-        .strip_suffix(b"==")
-        .or_else(|| input.strip_suffix(b"="))
-        .unwrap_or(input);
+    let input = input.strip_suffix(b"==").or_else(|| input.strip_suffix(b"=")).unwrap_or(input);
     let mut out = Vec::with_capacity(input.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0u32);
     for &c in input {
@@ -89,10 +80,7 @@ pub fn parse_time(v: &[u8]) -> Option<(i64, u32)> {
         None => (false, s),
     };
     let (int, frac) = s.split_once('.').unwrap_or((s, ""));
-    if int.is_empty()
-        || !int.bytes().all(|b| b.is_ascii_digit())
-        || !frac.bytes().all(|b| b.is_ascii_digit())
-    {
+    if int.is_empty() || !int.bytes().all(|b| b.is_ascii_digit()) || !frac.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     let secs: i64 = int.parse().ok()?;
@@ -135,17 +123,9 @@ mod tests {
     #[test]
     fn decoders() {
         assert_eq!(base64_decode(b"aGVsbG8=").unwrap(), b"hello");
-        assert_eq!(
-            base64_decode(b"AQAAAgAgAAAAAAAAAAAAAAAAAAA=")
-                .unwrap()
-                .len(),
-            20
-        );
+        assert_eq!(base64_decode(b"AQAAAgAgAAAAAAAAAAAAAAAAAAA=").unwrap().len(), 20);
         assert_eq!(url_decode(b"user.a%3Db").unwrap(), b"user.a=b");
-        assert_eq!(
-            parse_time(b"1700000000.5"),
-            Some((1_700_000_000, 500_000_000))
-        );
+        assert_eq!(parse_time(b"1700000000.5"), Some((1_700_000_000, 500_000_000)));
         assert_eq!(parse_time(b"-1.25"), Some((-2, 750_000_000)));
         assert_eq!(parse_time(b"12a"), None);
     }

@@ -60,9 +60,7 @@ impl Map10 {
             match b {
                 b'0'..=b'9' => {
                     let cur = self.current.unwrap_or(0);
-                    let next = cur
-                        .checked_mul(10)
-                        .and_then(|v| v.checked_add(u64::from(b - b'0')));
+                    let next = cur.checked_mul(10).and_then(|v| v.checked_add(u64::from(b - b'0')));
                     self.current = Some(next.ok_or("sparse map number overflows")?);
                 }
                 b'\n' => {
@@ -78,15 +76,11 @@ impl Map10 {
         if !self.is_complete() {
             return Ok(None);
         }
-        Ok(Some(
-            self.numbers[1..].chunks(2).map(|p| (p[0], p[1])).collect(),
-        ))
+        Ok(Some(self.numbers[1..].chunks(2).map(|p| (p[0], p[1])).collect()))
     }
 
     fn is_complete(&self) -> bool {
-        self.numbers
-            .first()
-            .is_some_and(|&n| self.numbers.len() as u64 == 1 + 2 * n)
+        self.numbers.first().is_some_and(|&n| self.numbers.len() as u64 == 1 + 2 * n)
     }
 }
 
@@ -108,9 +102,7 @@ pub fn validate(mut segs: Segments, real_size: u64, stored: u64) -> Result<Segme
         total += len;
     }
     if total != stored {
-        return Err(format!(
-            "sparse map covers {total} bytes but the entry stores {stored}"
-        ));
+        return Err(format!("sparse map covers {total} bytes but the entry stores {stored}"));
     }
     Ok(segs)
 }
@@ -144,9 +136,6 @@ mod tests {
         assert!(validate(vec![(5, 5), (0, 2)], 10, 7).is_err());
         assert!(validate(vec![(0, 5)], 4, 5).is_err());
         assert!(validate(vec![(0, 5)], 10, 6).is_err());
-        assert_eq!(
-            validate(vec![(0, 5), (10, 0)], 10, 5).unwrap(),
-            vec![(0, 5)]
-        );
+        assert_eq!(validate(vec![(0, 5), (10, 0)], 10, 5).unwrap(), vec![(0, 5)]);
     }
 }

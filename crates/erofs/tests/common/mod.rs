@@ -25,9 +25,7 @@ pub fn require_tool(name: &str) {
 
 /// Runs a command, panicking with its output when it fails.
 pub fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    let out = cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?} failed: {}\nstdout: {}\nstderr: {}",
@@ -162,22 +160,14 @@ fn walk(dir: &Path, rel: Vec<u8>, out: &mut Snapshot) {
             uid: md.uid(),
             gid: md.gid(),
             mtime: (md.mtime(), md.mtime_nsec()),
-            size: if kind == 'f' || kind == 'l' {
-                md.size()
-            } else {
-                0
-            },
+            size: if kind == 'f' || kind == 'l' { md.size() } else { 0 },
             content: if kind == 'f' { hash_file(&p) } else { 0 },
             target: if kind == 'l' {
                 fs::read_link(&p).unwrap().as_os_str().as_bytes().to_vec()
             } else {
                 Vec::new()
             },
-            rdev: if kind == 'c' || kind == 'b' {
-                md.rdev()
-            } else {
-                0
-            },
+            rdev: if kind == 'c' || kind == 'b' { md.rdev() } else { 0 },
             nlink: if kind == 'd' { 0 } else { md.nlink() },
             ino: md.ino(),
         };
@@ -232,8 +222,7 @@ pub fn assert_same(expected: &Snapshot, actual: &Snapshot, how: Compare) {
             for (k, n) in s.iter().filter(|(_, n)| n.kind != 'd') {
                 by_ino.entry(n.ino).or_default().push(k.clone());
             }
-            let mut groups: Vec<Vec<Vec<u8>>> =
-                by_ino.into_values().filter(|g| g.len() > 1).collect();
+            let mut groups: Vec<Vec<Vec<u8>>> = by_ino.into_values().filter(|g| g.len() > 1).collect();
             groups.sort();
             groups
         };
@@ -241,12 +230,7 @@ pub fn assert_same(expected: &Snapshot, actual: &Snapshot, how: Compare) {
             diffs.push("hardlink groups differ".into());
         }
     }
-    assert!(
-        diffs.is_empty(),
-        "{} differences:\n{}",
-        diffs.len(),
-        diffs.join("\n")
-    );
+    assert!(diffs.is_empty(), "{} differences:\n{}", diffs.len(), diffs.join("\n"));
 }
 
 /// All xattrs under `root` as (path, name) -> value, read with python3.
@@ -302,13 +286,8 @@ impl Mount {
     pub fn new(img: &Path, dir: &Path) -> Mount {
         require_tool("mount");
         fs::create_dir_all(dir).unwrap();
-        run(Command::new("mount")
-            .args(["-t", "erofs", "-o", "ro,loop"])
-            .arg(img)
-            .arg(dir));
-        Mount {
-            dir: dir.to_path_buf(),
-        }
+        run(Command::new("mount").args(["-t", "erofs", "-o", "ro,loop"]).arg(img).arg(dir));
+        Mount { dir: dir.to_path_buf() }
     }
 }
 
@@ -321,9 +300,7 @@ impl Drop for Mount {
 /// `dump.erofs --path=P img` output (inode details: links, mode, xattr size).
 pub fn dump_path(img: &Path, path: &str) -> String {
     require_tool("dump.erofs");
-    run(Command::new("dump.erofs")
-        .arg(format!("--path={path}"))
-        .arg(img))
+    run(Command::new("dump.erofs").arg(format!("--path={path}")).arg(img))
 }
 
 pub fn os(b: &[u8]) -> &OsStr {
