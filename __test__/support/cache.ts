@@ -82,8 +82,12 @@ export async function tree(dir: string): Promise<Map<string, FileInfo>> {
       const p = path.join(d, e.name)
       if (e.isDirectory()) await walk(p)
       else {
-        const st = await fsp.lstat(p)
-        out.set(path.relative(dir, p), { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino })
+        // A file may vanish between readdir and lstat while a writer renames it.
+        const st = await fsp.lstat(p).catch((err: NodeJS.ErrnoException) => {
+          if (err.code === 'ENOENT') return undefined
+          throw err
+        })
+        if (st) out.set(path.relative(dir, p), { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino })
       }
     }
   }
