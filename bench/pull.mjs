@@ -86,6 +86,24 @@ try {
   const ref = `127.0.0.1:${port}/bench/pull:v1`
   sh('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${layoutDir}:bench.local/pull:v1`, `docker://${ref}`])
 
+  // A second image whose one layer is a single 1 GiB file: far more bytes
+  // per layer and per file, to show what that does to memory.
+  const hugeGz = join(work, 'huge.tar.gz')
+  if (!existsSync(hugeGz)) {
+    const hugeDir = join(work, 'huge')
+    mkdirSync(hugeDir, { recursive: true })
+    sh('sh', ['-c', `head -c 1G /dev/urandom > '${hugeDir}/blob.bin' && tar -C '${hugeDir}' -cf - blob.bin | pigz -1 > '${hugeGz}.part' && mv '${hugeGz}.part' '${hugeGz}'`])
+    rmSync(hugeDir, { recursive: true, force: true })
+  }
+  const hugeLayout = join(work, 'huge-layout')
+  rmSync(hugeLayout, { recursive: true, force: true })
+  const huge = new Layout(hugeLayout)
+  const hugeDiff = `sha256:${sh('sh', ['-c', `gzip -dc '${hugeGz}' | sha256sum`]).toString().split(' ')[0]}`
+  huge.addImage('bench.local/huge:v1', [{ blob: readFileSync(hugeGz), diffId: hugeDiff, mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip' }])
+  huge.finish()
+  const hugeRef = `127.0.0.1:${port}/bench/huge:v1`
+  sh('skopeo', ['copy', '--quiet', '--dest-tls-verify=false', `oci:${hugeLayout}:bench.local/huge:v1`, `docker://${hugeRef}`])
+
   // 3. Ours: Image.pull in a child process (fresh cache each run), reporting
   // its own numbers. Peak memory is VmHWM: getrusage's maxrss survives exec
   // and would report this (large) parent's.
@@ -109,6 +127,10 @@ try {
     ours.push(JSON.parse(sh(process.execPath, ['-e', child], { env: { ...process.env, MSB_HOME: home, REF: ref } }).toString()))
     rmSync(home, { recursive: true, force: true })
   }
+  const hugeHome = join(work, 'home-huge')
+  rmSync(hugeHome, { recursive: true, force: true })
+  const hugePull = JSON.parse(sh(process.execPath, ['-e', child], { env: { ...process.env, MSB_HOME: hugeHome, REF: hugeRef } }).toString())
+  rmSync(hugeHome, { recursive: true, force: true })
   // Baseline memory of the same child without a pull, to show what the pull adds.
   const idle = JSON.parse(sh(process.execPath, ['-e', `require(${JSON.stringify(root)}); console.log(JSON.stringify({ rss: ${peakRss} }))`]).toString())
 
@@ -134,6 +156,7 @@ try {
   console.log(`  pigz -dc per layer: ${pigz.map((x) => x.toFixed(2)).join(' + ')} = ${pigz.reduce((a, b) => a + b).toFixed(2)} s, / ${cores} cores = ${decompressFloor.toFixed(2)} s`)
   console.log(`  floor max(skopeo, Σpigz/cores) ${floor.toFixed(2)} s → ratio ${(t / floor).toFixed(2)}x (target ≤ 1.25x)`)
   console.log(`  peak RSS ${(Math.max(...ours.map((o) => o.rss)) / 2 ** 20).toFixed(0)} MiB (the same process idle: ${(idle.rss / 2 ** 20).toFixed(0)} MiB; largest layer ${(Math.max(...uncompressed) / 2 ** 20).toFixed(0)} MiB uncompressed)`)
+  console.log(`  one 1 GiB layer (a single 1 GiB file): pulled in ${hugePull.seconds.toFixed(2)} s, peak RSS ${(hugePull.rss / 2 ** 20).toFixed(0)} MiB`)
   console.log(`  event-loop delay during the pull: p99 ${median(ours.map((o) => o.p99)).toFixed(2)} ms, max ${Math.max(...ours.map((o) => o.max)).toFixed(2)} ms (target p99 < 10 ms)`)
 } finally {
   registry.kill('SIGKILL')
