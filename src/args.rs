@@ -6,7 +6,8 @@ use napi::ValueType;
 
 use cache::Error;
 
-fn invalid(message: String) -> Error {
+/// An `InvalidArgumentError` with `message`.
+pub fn invalid(message: String) -> Error {
     Error::InvalidArgument(message)
 }
 

@@ -133,7 +133,7 @@ impl Image {
             env,
             move || {
                 let c = call?;
-                Cache::from_env("pull")?.pull(&c.reference, c.policy, &c.options, &c.observer)
+                Cache::from_env("pull")?.pull(&c.reference, c.policy, c.platform.as_ref(), &c.options, &c.observer)
             },
             move |env, result| {
                 if let Some(hook) = hook {

@@ -13,7 +13,7 @@ use napi::ValueType;
 use cache::registry::{Credentials, PullOptions};
 use cache::{Error, PullEvent, PullObserver, PullPolicy};
 
-use crate::args;
+use crate::args::{self, invalid};
 use crate::types::PullProgressEvent;
 
 /// Everything one pull needs, parsed on the JavaScript thread.
@@ -22,6 +22,8 @@ pub struct PullCall {
     pub reference: String,
     /// When to contact the registry.
     pub policy: PullPolicy,
+    /// The platform asked for, if any.
+    pub platform: Option<cache::platform::Platform>,
     /// Registry options, including the cancel flag.
     pub options: PullOptions,
     /// Receives engine events.
@@ -70,9 +72,9 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         }
     };
     let mut options = PullOptions::default();
-    if let Some(platform) = args::opt_string(&opts, "platform")? {
-        options.platform = cache::platform::Platform::parse(&platform).map_err(Error::InvalidArgument)?;
-    }
+    let platform = args::opt_string(&opts, "platform")?
+        .map(|p| cache::platform::Platform::parse(&p).map_err(Error::InvalidArgument))
+        .transpose()?;
     options.insecure = args::opt_bool(&opts, "insecure")?.unwrap_or(false);
     options.auth = auth(&opts)?;
     if let Some(mirrors) = args::opt_object(&opts, "mirrors")? {
@@ -97,14 +99,11 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
     Ok(PullCall {
         reference,
         policy,
+        platform,
         options,
         observer,
         abort,
     })
-}
-
-fn invalid(message: String) -> Error {
-    Error::InvalidArgument(message)
 }
 
 fn auth(opts: &Option<Object<'_>>) -> cache::Result<Option<Credentials>> {

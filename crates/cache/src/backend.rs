@@ -47,7 +47,9 @@ impl Backend {
 
 fn home() -> Result<PathBuf> {
     if let Some(home) = std::env::var_os(HOME_VAR).filter(|v| !v.is_empty()) {
-        return Ok(PathBuf::from(home));
+        // Absolute, so a relative $MSB_HOME names one cache whatever the current directory.
+        let home = PathBuf::from(home);
+        return std::path::absolute(&home).map_err(|e| Error::InvalidArgument(format!("{HOME_VAR}={}: {e}", home.display())));
     }
     std::env::home_dir()
         .map(|h| h.join(DEFAULT_DIR))

@@ -19,6 +19,7 @@ use crate::layer;
 use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
 use crate::parallel;
+use crate::platform::Platform;
 use crate::pull::{self, PullEvent, PullObserver, PullPolicy};
 use crate::reference::Reference;
 use crate::registry::{PullOptions, RegistryConfig};
@@ -163,10 +164,10 @@ impl Cache {
         ingest::leased(&self.store, &self.index, |published| {
             let mut archive = Archive::open(path, &self.store)?;
             let images = archive.resolve(options)?;
-            let ingest_one = |image: &ingest::ResolvedImage, mine: &mut Vec<Artifact>| {
-                ingest::ingest(&self.store, &self.index, image, &archive, &|_| {}, mine)
-            };
-            parallel::map(&images, PARALLEL_IMAGES, ingest_one, published)?;
+            let ingest_one =
+                |image: &ingest::ResolvedImage, mine: &mut Vec<Artifact>| ingest::ingest(&self.store, image, &archive, &|_| {}, mine);
+            let records = parallel::map(&images, PARALLEL_IMAGES, ingest_one, published)?;
+            ingest::record(&self.store, &self.index, &records)?;
             images
                 .iter()
                 .flat_map(|i| &i.references)
@@ -176,24 +177,43 @@ impl Cache {
     }
 
     /// Brings the image `reference` names into the cache from its registry,
-    /// as `policy` says, reporting progress to `observe`. Registry settings
-    /// come from `registries.json` in the cache directory, extended by
-    /// `options.config`.
-    pub fn pull(&self, reference: &str, policy: PullPolicy, options: &PullOptions, observe: &PullObserver) -> Result<ImageSummary> {
+    /// as `policy` says, reporting progress to `observe`. `platform` picks
+    /// from multi-platform indexes (default: the host's); when given, a
+    /// cached image of another platform counts as missing. Registry
+    /// settings come from `registries.json` in the cache directory,
+    /// extended by `options.config`.
+    pub fn pull(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        platform: Option<&Platform>,
+        options: &PullOptions,
+        observe: &PullObserver,
+    ) -> Result<ImageSummary> {
         let parsed = parse_reference(reference)?;
         let cached = match policy {
             PullPolicy::Always => None,
             PullPolicy::IfMissing => match self.get(reference) {
-                Ok(summary) => Some(summary),
-                Err(Error::ImageNotFound { .. }) => None,
+                Ok(summary) if self.serves(&summary, platform)? => Some(summary),
+                Ok(_) | Err(Error::ImageNotFound { .. }) => None,
                 Err(e) => return Err(e),
             },
-            PullPolicy::Never => Some(self.get(reference)?),
+            PullPolicy::Never => {
+                let summary = self.get(reference)?;
+                if !self.serves(&summary, platform)? {
+                    return Err(Error::ImageNotFound {
+                        reference: reference.to_string(),
+                        location: "the local cache for that platform".into(),
+                    });
+                }
+                Some(summary)
+            }
         };
         let summary = match cached {
             Some(summary) => summary,
             None => {
                 let mut options = options.clone();
+                options.platform = platform.cloned().unwrap_or_else(Platform::host);
                 let settings = RegistryConfig::from_file(&self.store.root().join(REGISTRY_SETTINGS))?;
                 let config = &mut options.config;
                 for (host, mirrors) in settings.mirrors {
@@ -210,6 +230,13 @@ impl Cache {
             manifest_digest: summary.manifest_digest.clone(),
         });
         Ok(summary)
+    }
+
+    /// Whether a cached image runs on the platform asked for (any, when none was).
+    fn serves(&self, summary: &ImageSummary, platform: Option<&Platform>) -> Result<bool> {
+        let Some(want) = platform else { return Ok(true) };
+        let cached = self.index.read(|conn| read::platform_of(conn, &summary.manifest_digest))?;
+        Ok(cached.is_some_and(|cached| want.score(&cached) > 0))
     }
 
     /// Writes the images `references` name to an archive at `output`.
@@ -285,7 +312,8 @@ impl Cache {
             diff_ids.push(diff_id);
         }
         let before = self.index.read(|conn| read::disk_artifacts(conn, manifest.as_str()))?;
-        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, repaired)?;
+        let layers_rebuilt = repaired.iter().any(|a| matches!(a, Artifact::Layer(_)));
+        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, layers_rebuilt, repaired)?;
         self.store.sync_artifact_dirs()?;
         let config = self.index.write(|tx| {
             if before != Some((Some(sizes.fsmeta), Some(sizes.vmdk))) {

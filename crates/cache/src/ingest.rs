@@ -1,7 +1,7 @@
-//! Adding an image to the cache, whatever its source: blobs and layer
+//! Adding images to the cache, whatever their source: blobs and layer
 //! images first (each published only once verified), then the root disk,
-//! then one index transaction. If anything fails, the index is untouched and
-//! the files this ingest published are taken back.
+//! then one index transaction for all of them. If anything fails, the index
+//! is untouched and the files this ingest published are taken back.
 
 use std::path::PathBuf;
 
@@ -85,16 +85,16 @@ pub fn add_reference(index: &Index, reference: &Reference, manifest: &Digest) ->
     index.write(|tx| write::add_reference(tx, &reference.to_string(), &reference.repository(), manifest.as_str(), now_ms()))
 }
 
-/// Adds `image` to the cache, reading from `source` only what the cache
-/// lacks, under the caller's lease; files it publishes go to `published`.
+/// Brings `image`'s files into the cache, reading from `source` only what
+/// the cache lacks, under the caller's lease; files it publishes go to
+/// `published`. Returns what [`record`] then writes to the index.
 pub fn ingest(
     store: &Store,
-    index: &Index,
     image: &ResolvedImage,
     source: &dyn BlobSource,
     observe: Observer<'_>,
     published: &mut Vec<Artifact>,
-) -> Result<()> {
+) -> Result<ImageRecord> {
     let manifest = BlobRecord {
         digest: image.manifest_digest.to_string(),
         size: image.manifest_bytes.len() as u64,
@@ -116,14 +116,12 @@ pub fn ingest(
         }
     }
     let layers = materialize_layers(store, image, source, observe, published)?;
-    let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
+    let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, false, published)?;
     observe(Milestone::DiskReady {
         fsmeta: store.fsmeta_path(&image.manifest_digest),
         vmdk: store.vmdk_path(&image.manifest_digest),
     });
-    // Renames must be durable before a row points at their result.
-    store.sync_artifact_dirs()?;
-    let record = ImageRecord {
+    Ok(ImageRecord {
         manifest,
         config,
         config_details: image.config.details.clone(),
@@ -134,8 +132,15 @@ pub fn ingest(
         fsmeta_size: sizes.fsmeta,
         vmdk_size: sizes.vmdk,
         references: image.references.iter().map(|r| (r.to_string(), r.repository())).collect(),
-    };
-    index.write(|tx| write::record_image(tx, &record, now_ms()))
+    })
+}
+
+/// Records ingested images in one transaction: an archive's images enter
+/// the index together or not at all.
+pub fn record(store: &Store, index: &Index, images: &[ImageRecord]) -> Result<()> {
+    // Renames must be durable before a row points at their result.
+    store.sync_artifact_dirs()?;
+    index.write(|tx| images.iter().try_for_each(|image| write::record_image(tx, image, now_ms())))
 }
 
 /// Converts the image's layers, a few at a time: downloads overlap, and each

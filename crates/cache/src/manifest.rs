@@ -21,8 +21,6 @@ pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker schema 2 manifest list.
 pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker image config.
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 /// OCI uncompressed layer.
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 /// Largest manifest or index accepted (as the distribution spec suggests).
@@ -215,7 +213,8 @@ pub fn parse_config(bytes: &[u8], digest: &Digest, layer_count: usize) -> Result
     })
 }
 
-/// Picks the entry of an index that best serves `want`, skipping
+/// Picks the entry of an index that best serves `want` (see
+/// [`Platform::score`]; the first of equals wins), skipping
 /// attestations and other non-image entries. With one image entry and no
 /// platform information, that entry is the answer.
 pub fn select_platform<'a>(entries: &'a [IndexEntry], want: &Platform) -> Result<&'a IndexEntry, String> {
@@ -224,11 +223,15 @@ pub fn select_platform<'a>(entries: &'a [IndexEntry], want: &Platform) -> Result
         .filter(|e| !e.annotations.contains_key("vnd.docker.reference.type"))
         .filter(|e| e.platform.as_ref().is_none_or(|p| p.os != "unknown"))
         .collect();
+    // The first of the best, as the image index spec asks.
     let best = images
         .iter()
         .filter_map(|e| e.platform.as_ref().map(|p| (want.score(p), *e)))
         .filter(|(s, _)| *s > 0)
-        .max_by_key(|(s, _)| *s);
+        .fold(None, |best: Option<(u8, &IndexEntry)>, (s, e)| match best {
+            Some((b, _)) if b >= s => best,
+            _ => Some((s, e)),
+        });
     match (best, images.as_slice()) {
         (Some((_, entry)), _) => Ok(entry),
         (None, [only]) if only.platform.is_none() => Ok(only),

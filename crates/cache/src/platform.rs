@@ -49,15 +49,23 @@ impl Platform {
         }
     }
 
-    /// How well a candidate serves this platform: 2 exact, 1 same os and
-    /// architecture with another variant, 0 not at all.
+    /// How well a candidate serves this platform: 0 when it cannot run here
+    /// (another OS or architecture, or a newer CPU variant than this one:
+    /// `arm/v7` code does not run on `arm/v6`, `amd64/v3` not on plain
+    /// `amd64`), 3 for the same variant, 2 for an older variant, 1 for a
+    /// candidate that names no variant at all.
     pub fn score(&self, candidate: &Platform) -> u8 {
         if self.os != candidate.os || self.architecture != candidate.architecture {
-            0
-        } else if self.variant == candidate.variant {
-            2
-        } else {
-            1
+            return 0;
+        }
+        let level = |v: &Option<String>| v.as_deref().and_then(|v| v.strip_prefix('v')).and_then(|n| n.parse::<u32>().ok());
+        match (&self.variant, &candidate.variant) {
+            (want, have) if want == have => 3,
+            (_, None) => 1,
+            (want, have) => match (level(want).or(want.is_none().then_some(1)), level(have)) {
+                (Some(want), Some(have)) if have <= want => 2,
+                _ => 0,
+            },
         }
     }
 }
@@ -86,9 +94,20 @@ mod tests {
         assert!(Platform::parse("linux").is_err());
         assert!(Platform::parse("linux//v8").is_err());
         let want = Platform::parse("linux/arm/v7").unwrap();
-        assert_eq!(want.score(&Platform::new("linux", "arm", Some("v7"))), 2);
-        assert_eq!(want.score(&Platform::new("linux", "arm", Some("v6"))), 1);
+        assert_eq!(want.score(&Platform::new("linux", "arm", Some("v7"))), 3);
+        assert_eq!(want.score(&Platform::new("linux", "arm", Some("v6"))), 2);
         assert_eq!(want.score(&Platform::new("linux", "amd64", None)), 0);
+        // Newer variants do not run on older CPUs.
+        assert_eq!(
+            Platform::parse("linux/arm/v6")
+                .unwrap()
+                .score(&Platform::new("linux", "arm", Some("v7"))),
+            0
+        );
+        let amd64 = Platform::parse("linux/amd64").unwrap();
+        assert_eq!(amd64.score(&Platform::new("linux", "amd64", None)), 3);
+        assert_eq!(amd64.score(&Platform::new("linux", "amd64", Some("v1"))), 2);
+        assert_eq!(amd64.score(&Platform::new("linux", "amd64", Some("v3"))), 0);
         let host = Platform::host();
         assert_eq!(host.os, "linux");
     }

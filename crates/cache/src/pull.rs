@@ -102,7 +102,8 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
                 Milestone::DiskReady { fsmeta, vmdk } => PullEvent::DiskReady { fsmeta, vmdk },
             })
         };
-        ingest::ingest(store, index, &image, &client, &milestones, published)?;
+        let record = ingest::ingest(store, &image, &client, &milestones, published)?;
+        ingest::record(store, index, &[record])?;
         Ok(digest)
     })
 }

@@ -85,16 +85,6 @@ impl Reference {
     pub fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
-
-    /// The same repository pinned to `digest`, dropping any tag.
-    pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference {
-            domain: self.domain.clone(),
-            path: self.path.clone(),
-            tag: None,
-            digest: Some(digest),
-        }
-    }
 }
 
 impl fmt::Display for Reference {

@@ -58,7 +58,10 @@ pub struct Store {
 
 impl Store {
     /// Opens (creating if needed, owner-only) the cache rooted at `root`.
+    /// The root is made absolute: VMDK descriptors name files by absolute
+    /// path, and the process may change directory later.
     pub fn open(root: &Path) -> Result<Store> {
+        let root = &std::path::absolute(root).map_err(Error::cache(root))?;
         if !root.exists() {
             create_private_dir(root)?;
         }

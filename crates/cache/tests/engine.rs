@@ -340,3 +340,65 @@ fn concurrent_ingests_share_layers_and_agree() {
     assert_eq!(layer_files.len(), distinct_layers.len(), "one file per layer, none left over");
     assert!(files_under(&home.join("tmp")).is_empty());
 }
+
+#[test]
+fn a_relative_cache_path_still_yields_absolute_disk_paths() {
+    let (dir, home) = scratch();
+    let cwd = std::env::current_dir().unwrap();
+    let relative: std::path::PathBuf = cwd
+        .components()
+        .skip(1)
+        .map(|_| "..")
+        .collect::<std::path::PathBuf>()
+        .join(home.strip_prefix("/").unwrap());
+    assert!(relative.is_relative());
+    let layout = dir.path().join("layout");
+    oci_layout(&layout, &[TestImage::new("localhost/rel:1", base_layers())]);
+    let cache = Cache::open(&relative).unwrap();
+    cache.load(&layout, &LoadOptions::default()).unwrap();
+    let boot = cache.acquire("localhost/rel:1", "sb").unwrap();
+    assert!(boot.vmdk.is_absolute() && boot.fsmeta.is_absolute() && boot.layers.iter().all(|l| l.is_absolute()));
+    let descriptor = fs::read_to_string(&boot.vmdk).unwrap();
+    for line in descriptor.lines().filter(|l| l.starts_with("RW ")) {
+        let path = line.split('"').nth(1).unwrap();
+        assert!(Path::new(path).is_absolute() && Path::new(path).exists(), "{line}");
+    }
+}
+
+#[test]
+fn a_multi_image_archive_loads_whole_or_not_at_all() {
+    let (dir, home) = scratch();
+    let good = TestImage::new("localhost/good:1", base_layers());
+    let mut bad = TestImage::new("localhost/bad:1", vec![layer(&[("bad", b"bad")], Compression::Gzip)]);
+    bad.wrong_diff_id = true;
+    let archive = dir.path().join("two.tar");
+    docker_archive(&archive, &[good, bad]);
+    let cache = Cache::open(&home).unwrap();
+    let err = cache.load(&archive, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err.code(), "digest_mismatch", "{err}");
+    assert!(cache.list().unwrap().is_empty(), "the good image must not enter alone");
+    assert!(artifacts(&home).is_empty(), "{:?}", artifacts(&home));
+}
+
+#[test]
+fn concurrent_saves_to_one_path_leave_a_complete_archive() {
+    let (dir, home) = scratch();
+    let layout = dir.path().join("layout");
+    oci_layout(&layout, &[TestImage::new("localhost/app:1", base_layers())]);
+    let cache = loaded(&home, &layout);
+    let out = dir.path().join("out.tar");
+    std::thread::scope(|scope| {
+        for format in [Format::Oci, Format::Docker, Format::Oci, Format::Docker] {
+            let (cache, out) = (&cache, &out);
+            scope.spawn(move || cache.save(&["localhost/app:1".to_string()], out, format).unwrap());
+        }
+    });
+    let fresh = Cache::open(&dir.path().join("fresh")).unwrap();
+    assert_eq!(fresh.load(&out, &LoadOptions::default()).unwrap().len(), 1);
+    let leftovers: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty());
+}

@@ -663,7 +663,7 @@ fn failed_pulls_leave_the_cache_as_it_was_and_the_next_pull_succeeds() {
     for (kind, expected) in [(1, "digest_mismatch"), (2, "registry"), (3, "authentication")] {
         fault.store(kind, Ordering::SeqCst);
         let err = cache
-            .pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet)
+            .pull(&reference(&server), cache::PullPolicy::IfMissing, None, &opts, &quiet)
             .unwrap_err();
         assert_eq!(err.code(), expected, "fault {kind}: {err}");
         assert!(
@@ -675,7 +675,7 @@ fn failed_pulls_leave_the_cache_as_it_was_and_the_next_pull_succeeds() {
     }
     fault.store(0, Ordering::SeqCst);
     let pulled = cache
-        .pull(&reference(&server), cache::PullPolicy::IfMissing, &opts, &quiet)
+        .pull(&reference(&server), cache::PullPolicy::IfMissing, None, &opts, &quiet)
         .unwrap();
     assert_eq!(pulled.manifest_digest, image.manifest_digest.to_string());
     let boot = cache.acquire(&reference(&server), "after-faults").unwrap();

@@ -211,10 +211,6 @@ impl Image {
     pub fn file_len(&self) -> u64 {
         self.file_len
     }
-    /// Inode count recorded in the superblock.
-    pub fn inode_count(&self) -> u64 {
-        self.sb.inos
-    }
     /// First block of the metadata area (inode nids count from here).
     pub fn meta_blkaddr(&self) -> u64 {
         u64::from(self.sb.meta_blkaddr)

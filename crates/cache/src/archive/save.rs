@@ -4,9 +4,11 @@
 //! next to its destination and renamed into place when complete.
 
 use std::collections::HashSet;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -146,7 +148,7 @@ impl ArchiveWriter<'_> {
         let path = self.store.blob_path(digest);
         let file = File::open(&path).map_err(Error::cache(&path))?;
         let size = file.metadata().map_err(Error::cache(&path))?.len();
-        self.append(name, size, file)
+        self.append_from(name, size, file, &path)
     }
 
     /// Docker archives hold uncompressed layers: decompress into a temp file
@@ -161,15 +163,39 @@ impl ArchiveWriter<'_> {
         let mut tmp = self.store.temp_file()?;
         let tmp_path = tmp.path().to_path_buf();
         let mut out = BufWriter::new(tmp.file());
-        let size = io::copy(&mut decoder, &mut out).map_err(Error::cache(&path))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = decoder.read(&mut buf).map_err(Error::cache(&path))?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n]).map_err(Error::cache(&tmp_path))?;
+            size += n as u64;
+        }
         out.flush().map_err(Error::cache(&tmp_path))?;
         drop(out);
         let reopened = File::open(&tmp_path).map_err(Error::cache(&tmp_path))?;
-        self.append(name, size, reopened)
+        self.append_from(name, size, reopened, &tmp_path)
     }
 
     fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
         self.append(name, bytes.len() as u64, bytes)
+    }
+
+    /// Appends a member read from the cache file `source`, blaming a read
+    /// failure on it and a write failure on the archive.
+    fn append_from(&mut self, name: &str, size: u64, source: File, source_path: &Path) -> Result<()> {
+        let mut read_error = None;
+        let reader = ReadBlame {
+            inner: source,
+            error: &mut read_error,
+        };
+        let appended = self.append(name, size, reader);
+        match read_error {
+            Some(e) => Err(Error::cache(source_path)(e)),
+            None => appended,
+        }
     }
 
     fn append(&mut self, name: &str, size: u64, data: impl Read) -> Result<()> {
@@ -197,8 +223,22 @@ fn oci_layer_type(media_type: &str) -> &str {
     }
 }
 
+/// Keeps a reader's failure aside, so it is not mistaken for the archive's.
+struct ReadBlame<'a, R> {
+    inner: R,
+    error: &'a mut Option<io::Error>,
+}
+
+impl<R: Read> Read for ReadBlame<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner
+            .read(buf)
+            .inspect_err(|e| *self.error = Some(io::Error::new(e.kind(), e.to_string())))
+    }
+}
+
 fn write_error(output: &Path, e: io::Error) -> Error {
-    Error::InvalidArgument(format!("cannot write {}: {e}", output.display()))
+    Error::archive(output, format!("cannot write: {e}"))
 }
 
 /// The archive being written beside its destination; removed unless finished.
@@ -210,12 +250,26 @@ struct Partial {
 }
 
 impl Partial {
+    /// A new file beside `dest`, under a name nobody else uses: created
+    /// exclusively, so a planted symlink or a concurrent save is never
+    /// written through.
     fn create(dest: &Path) -> Result<Partial> {
+        static COUNTER: AtomicU64 = AtomicU64::new(0);
         let name = dest
             .file_name()
             .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", dest.display())))?;
-        let path = dest.with_file_name(format!(".{}.{}.partial", name.to_string_lossy(), std::process::id()));
-        let file = File::create(&path).map_err(|e| write_error(dest, e))?;
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let path = dest.with_file_name(format!(
+            ".{}.{}-{}-{nanos:x}.partial",
+            name.to_string_lossy(),
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| write_error(dest, e))?;
         Ok(Partial {
             path,
             dest: dest.to_path_buf(),

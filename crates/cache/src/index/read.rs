@@ -166,3 +166,21 @@ pub fn blob(conn: &Connection, digest: &str) -> Result<Option<(u64, Option<Strin
         .query_row([digest], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
         .optional()?)
 }
+
+/// The platform of a manifest's image, from its config.
+pub fn platform_of(conn: &Connection, manifest: &str) -> Result<Option<crate::platform::Platform>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT c.os, c.architecture, c.variant FROM manifests m JOIN configs c ON c.digest = m.config_digest WHERE m.digest = ?1",
+    )?;
+    let row = stmt
+        .query_row([manifest], |row| {
+            Ok((
+                row.get::<_, Option<String>>(0)?,
+                row.get::<_, Option<String>>(1)?,
+                row.get::<_, Option<String>>(2)?,
+            ))
+        })
+        .optional()?;
+    Ok(row
+        .map(|(os, arch, variant)| crate::platform::Platform::new(&os.unwrap_or_default(), &arch.unwrap_or_default(), variant.as_deref())))
+}

@@ -277,7 +277,21 @@ impl Auth {
                     Ok(credentials) => credentials.as_ref().and_then(Credentials::basic_header),
                     Err(why) => return Err(denied(why.clone())),
                 };
-                let scrubbed = |message: String| denied(self.redact_with(&state, message));
+                // Only a refusal is an authentication failure; an unreachable
+                // or broken token service is the registry's problem.
+                let scrubbed = |status: Option<u16>, message: String| {
+                    let message = self.redact_with(&state, message);
+                    match status {
+                        Some(401 | 403) => denied(message),
+                        _ => Error::Registry {
+                            registry: registry.to_string(),
+                            repository: repository.to_string(),
+                            digest: None,
+                            status,
+                            message,
+                        },
+                    }
+                };
                 let (value, lifetime) = fetch_token(http, &realm, service.as_deref(), &self.scope, basic.as_deref(), &scrubbed)?;
                 if state.seen.len() == MAX_SEEN_TOKENS {
                     state.seen.remove(0);
@@ -316,18 +330,18 @@ impl Auth {
 }
 
 /// Asks the token service for a pull token: `(token, lifetime in seconds)`.
-/// Failures become `denied(message)`; cancellation stays `Aborted`.
+/// Failures become `fail(status, message)`; cancellation stays `Aborted`.
 fn fetch_token(
     http: &Http,
     realm: &str,
     service: Option<&str>,
     scope: &str,
     basic: Option<&str>,
-    denied: &dyn Fn(String) -> Error,
+    fail: &dyn Fn(Option<u16>, String) -> Error,
 ) -> Result<(String, u64)> {
-    let (scheme, authority) = super::client::split_url(realm).ok_or_else(|| denied("the token realm is not an http(s) URL".into()))?;
+    let (scheme, authority) = super::client::split_url(realm).ok_or_else(|| fail(None, "the token realm is not an http(s) URL".into()))?;
     if scheme == Scheme::Http && !http.config.plain_http_allowed(authority) {
-        return Err(denied(format!("refusing to ask the token service {authority} over plain HTTP")));
+        return Err(fail(None, format!("refusing to ask the token service {authority} over plain HTTP")));
     }
     let mut url = format!(
         "{realm}{}scope={}",
@@ -339,7 +353,7 @@ fn fetch_token(
     }
     let body = http.retrying(
         None,
-        |_, why| denied(format!("cannot get a token from {authority}: {why}")),
+        |status, why| fail(status, format!("cannot get a token from {authority}: {why}")),
         || {
             let mut request = http.agent_for(authority).get(&url);
             if let Some(basic) = basic {
@@ -369,11 +383,11 @@ fn fetch_token(
         },
     )?;
     let value: Value =
-        serde_json::from_slice(&body).map_err(|_| denied(format!("the token service {authority} answered malformed JSON")))?;
+        serde_json::from_slice(&body).map_err(|_| fail(None, format!("the token service {authority} answered malformed JSON")))?;
     let token = ["token", "access_token"]
         .iter()
         .find_map(|k| value.get(*k).and_then(Value::as_str).filter(|t| !t.is_empty()))
-        .ok_or_else(|| denied(format!("the token service {authority} answered no token")))?;
+        .ok_or_else(|| fail(None, format!("the token service {authority} answered no token")))?;
     let lifetime = value.get("expires_in").and_then(Value::as_u64).unwrap_or(DEFAULT_TOKEN_LIFETIME);
     Ok((token.to_string(), lifetime))
 }

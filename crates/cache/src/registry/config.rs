@@ -192,7 +192,12 @@ impl RegistryConfig {
     }
 
     fn mirror_target(&self, domain: &str, mirror: &str) -> Result<Target> {
-        let invalid = |why: &str| Error::InvalidArgument(format!("mirror {mirror:?} of {domain}: {why}"));
+        // Name the mirror without any `user:password@` it may carry.
+        let shown = match mirror.split_once("://") {
+            Some((scheme, rest)) => format!("{scheme}://{}", rest.rsplit_once('@').map_or(rest, |(_, host)| host)),
+            None => mirror.rsplit_once('@').map_or(mirror, |(_, host)| host).to_string(),
+        };
+        let invalid = |why: &str| Error::InvalidArgument(format!("mirror {shown:?} of {domain}: {why}"));
         let (scheme, rest) = match mirror.split_once("://") {
             Some(("https", rest)) => (Some(Scheme::Https), rest),
             Some(("http", rest)) => (Some(Scheme::Http), rest),
