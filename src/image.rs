@@ -5,12 +5,22 @@
 use napi::bindgen_prelude::*;
 use napi_derive::napi;
 
+use std::sync::Arc;
+
+use cache::backend::Backend;
 use cache::{parse_reference, Cache, Format, LoadOptions};
 
 use crate::args;
 use crate::pull;
 use crate::task::{run, run_then};
 use crate::types::{AcquiredImage, ImageDetail, ImageHandle, ImagePruneReport};
+
+/// Reads the backend configuration now, on the JavaScript thread (where
+/// `process.env` is written), and opens the cache later, on the worker.
+fn configured(operation: &'static str) -> impl FnOnce() -> cache::Result<Arc<Cache>> + Send {
+    let backend = Backend::from_env();
+    move || Cache::for_backend(&backend?, operation)
+}
 
 /// Inspect, remove and prune the local OCI image cache. Requires the local
 /// backend (`MSB_BACKEND` unset or `local`); under a cloud backend every
@@ -25,26 +35,25 @@ impl Image {
     /// when the reference is not present in the local cache.
     #[napi(ts_args_type = "reference: string", ts_return_type = "Promise<ImageHandle>")]
     pub fn get<'env>(env: &'env Env, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageHandle>> {
+        let cache = configured("get");
         let reference = args::string(reference, "reference");
-        run(env, move || Cache::from_env("get")?.get(&reference?), ImageHandle::from)
+        run(env, move || cache()?.get(&reference?), ImageHandle::from)
     }
 
     /// Return every cached image, sorted by reference.
     #[napi(ts_return_type = "Promise<ImageHandle[]>")]
     pub fn list(env: &Env) -> Result<PromiseRaw<'_, Vec<ImageHandle>>> {
-        run(
-            env,
-            || Cache::from_env("list")?.list(),
-            |all| all.into_iter().map(ImageHandle::from).collect(),
-        )
+        let cache = configured("list");
+        run(env, move || cache()?.list(), |all| all.into_iter().map(ImageHandle::from).collect())
     }
 
     /// Return full detail for a cached image: handle metadata, parsed OCI
     /// config fields, and layer metadata.
     #[napi(ts_args_type = "reference: string", ts_return_type = "Promise<ImageDetail>")]
     pub fn inspect<'env>(env: &'env Env, reference: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageDetail>> {
+        let cache = configured("inspect");
         let reference = args::string(reference, "reference");
-        run(env, move || Cache::from_env("inspect")?.inspect(&reference?), ImageDetail::from)
+        run(env, move || cache()?.inspect(&reference?), ImageDetail::from)
     }
 
     /// Delete a cached image reference, and whatever only it kept in the
@@ -53,6 +62,7 @@ impl Image {
     /// the reference goes but the files those sandboxes use stay.
     #[napi(ts_args_type = "reference: string, opts?: { force?: boolean }", ts_return_type = "Promise<void>")]
     pub fn remove<'env>(env: &'env Env, reference: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let cache = configured("remove");
         let parsed = (|| -> cache::Result<_> {
             let reference = args::string(reference, "reference")?;
             let force = args::opt_bool(&args::options(opts, "opts")?, "force")?.unwrap_or(false);
@@ -62,7 +72,7 @@ impl Image {
             env,
             move || {
                 let (reference, force) = parsed?;
-                Cache::from_env("remove")?.remove(&reference, force).map(drop)
+                cache()?.remove(&reference, force).map(drop)
             },
             |()| (),
         )
@@ -74,7 +84,8 @@ impl Image {
     /// in the cache no index row reaches (crash leftovers, stale temp files).
     #[napi(ts_return_type = "Promise<ImagePruneReport>")]
     pub fn prune(env: &Env) -> Result<PromiseRaw<'_, ImagePruneReport>> {
-        run(env, || Cache::from_env("prune")?.prune(), ImagePruneReport::from)
+        let cache = configured("prune");
+        run(env, move || cache()?.prune(), ImagePruneReport::from)
     }
 
     /// Import the images of an archive: a `docker save` tarball, an OCI
@@ -91,6 +102,7 @@ impl Image {
         path: Option<Unknown<'env>>,
         opts: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Vec<ImageHandle>>> {
+        let cache = configured("load");
         let parsed = (|| -> cache::Result<_> {
             let path = args::string(path, "path")?;
             let opts = args::options(opts, "opts")?;
@@ -104,7 +116,7 @@ impl Image {
             env,
             move || {
                 let (path, options) = parsed?;
-                Cache::from_env("load")?.load(std::path::Path::new(&path), &options)
+                cache()?.load(std::path::Path::new(&path), &options)
             },
             |all| all.into_iter().map(ImageHandle::from).collect(),
         )
@@ -127,13 +139,14 @@ impl Image {
         reference: Option<Unknown<'env>>,
         opts: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, ImageHandle>> {
+        let cache = configured("pull");
         let mut call = pull::parse(env, reference, opts);
         let hook = call.as_mut().ok().and_then(|c| c.abort.take());
         run_then(
             env,
             move || {
                 let c = call?;
-                Cache::from_env("pull")?.pull(&c.reference, c.policy, c.platform.as_ref(), &c.options, &c.observer)
+                cache()?.pull(&c.reference, c.policy, c.platform.as_ref(), &c.options, &c.observer)
             },
             move |env, result| {
                 if let Some(hook) = hook {
@@ -152,6 +165,7 @@ impl Image {
         ts_return_type = "Promise<void>"
     )]
     pub fn save<'env>(env: &'env Env, references: Option<Unknown<'env>>, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let cache = configured("save");
         let parsed = (|| -> cache::Result<_> {
             let references = args::strings(references, "references")?;
             let opts = args::options(opts, "opts")?;
@@ -172,7 +186,7 @@ impl Image {
             env,
             move || {
                 let (references, output, format) = parsed?;
-                Cache::from_env("save")?.save(&references, std::path::Path::new(&output), format)
+                cache()?.save(&references, std::path::Path::new(&output), format)
             },
             |()| (),
         )
@@ -190,6 +204,7 @@ impl Image {
         reference: Option<Unknown<'env>>,
         opts: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, AcquiredImage>> {
+        let cache = configured("acquire");
         let parsed = (|| -> cache::Result<_> {
             let reference = args::string(reference, "reference")?;
             let opts = args::options(opts, "opts")?;
@@ -200,7 +215,7 @@ impl Image {
             env,
             move || {
                 let (reference, sandbox) = parsed?;
-                Cache::from_env("acquire")?.acquire(&reference, &sandbox)
+                cache()?.acquire(&reference, &sandbox)
             },
             AcquiredImage::from,
         )
@@ -209,8 +224,9 @@ impl Image {
     /// Drop sandbox `sandbox`'s hold on its image. Resolves to false when it held none.
     #[napi(ts_args_type = "sandbox: string", ts_return_type = "Promise<boolean>")]
     pub fn release<'env>(env: &'env Env, sandbox: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
+        let cache = configured("release");
         let sandbox = args::string(sandbox, "sandbox");
-        run(env, move || Cache::from_env("release")?.release(&sandbox?), |released| released)
+        run(env, move || cache()?.release(&sandbox?), |released| released)
     }
 
     /// Pin the image `reference` names for snapshot `name`: prune keeps it
@@ -221,12 +237,13 @@ impl Image {
         name: Option<Unknown<'env>>,
         reference: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, ()>> {
+        let cache = configured("pinSnapshot");
         let parsed = args::string(name, "name").and_then(|n| Ok((n, args::string(reference, "reference")?)));
         run(
             env,
             move || {
                 let (name, reference) = parsed?;
-                Cache::from_env("pinSnapshot")?.pin_snapshot(&name, &reference)
+                cache()?.pin_snapshot(&name, &reference)
             },
             |()| (),
         )
@@ -235,11 +252,8 @@ impl Image {
     /// Unpin snapshot `name`. Resolves to false when it pinned nothing.
     #[napi(ts_args_type = "name: string", ts_return_type = "Promise<boolean>")]
     pub fn unpin_snapshot<'env>(env: &'env Env, name: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
+        let cache = configured("unpinSnapshot");
         let name = args::string(name, "name");
-        run(
-            env,
-            move || Cache::from_env("unpinSnapshot")?.unpin_snapshot(&name?),
-            |unpinned| unpinned,
-        )
+        run(env, move || cache()?.unpin_snapshot(&name?), |unpinned| unpinned)
     }
 }

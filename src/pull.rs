@@ -76,6 +76,8 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         .map(|p| cache::platform::Platform::parse(&p).map_err(Error::InvalidArgument))
         .transpose()?;
     options.insecure = args::opt_bool(&opts, "insecure")?.unwrap_or(false);
+    // Read here, on the thread that owns the environment, not on the worker.
+    options.config.docker_config = cache::registry::RegistryConfig::docker_config_from_env();
     options.auth = auth(&opts)?;
     if let Some(mirrors) = args::opt_object(&opts, "mirrors")? {
         for host in Object::keys(&mirrors).map_err(|e| invalid(format!("mirrors: {e}")))? {

@@ -66,12 +66,11 @@ impl Cache {
         Ok(Cache { store, index })
     }
 
-    /// The cache the environment configures, shared by every call in this
-    /// process; refuses with `Unsupported` under a cloud backend before
-    /// touching the disk.
-    pub fn from_env(operation: &str) -> Result<Arc<Cache>> {
+    /// The cache `backend` configures, shared by every call in this process;
+    /// refuses with `Unsupported` under a cloud backend before touching
+    /// the disk.
+    pub fn for_backend(backend: &Backend, operation: &str) -> Result<Arc<Cache>> {
         static OPEN: Mutex<Option<HashMap<PathBuf, Arc<Cache>>>> = Mutex::new(None);
-        let backend = Backend::from_env()?;
         let home = backend.local_home(operation)?;
         let mut open = OPEN.lock().map_err(|_| Error::Internal("cache registry poisoned".into()))?;
         let open = open.get_or_insert_with(HashMap::new);

@@ -247,9 +247,13 @@ impl RegistryConfig {
 
     /// The Docker config file to read credentials from, if any.
     pub(super) fn docker_config_path(&self) -> Option<PathBuf> {
-        if let Some(path) = &self.docker_config {
-            return Some(path.clone());
-        }
+        self.docker_config.clone().or_else(Self::docker_config_from_env)
+    }
+
+    /// Where Docker keeps its config: `$DOCKER_CONFIG/config.json`, else
+    /// `~/.docker/config.json`. Callers that can (the Node binding) resolve
+    /// this on the thread that owns the environment and pass it in.
+    pub fn docker_config_from_env() -> Option<PathBuf> {
         if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
             return Some(PathBuf::from(dir).join("config.json"));
         }
