@@ -13,8 +13,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::client::{Failure, Http};
+use super::client::Http;
 use super::config::Scheme;
+use super::response::Failure;
 use crate::error::{Error, Result};
 
 /// Lifetime assumed for tokens that do not say (the token spec's default).
@@ -339,7 +340,8 @@ fn fetch_token(
     basic: Option<&str>,
     fail: &dyn Fn(Option<u16>, String) -> Error,
 ) -> Result<(String, u64)> {
-    let (scheme, authority) = super::client::split_url(realm).ok_or_else(|| fail(None, "the token realm is not an http(s) URL".into()))?;
+    let (scheme, authority) =
+        super::response::split_url(realm).ok_or_else(|| fail(None, "the token realm is not an http(s) URL".into()))?;
     if scheme == Scheme::Http && !http.config.plain_http_allowed(authority) {
         return Err(fail(None, format!("refusing to ask the token service {authority} over plain HTTP")));
     }

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use ureq::http::Response;
 use ureq::{Body, BodyReader};
 
-use super::client::{classify, header, Client, Failure};
+use super::client::Client;
+use super::response::{classify, header, Failure};
 use super::DownloadEvent;
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;

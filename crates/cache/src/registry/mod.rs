@@ -21,6 +21,7 @@ mod blobs;
 mod client;
 mod config;
 mod resolve;
+mod response;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

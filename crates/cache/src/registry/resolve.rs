@@ -5,7 +5,8 @@
 use ureq::http::Response;
 use ureq::Body;
 
-use super::client::{header, Client, Endpoint, Failure};
+use super::client::{Client, Endpoint};
+use super::response::{header, Failure};
 use crate::digest::{self, Digest};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor, Document, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
