@@ -14,7 +14,7 @@
 //! ```
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -137,6 +137,30 @@ impl Store {
             .open(&path)
             .map_err(Error::cache(&path))?;
         Ok(TempFile { path, file: Some(file) })
+    }
+
+    /// Fills a new temp file from `reader`, returning it and its size. A
+    /// failure to read is `read_error`'s to describe (a corrupt source is
+    /// not the cache's fault); a failure to write is the cache's.
+    pub fn temp_file_from(&self, reader: &mut impl Read, read_error: impl FnOnce(io::Error) -> Error) -> Result<(TempFile, u64)> {
+        let mut tmp = self.temp_file()?;
+        let path = tmp.path().to_path_buf();
+        let mut out = io::BufWriter::new(tmp.file());
+        let mut buf = vec![0u8; 1 << 20];
+        let mut size = 0u64;
+        loop {
+            let n = match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(read_error(e)),
+            };
+            out.write_all(&buf[..n]).map_err(Error::cache(&path))?;
+            size += n as u64;
+        }
+        out.flush().map_err(Error::cache(&path))?;
+        drop(out);
+        Ok((tmp, size))
     }
 
     /// Writes `bytes` to `dest` atomically, replacing any previous file.

@@ -9,7 +9,7 @@ pub mod save;
 mod tarfile;
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::compression::Decoder;
@@ -193,22 +193,7 @@ fn decompress_if_needed(path: &Path, store: &Store) -> Result<Option<TempFile>> 
     if !decoder.is_compressed() {
         return Ok(None);
     }
-    let mut tmp = store.temp_file()?;
-    let tmp_path = tmp.path().to_path_buf();
-    let mut out = io::BufWriter::new(tmp.file());
-    // Read and write separately, so a corrupt archive is not blamed on the cache.
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = match decoder.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Error::archive(path, format!("corrupt compressed archive: {e}"))),
-        };
-        out.write_all(&buf[..n]).map_err(Error::cache(&tmp_path))?;
-    }
-    out.flush().map_err(Error::cache(&tmp_path))?;
-    drop(out);
+    let (tmp, _) = store.temp_file_from(&mut decoder, |e| Error::archive(path, format!("corrupt compressed archive: {e}")))?;
     Ok(Some(tmp))
 }
 

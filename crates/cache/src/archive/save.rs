@@ -5,7 +5,7 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read, Write};
+use std::io::{self, BufWriter, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -160,23 +160,9 @@ impl ArchiveWriter<'_> {
         let path = self.store.blob_path(&blob.digest);
         let file = File::open(&path).map_err(Error::cache(&path))?;
         let mut decoder = Decoder::sniff(io::BufReader::new(file)).map_err(Error::cache(&path))?;
-        let mut tmp = self.store.temp_file()?;
-        let tmp_path = tmp.path().to_path_buf();
-        let mut out = BufWriter::new(tmp.file());
-        let mut buf = vec![0u8; 1 << 20];
-        let mut size = 0u64;
-        loop {
-            let n = decoder.read(&mut buf).map_err(Error::cache(&path))?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n]).map_err(Error::cache(&tmp_path))?;
-            size += n as u64;
-        }
-        out.flush().map_err(Error::cache(&tmp_path))?;
-        drop(out);
-        let reopened = File::open(&tmp_path).map_err(Error::cache(&tmp_path))?;
-        self.append_from(name, size, reopened, &tmp_path)
+        let (tmp, size) = self.store.temp_file_from(&mut decoder, Error::cache(&path))?;
+        let reopened = File::open(tmp.path()).map_err(Error::cache(tmp.path()))?;
+        self.append_from(name, size, reopened, tmp.path())
     }
 
     fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
