@@ -1,7 +1,8 @@
 // Index benchmark: fills a cache with N references (5 distinct layers each)
-// through Image.load, then reports medians of Image.list/get/inspect/prune
-// beside the same SELECTs run through better-sqlite3 on the same database
-// file, at 1,000 and 10,000 references to show how cost grows.
+// through Image.load, then reports medians of Image.list/get/inspect/remove/
+// prune beside the same SELECTs run through better-sqlite3 on the same
+// database file, and prune beside `rm -rf` of the same files, at 1,000 and
+// 10,000 references to show how cost grows.
 //
 //   node bench/index.mjs [--sizes 1000,10000] [--runs 15]
 import { execFileSync } from 'node:child_process'
@@ -104,13 +105,25 @@ for (const n of sizes) {
     if (report.imageRefsRemoved !== n || report.layersRemoved !== n * LAYERS_PER_IMAGE) throw new Error(`prune report ${JSON.stringify(report)}`)
     rmSync(copy, { recursive: true, force: true })
   }
-  rows.push({ n, fill, ours, reference, prune: median(prune) })
+  // The reference for deleting the same files: rm -rf of the artifact
+  // directories of another fresh copy.
+  const rmCopy = join(work, 'copy-rm')
+  execFileSync('cp', ['-a', home, rmCopy])
+  execFileSync('sync')
+  const rm = timeSync(() => execFileSync('rm', ['-rf', ...['blobs', 'layers', 'fsmeta', 'vmdk'].map((d) => join(rmCopy, d))]))
+  rmSync(rmCopy, { recursive: true, force: true })
+
+  // Removing one image should cost the same whatever the cache holds.
+  process.env.MSB_HOME = home
+  const remove = []
+  for (const r of refs.slice(0, 50)) remove.push(await timeAsync(() => Image.remove(r)))
+  rows.push({ n, fill, ours, reference, prune: median(prune), rm, remove: median(remove) })
   rmSync(work, { recursive: true, force: true })
 }
 
 const ms = (x) => `${x.toFixed(3)} ms`
 console.log(`\nIndex benchmark (${LAYERS_PER_IMAGE} layers per reference, medians; better-sqlite3 on the same file)`)
-console.log('refs    | fill      | list()     | list()+fields | b-s3 list  | ratio | get()     | b-s3 get  | inspect() | b-s3 inspect | prune()')
+console.log('refs    | fill      | list()     | list()+fields | b-s3 list  | ratio | get()     | b-s3 get  | inspect() | b-s3 inspect | remove()  | prune()      | rm -rf')
 for (const r of rows) {
   console.log(
     [
@@ -124,14 +137,16 @@ for (const r of rows) {
       ms(r.reference.get).padEnd(9),
       ms(r.ours.inspect).padEnd(9),
       ms(r.reference.inspect).padEnd(12),
-      ms(r.prune),
+      ms(r.remove).padEnd(9),
+      ms(r.prune).padEnd(12),
+      `${ms(r.rm)} (${(r.prune / r.rm).toFixed(2)}x)`,
     ].join(' | '),
   )
 }
 if (rows.length > 1) {
   const [a, b] = [rows[0], rows[rows.length - 1]]
   const scale = b.n / a.n
-  console.log(`growth ${a.n} → ${b.n} (x${scale}): list x${(b.ours.list / a.ours.list).toFixed(1)}, get x${(b.ours.get / a.ours.get).toFixed(1)}, inspect x${(b.ours.inspect / a.ours.inspect).toFixed(1)}, prune x${(b.prune / a.prune).toFixed(1)}`)
+  console.log(`growth ${a.n} → ${b.n} (x${scale}): list x${(b.ours.list / a.ours.list).toFixed(1)}, get x${(b.ours.get / a.ours.get).toFixed(1)}, inspect x${(b.ours.inspect / a.ours.inspect).toFixed(1)}, remove x${(b.remove / a.remove).toFixed(1)}, prune x${(b.prune / a.prune).toFixed(1)}`)
 }
 const last = rows[rows.length - 1]
 console.log(

@@ -149,10 +149,9 @@ impl Cache {
     /// became unreachable, and every file no index row reaches.
     pub fn prune(&self) -> Result<PruneReport> {
         let _lock = self.store.lock_collect()?;
-        let doomed = self.index.write(gc::prune_rows)?;
-        let mut report = gc::delete_files(&self.store, &doomed)?;
+        let mut report = self.index.write(gc::prune_rows)?;
         let live = self.index.read(gc::live_set)?;
-        gc::sweep_orphans(&self.store, &live, &mut report)?;
+        gc::sweep(&self.store, &live, &mut report)?;
         Ok(report)
     }
 

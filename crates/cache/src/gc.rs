@@ -5,21 +5,26 @@
 //! row never points at a missing file. A crash between the two leaves files
 //! no row reaches, which the next prune sweeps along with stale temp files.
 //! Callers hold the store's collector lock, so no ingest is mid-flight.
+//!
+//! Prune then deletes every file no row reaches, in inode order: ext4
+//! touches each inode-table and bitmap block once per run of neighbouring
+//! inodes instead of once per file, which halves the time on a journaled
+//! ext4. Remove deletes only the files of the rows it dropped.
 
-use std::collections::HashSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Transaction};
+use rusqlite::{params, OptionalExtension, Transaction};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::model::PruneReport;
 use crate::parallel;
-use crate::store::{Artifact, Store};
+use crate::store::{Artifact, Kind, Store};
 
-/// Rows a collection deleted, whose files must go next.
+/// Rows [`remove_rows`] deleted, whose files must go next.
 #[derive(Debug, Default)]
 pub struct Doomed {
     refs_removed: u64,
@@ -31,68 +36,84 @@ pub struct Doomed {
 const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_digest = manifests.digest) \
      AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE manifest_digest = manifests.digest) \
      AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_digest = manifests.digest)";
+const LAYER_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = layers.diff_id)";
+const CONFIG_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)";
+const BLOB_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE digest = blobs.digest) \
+     AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = blobs.digest) \
+     AND NOT EXISTS (SELECT 1 FROM manifest_layers WHERE blob_digest = blobs.digest)";
 
 /// Drops every reference no sandbox or snapshot uses, then everything that
-/// became unreachable.
-pub fn prune_rows(tx: &Transaction<'_>) -> Result<Doomed> {
+/// became unreachable, counting the rows in a report whose file counters
+/// [`sweep`] fills. A manifest's layer rows are deleted by one statement
+/// rather than by the foreign-key cascade, which costs twice as much.
+pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
     let refs_removed = tx.execute(
         "DELETE FROM image_refs WHERE manifest_digest NOT IN \
          (SELECT manifest_digest FROM sandboxes UNION SELECT manifest_digest FROM snapshots)",
         [],
     )? as u64;
-    let manifests = returning(tx, &format!("DELETE FROM manifests WHERE {UNROOTED} RETURNING digest"), params![])?;
-    Ok(Doomed {
-        refs_removed,
-        manifests,
-        ..unreachable_content(tx)?
+    tx.execute(
+        &format!("DELETE FROM manifest_layers WHERE manifest_digest IN (SELECT digest FROM manifests WHERE {UNROOTED})"),
+        [],
+    )?;
+    let manifests_removed = tx.execute(&format!("DELETE FROM manifests WHERE {UNROOTED}"), [])? as u64;
+    let layers_removed = tx.execute(&format!("DELETE FROM layers WHERE {LAYER_UNUSED}"), [])? as u64;
+    tx.execute(&format!("DELETE FROM configs WHERE {CONFIG_UNUSED}"), [])?;
+    tx.execute(&format!("DELETE FROM blobs WHERE {BLOB_UNUSED}"), [])?;
+    Ok(PruneReport {
+        image_refs_removed: refs_removed,
+        manifests_removed,
+        layers_removed,
+        ..PruneReport::default()
     })
 }
 
 /// Drops the given references, then whichever of their manifests (and the
-/// content below) no root reaches any more.
+/// content below) no root reaches any more. Only content those manifests
+/// referenced is examined, so removing one image costs the same in a cache
+/// of ten images or ten thousand.
 pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Doomed> {
-    let mut refs_removed = 0;
-    let mut manifests = Vec::new();
+    let mut doomed = Doomed::default();
     for (reference, _) in refs {
-        refs_removed += tx
+        doomed.refs_removed += tx
             .prepare_cached("DELETE FROM image_refs WHERE reference = ?1")?
             .execute([reference])? as u64;
     }
-    let candidates: HashSet<&String> = refs.iter().map(|(_, manifest)| manifest).collect();
+    let (mut layers, mut configs, mut blobs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let candidates: BTreeSet<&String> = refs.iter().map(|(_, manifest)| manifest).collect();
     for manifest in candidates {
-        let sql = format!("DELETE FROM manifests WHERE digest = ?1 AND {UNROOTED} RETURNING digest");
-        manifests.extend(returning(tx, &sql, params![manifest])?);
+        let config: Option<String> = tx
+            .prepare_cached(&format!("SELECT config_digest FROM manifests WHERE digest = ?1 AND {UNROOTED}"))?
+            .query_row([manifest], |row| row.get(0))
+            .optional()?;
+        let Some(config) = config else { continue };
+        let mut stmt = tx.prepare_cached("SELECT diff_id, blob_digest FROM manifest_layers WHERE manifest_digest = ?1")?;
+        for row in stmt.query_map([manifest], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
+            let (diff_id, blob) = row?;
+            layers.insert(diff_id);
+            blobs.insert(blob);
+        }
+        tx.prepare_cached("DELETE FROM manifest_layers WHERE manifest_digest = ?1")?
+            .execute([manifest])?;
+        tx.prepare_cached("DELETE FROM manifests WHERE digest = ?1")?.execute([manifest])?;
+        doomed.manifests.push(manifest.clone());
+        blobs.insert(manifest.clone());
+        blobs.insert(config.clone());
+        configs.insert(config);
     }
-    Ok(Doomed {
-        refs_removed,
-        manifests,
-        ..unreachable_content(tx)?
-    })
-}
-
-/// Layers, configs and blobs that no remaining manifest reaches.
-fn unreachable_content(tx: &Transaction<'_>) -> Result<Doomed> {
-    let layers = returning(
-        tx,
-        "DELETE FROM layers WHERE NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = layers.diff_id) RETURNING diff_id",
-        params![],
-    )?;
-    tx.execute(
-        "DELETE FROM configs WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)",
-        [],
-    )?;
-    let blobs = returning(
-        tx,
-        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM manifests WHERE digest = blobs.digest) \
-         AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = blobs.digest) \
-         AND NOT EXISTS (SELECT 1 FROM manifest_layers WHERE blob_digest = blobs.digest) RETURNING digest",
-        params![],
-    )?;
-    Ok(Doomed {
-        layers,
-        blobs,
-        ..Doomed::default()
-    })
+    for diff_id in &layers {
+        let sql = format!("DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id");
+        doomed.layers.extend(returning(tx, &sql, params![diff_id])?);
+    }
+    for config in &configs {
+        tx.prepare_cached(&format!("DELETE FROM configs WHERE digest = ?1 AND {CONFIG_UNUSED}"))?
+            .execute([config])?;
+    }
+    for blob in &blobs {
+        let sql = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED} RETURNING digest");
+        doomed.blobs.extend(returning(tx, &sql, params![blob])?);
+    }
+    Ok(doomed)
 }
 
 fn returning(tx: &Transaction<'_>, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>> {
@@ -102,45 +123,70 @@ fn returning(tx: &Transaction<'_>, sql: &str, params: &[&dyn rusqlite::ToSql]) -
 }
 
 /// Threads deleting files at once. An unlink holds its directory only
-/// briefly; most of its cost (freeing the inode and blocks) runs in
-/// parallel, so many threads beat one even on few cores.
+/// briefly; most of its cost (freeing the inode and blocks, and on a disk
+/// mounted with `discard` waiting for the device) runs in parallel, so many
+/// threads beat one even on few cores.
 const DELETERS: usize = 32;
 
-/// Deletes the files of rows a committed collection dropped.
+/// Deletes the files of rows [`remove_rows`] dropped.
 pub fn delete_files(store: &Store, doomed: &Doomed) -> Result<PruneReport> {
     let manifests = parse_all(&doomed.manifests)?;
-    let artifacts: Vec<Artifact> = manifests
+    let garbage: Vec<Garbage> = manifests
         .iter()
         .cloned()
         .map(Artifact::Fsmeta)
         .chain(manifests.iter().cloned().map(Artifact::Vmdk))
         .chain(parse_all(&doomed.layers)?.into_iter().map(Artifact::Layer))
         .chain(parse_all(&doomed.blobs)?.into_iter().map(Artifact::Blob))
+        .map(|artifact| Garbage {
+            path: store.path(&artifact),
+            kind: artifact.kind(),
+            inode: 0,
+        })
         .collect();
-    let chunks: Vec<&[Artifact]> = artifacts.chunks(artifacts.len().div_ceil(DELETERS).max(1)).collect();
-    let remove_chunk = |chunk: &&[Artifact], _: &mut Vec<()>| -> Result<(u64, u64, u64)> {
+    let mut report = PruneReport {
+        image_refs_removed: doomed.refs_removed,
+        manifests_removed: doomed.manifests.len() as u64,
+        layers_removed: doomed.layers.len() as u64,
+        ..PruneReport::default()
+    };
+    remove_all(&garbage, &mut report)?;
+    Ok(report)
+}
+
+/// A file or directory to delete.
+struct Garbage {
+    path: PathBuf,
+    /// Which counter a deleted file adds to.
+    kind: Kind,
+    /// The order to delete in (0 when unknown).
+    inode: u64,
+}
+
+/// Deletes `garbage` with [`DELETERS`] threads, each taking one contiguous
+/// run, adding the files and bytes deleted to `report`.
+fn remove_all(garbage: &[Garbage], report: &mut PruneReport) -> Result<()> {
+    let chunks: Vec<&[Garbage]> = garbage.chunks(garbage.len().div_ceil(DELETERS).max(1)).collect();
+    let remove_chunk = |chunk: &&[Garbage], _: &mut Vec<()>| -> Result<(u64, u64, u64)> {
         let (mut fsmeta, mut vmdk, mut bytes) = (0, 0, 0);
-        for artifact in *chunk {
-            if let Some(size) = remove_measured(&store.path(artifact))? {
+        for item in *chunk {
+            if let Some(size) = remove_tree(&item.path)? {
                 bytes += size;
-                match artifact {
-                    Artifact::Fsmeta(_) => fsmeta += 1,
-                    Artifact::Vmdk(_) => vmdk += 1,
-                    Artifact::Layer(_) | Artifact::Blob(_) => {}
+                match item.kind {
+                    Kind::Fsmeta => fsmeta += 1,
+                    Kind::Vmdk => vmdk += 1,
+                    Kind::Blob | Kind::Layer => {}
                 }
             }
         }
         Ok((fsmeta, vmdk, bytes))
     };
-    let removed = parallel::map(&chunks, DELETERS, remove_chunk, &mut Vec::new())?;
-    Ok(PruneReport {
-        image_refs_removed: doomed.refs_removed,
-        manifests_removed: doomed.manifests.len() as u64,
-        layers_removed: doomed.layers.len() as u64,
-        fsmeta_removed: removed.iter().map(|r| r.0).sum(),
-        vmdk_removed: removed.iter().map(|r| r.1).sum(),
-        bytes_reclaimed: removed.iter().map(|r| r.2).sum(),
-    })
+    for (fsmeta, vmdk, bytes) in parallel::map(&chunks, DELETERS, remove_chunk, &mut Vec::new())? {
+        report.fsmeta_removed += fsmeta;
+        report.vmdk_removed += vmdk;
+        report.bytes_reclaimed += bytes;
+    }
+    Ok(())
 }
 
 fn parse_all(digests: &[String]) -> Result<Vec<Digest>> {
@@ -148,20 +194,6 @@ fn parse_all(digests: &[String]) -> Result<Vec<Digest>> {
         .iter()
         .map(|d| Digest::parse(d).map_err(|e| Error::Internal(format!("index holds a bad digest: {e}"))))
         .collect()
-}
-
-/// Removes `path`, returning its size, or None when it was already gone.
-fn remove_measured(path: &Path) -> Result<Option<u64>> {
-    let size = match fs::symlink_metadata(path) {
-        Ok(meta) => meta.len(),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::cache(path)(e)),
-    };
-    match fs::remove_file(path) {
-        Ok(()) => Ok(Some(size)),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::cache(path)(e)),
-    }
 }
 
 /// What the index says should exist on disk, read after a collection commits.
@@ -178,13 +210,13 @@ pub struct LiveSet {
 }
 
 impl LiveSet {
-    /// Whether the index reaches `artifact`.
-    pub fn contains(&self, artifact: &Artifact) -> bool {
-        match artifact {
-            Artifact::Blob(d) => self.blobs.contains(d.hex()),
-            Artifact::Layer(d) => self.layers.contains(d.hex()),
-            Artifact::Fsmeta(d) => self.fsmeta.contains(d.hex()),
-            Artifact::Vmdk(d) => self.vmdk.contains(d.hex()),
+    /// Whether the index reaches the artifact of `kind` named by `hex`.
+    fn reaches(&self, kind: Kind, hex: &str) -> bool {
+        match kind {
+            Kind::Blob => self.blobs.contains(hex),
+            Kind::Layer => self.layers.contains(hex),
+            Kind::Fsmeta => self.fsmeta.contains(hex),
+            Kind::Vmdk => self.vmdk.contains(hex),
         }
     }
 }
@@ -209,28 +241,24 @@ pub fn live_set(conn: &rusqlite::Connection) -> Result<LiveSet> {
     })
 }
 
-/// Deletes every file in the cache that no index row reaches: leftovers of
-/// a crash between publishing and recording, and temp files. Adds what it
-/// deleted to `report`.
-pub fn sweep_orphans(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<()> {
-    let root = store.root();
-    let sweep_dir = |dir: &str, suffix: &str, keep: &HashSet<String>, report: &mut PruneReport| -> Result<u64> {
-        let mut removed = 0;
-        for (name, path) in entries(&root.join(dir))? {
-            let live = name.strip_suffix(suffix).is_some_and(|hex| keep.contains(hex));
-            if !live {
-                report.bytes_reclaimed += remove_tree(&path)?;
-                removed += 1;
+/// Deletes every file in the cache that no index row reaches: what the
+/// collection just dropped, leftovers of a crash between publishing and
+/// recording, and temp files. Adds what it deleted to `report`.
+pub fn sweep(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<()> {
+    let mut garbage = Vec::new();
+    for kind in Kind::ALL {
+        let dir = store.root().join(kind.dir());
+        for (name, path, inode) in entries(&dir)? {
+            let reached = name.strip_suffix(kind.suffix()).is_some_and(|hex| live.reaches(kind, hex));
+            if !reached {
+                garbage.push(Garbage { path, kind, inode });
             }
         }
-        Ok(removed)
-    };
-    sweep_dir("blobs/sha256", "", &live.blobs, report)?;
-    sweep_dir("layers/sha256", ".erofs", &live.layers, report)?;
-    report.fsmeta_removed += sweep_dir("fsmeta/sha256", ".erofs", &live.fsmeta, report)?;
-    report.vmdk_removed += sweep_dir("vmdk/sha256", ".vmdk", &live.vmdk, report)?;
-    for (_, path) in entries(&store.tmp_dir())? {
-        report.bytes_reclaimed += remove_tree(&path)?;
+    }
+    garbage.sort_unstable_by_key(|g| g.inode);
+    remove_all(&garbage, report)?;
+    for (_, path, _) in entries(&store.tmp_dir())? {
+        report.bytes_reclaimed += remove_tree(&path)?.unwrap_or(0);
     }
     Ok(())
 }
@@ -242,14 +270,15 @@ pub fn discard_unrecorded(store: &Store, index: &crate::index::Index, artifacts:
     let _lock = store.lock_collect()?;
     let live = index.read(live_set)?;
     for artifact in artifacts {
-        if !live.contains(artifact) {
-            remove_measured(&store.path(artifact))?;
+        if !live.reaches(artifact.kind(), artifact.digest().hex()) {
+            remove_tree(&store.path(artifact))?;
         }
     }
     Ok(())
 }
 
-fn entries(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
+/// The entries of `dir` (none if it is missing): name, path and inode number.
+fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     let read = match fs::read_dir(dir) {
         Ok(read) => read,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -258,25 +287,40 @@ fn entries(dir: &Path) -> Result<Vec<(String, std::path::PathBuf)>> {
     let mut out = Vec::new();
     for entry in read {
         let entry = entry.map_err(Error::cache(dir))?;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path()));
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path(), inode(&entry)));
     }
     Ok(out)
 }
 
-/// Removes a file or directory tree, returning the bytes of the files it held.
-fn remove_tree(path: &Path) -> Result<u64> {
+#[cfg(unix)]
+fn inode(entry: &fs::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(entry)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &fs::DirEntry) -> u64 {
+    0
+}
+
+/// Removes a file or directory tree, returning the bytes of the files it
+/// held, or None when it was already gone.
+fn remove_tree(path: &Path) -> Result<Option<u64>> {
     let meta = match fs::symlink_metadata(path) {
         Ok(meta) => meta,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::cache(path)(e)),
     };
     if !meta.is_dir() {
-        return Ok(remove_measured(path)?.unwrap_or(0));
+        return match fs::remove_file(path) {
+            Ok(()) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::cache(path)(e)),
+        };
     }
     let mut bytes = 0;
-    for (_, child) in entries(path)? {
-        bytes += remove_tree(&child)?;
+    for (_, child, _) in entries(path)? {
+        bytes += remove_tree(&child)?.unwrap_or(0);
     }
     fs::remove_dir(path).map_err(Error::cache(path))?;
-    Ok(bytes)
+    Ok(Some(bytes))
 }

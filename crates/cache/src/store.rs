@@ -32,8 +32,6 @@ pub const DIRS: [&str; 7] = [
     "tmp",
     "locks",
 ];
-/// Directories holding artifacts that index rows name.
-const ARTIFACT_DIRS: [&str; 4] = ["blobs/sha256", "layers/sha256", "fsmeta/sha256", "vmdk/sha256"];
 const GC_LOCK: &str = "gc.lock";
 const INDEX_LOCK: &str = "index.lock";
 
@@ -48,6 +46,63 @@ pub enum Artifact {
     Fsmeta(Digest),
     /// A root-disk descriptor, by manifest digest.
     Vmdk(Digest),
+}
+
+impl Artifact {
+    /// Which kind of file this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Artifact::Blob(_) => Kind::Blob,
+            Artifact::Layer(_) => Kind::Layer,
+            Artifact::Fsmeta(_) => Kind::Fsmeta,
+            Artifact::Vmdk(_) => Kind::Vmdk,
+        }
+    }
+
+    /// The digest naming the file.
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Artifact::Blob(d) | Artifact::Layer(d) | Artifact::Fsmeta(d) | Artifact::Vmdk(d) => d,
+        }
+    }
+}
+
+/// The kinds of artifact, each in a directory of its own, so that the
+/// collector can tell what a file is from where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `blobs/sha256/<hex>`
+    Blob,
+    /// `layers/sha256/<hex>.erofs`
+    Layer,
+    /// `fsmeta/sha256/<hex>.erofs`
+    Fsmeta,
+    /// `vmdk/sha256/<hex>.vmdk`
+    Vmdk,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Blob, Kind::Layer, Kind::Fsmeta, Kind::Vmdk];
+
+    /// The directory, relative to the cache root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Blob => "blobs/sha256",
+            Kind::Layer => "layers/sha256",
+            Kind::Fsmeta => "fsmeta/sha256",
+            Kind::Vmdk => "vmdk/sha256",
+        }
+    }
+
+    /// What follows the hex digest in a file name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Blob => "",
+            Kind::Layer | Kind::Fsmeta => ".erofs",
+            Kind::Vmdk => ".vmdk",
+        }
+    }
 }
 
 /// A cache directory: paths of every artifact, temp files and locks.
@@ -86,32 +141,30 @@ impl Store {
 
     /// Where an artifact lives.
     pub fn path(&self, artifact: &Artifact) -> PathBuf {
-        match artifact {
-            Artifact::Blob(d) => self.blob_path(d),
-            Artifact::Layer(d) => self.layer_path(d),
-            Artifact::Fsmeta(d) => self.fsmeta_path(d),
-            Artifact::Vmdk(d) => self.vmdk_path(d),
-        }
+        let kind = artifact.kind();
+        self.root
+            .join(kind.dir())
+            .join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
     }
 
     /// Where a manifest, config or compressed layer blob lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.root.join("blobs/sha256").join(digest.hex())
+        self.path(&Artifact::Blob(digest.clone()))
     }
 
     /// Where the EROFS image of the layer with this diff_id lives.
     pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
-        self.root.join("layers/sha256").join(format!("{}.erofs", diff_id.hex()))
+        self.path(&Artifact::Layer(diff_id.clone()))
     }
 
     /// Where the merged metadata image of a manifest lives.
     pub fn fsmeta_path(&self, manifest: &Digest) -> PathBuf {
-        self.root.join("fsmeta/sha256").join(format!("{}.erofs", manifest.hex()))
+        self.path(&Artifact::Fsmeta(manifest.clone()))
     }
 
     /// Where the root-disk descriptor of a manifest lives.
     pub fn vmdk_path(&self, manifest: &Digest) -> PathBuf {
-        self.root.join("vmdk/sha256").join(format!("{}.vmdk", manifest.hex()))
+        self.path(&Artifact::Vmdk(manifest.clone()))
     }
 
     /// The directory for files being written.
@@ -174,8 +227,8 @@ impl Store {
     /// per directory, not per file); called before an index commit that may
     /// name files this or another process just published.
     pub fn sync_artifact_dirs(&self) -> Result<()> {
-        for dir in ARTIFACT_DIRS {
-            let path = self.root.join(dir);
+        for kind in Kind::ALL {
+            let path = self.root.join(kind.dir());
             sync_dir(&path).map_err(Error::cache(&path))?;
         }
         Ok(())
