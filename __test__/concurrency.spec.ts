@@ -12,7 +12,7 @@ import * as path from 'path'
 
 import { Image } from '..'
 import { BuiltImage, buildImage, gzipFile, makeTempDir, mergeDockerArchives, noise, requireTools, toDockerArchive, toOciArchive } from './support/images'
-import { ChildResult, PACKAGE_ROOT, childEnv, spawnCollect, consistencyProblems, freshHome, fsckProblems, readIndex, runNodeScript, tmpFiles } from './support/cache'
+import { ChildResult, PACKAGE_ROOT, childEnv, spawnCollect, consistencyProblems, freshHomePerTest, fsckProblems, readIndex, runNodeScript, tmpFiles } from './support/cache'
 
 const IMAGES = 4
 let work: string
@@ -53,16 +53,7 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let home: string
-let cleanup: () => Promise<void>
-beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  cleanup = h.cleanup
-})
-afterEach(async () => {
-  await cleanup()
-})
+const cache = freshHomePerTest()
 
 /** A child that loads `archive` `times` times and prints one JSON line per attempt. */
 function loader(archive: string, times: number): Promise<ChildResult> {
@@ -78,7 +69,7 @@ function loader(archive: string, times: number): Promise<ChildResult> {
         }
       }
     })();`
-  return runNodeScript(src, childEnv({ MSB_HOME: home, MSB_BACKEND: undefined }), { timeoutMs: 240_000 })
+  return runNodeScript(src, childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined }), { timeoutMs: 240_000 })
 }
 
 /** A child that prunes until `stopFile` exists (at least `min` times); prints one JSON line per prune. */
@@ -97,7 +88,7 @@ function pruner(stopFile: string, min: number, pauseMs = 5): Promise<ChildResult
         if (${pauseMs} > 0) await new Promise((r) => setTimeout(r, ${pauseMs}));
       }
     })();`
-  return runNodeScript(src, childEnv({ MSB_HOME: home, MSB_BACKEND: undefined }), { timeoutMs: 240_000 })
+  return runNodeScript(src, childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined }), { timeoutMs: 240_000 })
 }
 
 type Line = { ok?: unknown; error?: { name: string; code: string; message: string } }
@@ -111,9 +102,9 @@ function lines(r: ChildResult): Line[] {
 }
 
 async function expectHealthyCache(): Promise<void> {
-  expect(await consistencyProblems(home)).toEqual([])
-  expect(await tmpFiles(home)).toEqual([])
-  expect(await fsckProblems(home)).toEqual([])
+  expect(await consistencyProblems(cache.home)).toEqual([])
+  expect(await tmpFiles(cache.home)).toEqual([])
+  expect(await fsckProblems(cache.home)).toEqual([])
 }
 
 test('processes loading archives that share layers at once all succeed, each layer converted into one file', async () => {
@@ -127,7 +118,7 @@ test('processes loading archives that share layers at once all succeed, each lay
   expect(results.flat().filter((l) => l.error)).toEqual([])
   expect(results.map((r) => r.length)).toEqual(runs.map(() => 1))
   expect((await Image.list()).map((h) => h.reference)).toEqual(images.map((_, i) => `localhost/conc/img${i}:v1`))
-  const state = readIndex(home)
+  const state = readIndex(cache.home)
   const diffIds = new Set(images.flatMap((i) => i.diffIds))
   expect(diffIds.size).toBe(2 + IMAGES)
   expect(state.layers.map((l) => l.diff_id).sort()).toEqual([...diffIds].sort())
@@ -143,14 +134,14 @@ test('processes loading archives that share layers at once all succeed, each lay
 test('one process loading several archives at once (worker threads) ends with one copy of each layer', async () => {
   const handles = await Promise.all([...archives, ...archives].map((a) => Image.load(a)))
   expect(handles.map((hs) => hs.map((h) => h.reference))).toEqual([...archives, ...archives].map((_, i) => [`localhost/conc/img${i % IMAGES}:v1`]))
-  const state = readIndex(home)
+  const state = readIndex(cache.home)
   expect(state.layers).toHaveLength(2 + IMAGES)
   expect(state.manifests).toHaveLength(IMAGES)
   await expectHealthyCache()
 })
 
 test('loads racing with prune: every load and every prune succeeds, and the cache stays consistent', async () => {
-  const stop = path.join(home, '..', 'stop')
+  const stop = path.join(cache.home, '..', 'stop')
   const prunes = pruner(stop, 5)
   const loads = Promise.all(archives.map((a) => loader(a, 3)))
   const loadRuns = await loads
@@ -175,7 +166,7 @@ test('loads racing with prune: every load and every prune succeeds, and the cach
 test('a gzip-compressed archive loading while prunes run: the decompressed copy is not swept away', async () => {
   // Image.load decompresses such archives into the cache's tmp/ first; prune sweeps tmp/.
   const gz = archives.find((a) => a.endsWith('.gz'))!
-  const stop = path.join(home, '..', 'stop')
+  const stop = path.join(cache.home, '..', 'stop')
   const prunes = pruner(stop, 3)
   const load = await loader(gz, 6)
   await fs.promises.writeFile(stop, '')
@@ -187,10 +178,10 @@ test('a gzip-compressed archive loading while prunes run: the decompressed copy 
 test('a multi-image load racing prunes returns the handles of what it loaded', async () => {
   // Between recording an image and reading back its handle, a prune may drop the
   // (still unused) reference: the load must not then report ImageNotFoundError.
-  const multi = await mergeDockerArchives(dockerArchives, path.join(home, '..', 'multi.tar'))
+  const multi = await mergeDockerArchives(dockerArchives, path.join(cache.home, '..', 'multi.tar'))
   // The window is short: several rounds of 4 loaders x 25 loads against a busy pruner.
   for (let round = 0; round < 4; round++) {
-    const stop = path.join(home, '..', `stop-${round}`)
+    const stop = path.join(cache.home, '..', `stop-${round}`)
     const prunes = pruner(stop, 3)
     const loads = await Promise.all([0, 1, 2, 3].map(() => loader(multi, 25)))
     await fs.promises.writeFile(stop, '')
@@ -205,7 +196,7 @@ test('processes opening a brand-new cache at the same instant all succeed', asyn
   // call on a new cache directory at once (released by a go-file).
   const N = 8
   const ROUNDS = 40
-  const dir = path.join(home, '..', 'rounds')
+  const dir = path.join(cache.home, '..', 'rounds')
   await fsp.mkdir(dir)
   const src = `
     const fs = require('fs'); const path = require('path');
@@ -214,7 +205,7 @@ test('processes opening a brand-new cache at the same instant all succeed', asyn
     (async () => {
       for (let r = 0; r < ${ROUNDS}; r++) {
         while (!fs.existsSync(path.join(dir, 'go-' + r))) await new Promise((res) => setTimeout(res, 1));
-        process.env.MSB_HOME = path.join(dir, 'home-' + r);
+        process.env.MSB_HOME = path.join(dir, 'cache.home-' + r);
         try {
           await (Number(id) % 2 ? Image.list() : Image.prune());
           console.log(JSON.stringify({ ok: r }));
@@ -247,9 +238,9 @@ test('acquire (rebuilding lost artifacts) racing with prune and loads keeps the 
   await Image.pinSnapshot('keep', 'localhost/conc/img0:v1')
   await Image.pinSnapshot('keep-2', 'localhost/conc/img2:v1')
   // Lose the shared layers' EROFS images and the disks: acquire must rebuild them while others work.
-  for (const d of base.diffIds) await fsp.rm(path.join(home, 'layers', 'sha256', `${d.slice(7)}.erofs`))
-  for (const dir of ['fsmeta/sha256', 'vmdk/sha256']) for (const f of await fsp.readdir(path.join(home, dir))) await fsp.rm(path.join(home, dir, f))
-  const stop = path.join(home, '..', 'stop')
+  for (const d of base.diffIds) await fsp.rm(path.join(cache.home, 'layers', 'sha256', `${d.slice(7)}.erofs`))
+  for (const dir of ['fsmeta/sha256', 'vmdk/sha256']) for (const f of await fsp.readdir(path.join(cache.home, dir))) await fsp.rm(path.join(cache.home, dir, f))
+  const stop = path.join(cache.home, '..', 'stop')
   const acquireSrc = `
     const { Image } = require(${JSON.stringify(PACKAGE_ROOT)});
     (async () => {
@@ -261,7 +252,7 @@ test('acquire (rebuilding lost artifacts) racing with prune and loads keeps the 
       }
     })();`
   const prunes = pruner(stop, 3)
-  const others = Promise.all([runNodeScript(acquireSrc, childEnv({ MSB_HOME: home, MSB_BACKEND: undefined })), loader(archives[2], 1)])
+  const others = Promise.all([runNodeScript(acquireSrc, childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined })), loader(archives[2], 1)])
   const [acq, load] = await others
   await fsp.writeFile(stop, '')
   const pruneLines = lines(await prunes)
@@ -285,20 +276,20 @@ test('a load killed mid-way (SIGKILL) leaves an index naming only complete files
   await Image.load(archives[0]) // an image that must survive untouched
   const { spawn } = await import('child_process')
   const child = spawn(process.execPath, ['-e', `require(${JSON.stringify(PACKAGE_ROOT)}).Image.load(${JSON.stringify(archive)})`], {
-    env: childEnv({ MSB_HOME: home, MSB_BACKEND: undefined }),
+    env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined }),
     stdio: 'ignore',
   })
   const exited = new Promise((r) => child.on('exit', r))
   // Kill it once it is writing a temp file (converting a layer).
   const deadline = Date.now() + 60_000
-  while ((await tmpFiles(home)).length === 0) {
+  while ((await tmpFiles(cache.home)).length === 0) {
     if (Date.now() > deadline) throw new Error('the load never wrote a temp file')
     await new Promise((r) => setTimeout(r, 5))
   }
   child.kill('SIGKILL')
   await exited
   // Whatever the crash left, every file the index names is there and complete.
-  expect((await consistencyProblems(home)).filter((p) => !p.startsWith('unindexed artifact') && !p.startsWith('file left in tmp/'))).toEqual([])
+  expect((await consistencyProblems(cache.home)).filter((p) => !p.startsWith('unindexed artifact') && !p.startsWith('file left in tmp/'))).toEqual([])
   expect((await Image.list()).map((h) => h.reference)).toEqual(['localhost/conc/img0:v1'])
   await Image.pinSnapshot('keep', 'localhost/conc/img0:v1')
   await Image.prune()

@@ -15,7 +15,7 @@ import * as path from 'path'
 
 import { Image, ImageHandle, ImageInUseError, ImageNotFoundError, ImagePruneReport, MicrosandboxError } from '..'
 import { BuiltImage, buildImage, copyLayout, hexOf, makeTempDir, requireTools, run, sampleLayers, toDockerArchive } from './support/images'
-import { artifactTree, consistencyProblems, freshHome, fsckProblems, isDate, readIndex, rejectionOf, removedBetween, tmpFiles } from './support/cache'
+import { artifactTree, consistencyProblems, freshHomePerTest, fsckProblems, isDate, readIndex, rejectionOf, removedBetween, tmpFiles } from './support/cache'
 
 let work: string
 let A: BuiltImage // two layers
@@ -41,16 +41,7 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let home: string
-let cleanup: () => Promise<void>
-beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  cleanup = h.cleanup
-})
-afterEach(async () => {
-  await cleanup()
-})
+const cache = freshHomePerTest()
 
 const fsmetaOf = (img: BuiltImage): string => `fsmeta/sha256/${hexOf(img.manifestDigest)}.erofs`
 const vmdkOf = (img: BuiltImage): string => `vmdk/sha256/${hexOf(img.manifestDigest)}.vmdk`
@@ -68,23 +59,23 @@ function exclusiveFiles(gone: BuiltImage[], kept: BuiltImage[]): string[] {
   return [...new Set(gone.flatMap(filesOf))].filter((f) => !keep.has(f)).sort()
 }
 
-const exists = (rel: string): boolean => fs.existsSync(path.join(home, rel))
+const exists = (rel: string): boolean => fs.existsSync(path.join(cache.home, rel))
 const refs = async (): Promise<string[]> => (await Image.list()).map((h) => h.reference)
 
 /** Prunes and checks the report against what disappeared from disk. */
 async function pruneMeasured(): Promise<{ report: ImagePruneReport; removed: string[] }> {
-  const before = await artifactTree(home)
+  const before = await artifactTree(cache.home)
   const report = await Image.prune()
-  const after = await artifactTree(home)
+  const after = await artifactTree(cache.home)
   const { paths, bytes } = removedBetween(before, after)
   expect(report.bytesReclaimed).toBe(bytes)
-  expect(await consistencyProblems(home)).toEqual([])
+  expect(await consistencyProblems(cache.home)).toEqual([])
   return { report, removed: paths }
 }
 
 async function sha(rel: string): Promise<string> {
   return createHash('sha256')
-    .update(await fsp.readFile(path.join(home, rel)))
+    .update(await fsp.readFile(path.join(cache.home, rel)))
     .digest('hex')
 }
 
@@ -93,7 +84,7 @@ describe('Image.remove', () => {
     await Image.load(B.layout)
     await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb-zeta' })
     await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb-alpha' })
-    const before = await artifactTree(home)
+    const before = await artifactTree(cache.home)
     for (const opts of [undefined, { force: false }, {}]) {
       const err = await rejectionOf(Image.remove('localhost/gc/b:v1', opts))
       expect(err).toBeInstanceOf(ImageInUseError)
@@ -103,7 +94,7 @@ describe('Image.remove', () => {
       expect(err.message).toContain('sb-alpha')
     }
     expect(await refs()).toEqual(['localhost/gc/b:v1'])
-    expect([...(await artifactTree(home)).keys()].sort()).toEqual([...before.keys()].sort())
+    expect([...(await artifactTree(cache.home)).keys()].sort()).toEqual([...before.keys()].sort())
   })
 
   test('force removes the reference; the sandbox files stay until release and prune', async () => {
@@ -126,19 +117,19 @@ describe('Image.remove', () => {
     const { report, removed } = await pruneMeasured()
     expect(report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 1, layersRemoved: B.diffIds.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
     expect(removed).toEqual(filesOf(B).sort())
-    expect(await artifactTree(home)).toEqual(new Map())
+    expect(await artifactTree(cache.home)).toEqual(new Map())
   })
 
   test('an unused image goes at once with whatever only it used; shared layers stay', async () => {
     await Image.load(A.layout)
     await Image.load(B.layout)
-    const before = await artifactTree(home)
+    const before = await artifactTree(cache.home)
     await Image.remove('localhost/gc/b:v1')
-    const { paths } = removedBetween(before, await artifactTree(home))
+    const { paths } = removedBetween(before, await artifactTree(cache.home))
     expect(paths).toEqual(exclusiveFiles([B], [A]))
     for (const f of filesOf(A)) expect(exists(f)).toBe(true)
     expect(await refs()).toEqual(['localhost/gc/a:alias', 'localhost/gc/a:v1'])
-    expect(await consistencyProblems(home)).toEqual([])
+    expect(await consistencyProblems(cache.home)).toEqual([])
   })
 
   test('removing one of two tags keeps the image for the other', async () => {
@@ -148,7 +139,7 @@ describe('Image.remove', () => {
     for (const f of filesOf(A)) expect(exists(f)).toBe(true)
     await Image.remove('localhost/gc/a:v1')
     expect(await refs()).toEqual([])
-    expect(await artifactTree(home)).toEqual(new Map())
+    expect(await artifactTree(cache.home)).toEqual(new Map())
   })
 
   test('a digest reference removes every tag of that repository resolving to it', async () => {
@@ -204,8 +195,8 @@ describe('Image.prune', () => {
     expect(r4.report).toEqual({ imageRefsRemoved: B.refs.length, manifestsRemoved: 1, layersRemoved: new Set(B.diffIds).size, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
     expect(r4.removed).toEqual(filesOf(B).sort())
     expect(await refs()).toEqual([])
-    expect(await artifactTree(home)).toEqual(new Map())
-    expect(readIndex(home).blobs).toEqual([])
+    expect(await artifactTree(cache.home)).toEqual(new Map())
+    expect(readIndex(cache.home).blobs).toEqual([])
   })
 
   test('a snapshot keeps its image and all its references', async () => {
@@ -221,7 +212,7 @@ describe('Image.prune', () => {
   test('deletes stray files in blobs/, layers/, fsmeta/, vmdk/ and tmp/ and counts them', async () => {
     await Image.load(A.layout)
     await Image.acquire('localhost/gc/a:v1', { sandbox: 'keep' })
-    const live = await artifactTree(home)
+    const live = await artifactTree(cache.home)
     const strays: Array<[string, number]> = [
       [`blobs/sha256/${'1'.repeat(64)}`, 1234],
       ['blobs/sha256/not-a-digest', 10],
@@ -233,12 +224,12 @@ describe('Image.prune', () => {
       ['tmp/leftover-dir/nested/file', 42],
     ]
     for (const [rel, size] of strays) {
-      await fsp.mkdir(path.dirname(path.join(home, rel)), { recursive: true })
-      await fsp.writeFile(path.join(home, rel), Buffer.alloc(size, 1))
+      await fsp.mkdir(path.dirname(path.join(cache.home, rel)), { recursive: true })
+      await fsp.writeFile(path.join(cache.home, rel), Buffer.alloc(size, 1))
     }
-    const before = await artifactTree(home)
+    const before = await artifactTree(cache.home)
     const report = await Image.prune()
-    const after = await artifactTree(home)
+    const after = await artifactTree(cache.home)
     expect(report).toEqual({
       imageRefsRemoved: 0,
       manifestsRemoved: 0,
@@ -248,7 +239,7 @@ describe('Image.prune', () => {
       bytesReclaimed: strays.reduce((n, [, s]) => n + s, 0),
     })
     for (const [rel] of strays) expect({ rel, exists: after.has(rel) }).toEqual({ rel, exists: false })
-    expect(fs.existsSync(path.join(home, 'tmp', 'leftover-dir'))).toBe(false)
+    expect(fs.existsSync(path.join(cache.home, 'tmp', 'leftover-dir'))).toBe(false)
     // Every live file is untouched.
     for (const [rel, info] of live) expect(after.get(rel)).toEqual(info)
     expect(removedBetween(before, after).paths.sort()).toEqual(strays.map(([r]) => r).sort())
@@ -265,7 +256,7 @@ describe('timestamps', () => {
     await Image.load(A.layout)
     expect((await Image.get('localhost/gc/a:v1')).createdAt!.getTime()).toBe(created)
     // The docker-archive of A has another (synthesized) manifest: the tag moves, createdAt stays.
-    const docker = await toDockerArchive(A, path.join(home, '..', 'a.tar'))
+    const docker = await toDockerArchive(A, path.join(cache.home, '..', 'a.tar'))
     const moved = v1(await Image.load(docker))
     expect(moved.manifestDigest).not.toBe(A.manifestDigest)
     expect(moved.createdAt!.getTime()).toBe(created)
@@ -281,7 +272,7 @@ describe('timestamps', () => {
     await Image.load(A.layout)
     expect((await Image.get('localhost/gc/a:v1')).lastUsedAt).toBeNull()
     await Image.pinSnapshot('s', 'localhost/gc/a:v1')
-    await Image.save('localhost/gc/a:v1', { outputPath: path.join(home, '..', 'out.tar') })
+    await Image.save('localhost/gc/a:v1', { outputPath: path.join(cache.home, '..', 'out.tar') })
     expect((await Image.get('localhost/gc/a:v1')).lastUsedAt).toBeNull()
     await Image.acquire('localhost/gc/a:v1', { sandbox: 'one' })
     const t1 = (await Image.get('localhost/gc/a:v1')).lastUsedAt
@@ -304,17 +295,17 @@ describe('Image.acquire', () => {
     expect(boot.reference).toBe('localhost/gc/b:v1')
     expect(boot.manifestDigest).toBe(B.manifestDigest)
     expect(boot.config).toEqual((await Image.inspect('localhost/gc/b:v1')).config)
-    expect(boot.layers).toEqual(B.diffIds.map((d) => path.join(home, layerFile(d))))
-    expect(boot.fsmetaPath).toBe(path.join(home, fsmetaOf(B)))
-    expect(boot.vmdkPath).toBe(path.join(home, vmdkOf(B)))
+    expect(boot.layers).toEqual(B.diffIds.map((d) => path.join(cache.home, layerFile(d))))
+    expect(boot.fsmetaPath).toBe(path.join(cache.home, fsmetaOf(B)))
+    expect(boot.vmdkPath).toBe(path.join(cache.home, vmdkOf(B)))
     for (const f of [boot.fsmetaPath, boot.vmdkPath, ...boot.layers]) expect(fs.statSync(f).size).toBeGreaterThan(0)
-    expect(await fsckProblems(home)).toEqual([])
+    expect(await fsckProblems(cache.home)).toEqual([])
     // qemu reads the VMDK as fsmeta followed by the layers, byte for byte.
-    const raw = path.join(home, '..', 'disk.raw')
+    const raw = path.join(cache.home, '..', 'disk.raw')
     await run('qemu-img', ['convert', '-f', 'vmdk', '-O', 'raw', boot.vmdkPath, raw])
     const parts = await Promise.all([boot.fsmetaPath, ...boot.layers].map((f) => fsp.readFile(f)))
     expect((await fsp.readFile(raw)).equals(Buffer.concat(parts))).toBe(true)
-    expect(readIndex(home).sandboxes).toEqual([expect.objectContaining({ name: 'sb', manifest_digest: B.manifestDigest })])
+    expect(readIndex(cache.home).sandboxes).toEqual([expect.objectContaining({ name: 'sb', manifest_digest: B.manifestDigest })])
   })
 
   test('re-acquiring under the same sandbox name moves it to the new image', async () => {
@@ -328,7 +319,7 @@ describe('Image.acquire', () => {
   })
 
   test('rebuilds deleted fsmeta, VMDK and layer EROFS images from the cache alone, byte for byte', async () => {
-    const source = await copyLayout(B.layout, path.join(home, '..', 'B-copy'))
+    const source = await copyLayout(B.layout, path.join(cache.home, '..', 'B-copy'))
     await Image.load(source)
     await fsp.rm(source, { recursive: true }) // no archive to fall back on
     const first = await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })
@@ -338,21 +329,21 @@ describe('Image.acquire', () => {
 
     const scenarios: string[][] = [[fsmetaOf(B)], [vmdkOf(B)], [fsmetaOf(B), vmdkOf(B)], [layerFile(B.diffIds[1])], files]
     for (const doomed of scenarios) {
-      for (const f of doomed) await fsp.rm(path.join(home, f))
+      for (const f of doomed) await fsp.rm(path.join(cache.home, f))
       const boot = await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })
       expect(boot).toEqual(first)
       for (const f of files) expect({ deleted: doomed, file: f, sha: await sha(f) }).toEqual({ deleted: doomed, file: f, sha: original.get(f) })
-      expect(await tmpFiles(home)).toEqual([])
-      expect(await consistencyProblems(home)).toEqual([])
+      expect(await tmpFiles(cache.home)).toEqual([])
+      expect(await consistencyProblems(cache.home)).toEqual([])
       expect((await Image.get('localhost/gc/b:v1')).sizeBytes).toBe(size)
     }
-    expect(await fsckProblems(home)).toEqual([])
+    expect(await fsckProblems(cache.home)).toEqual([])
   })
 
   test('acquire of an absent image rejects with ImageNotFoundError and roots nothing', async () => {
     const err = await rejectionOf(Image.acquire('localhost/gc/none:v1', { sandbox: 'sb' }))
     expect(err).toBeInstanceOf(ImageNotFoundError)
-    expect(readIndex(home).sandboxes).toEqual([])
+    expect(readIndex(cache.home).sandboxes).toEqual([])
     expect(await Image.release('sb')).toBe(false)
   })
 })

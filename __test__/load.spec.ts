@@ -33,7 +33,7 @@ import {
   dirToFileLayers,
 } from './support/images'
 import { bootAndManifest, ManifestEntry, manifestOfDir } from './support/vm'
-import { artifactTree, isDate, fsckProblems, erofsMode, withoutSetid, consistencyProblems, describeTree, extractRootDisk, footprintOf, freshHome, readIndex, rejectionOf, tmpFiles } from './support/cache'
+import { artifactTree, isDate, fsckProblems, erofsMode, withoutSetid, consistencyProblems, describeTree, extractRootDisk, footprintOf, freshHomePerTest, readIndex, rejectionOf, tmpFiles } from './support/cache'
 
 const HOST_ARCH = process.arch === 'x64' ? 'amd64' : process.arch === 'arm64' ? 'arm64' : process.arch
 
@@ -93,16 +93,7 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let cleanup: () => Promise<void>
-let home: string
-beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  cleanup = h.cleanup
-})
-afterEach(async () => {
-  await cleanup()
-})
+const cache = freshHomePerTest()
 
 /** Checks a handle against the image it should describe. */
 function expectHandle(h: ImageHandle, want: { reference: string; layerCount: number; architecture?: string; manifestDigest?: string }): void {
@@ -121,14 +112,14 @@ function expectHandle(h: ImageHandle, want: { reference: string; layerCount: num
 
 /** The manifest the cache recorded for a handle: its blob is stored and hashes to the digest. */
 async function storedManifest(digest: string): Promise<{ config: { digest: string }; layers: Array<{ digest: string; size: number; mediaType: string }> }> {
-  const file = path.join(home, 'blobs', 'sha256', hexOf(digest))
+  const file = path.join(cache.home, 'blobs', 'sha256', hexOf(digest))
   expect(await sha256File(file)).toBe(digest)
   return JSON.parse(await fsp.readFile(file, 'utf8'))
 }
 
 async function expectConsistent(): Promise<void> {
-  expect(await consistencyProblems(home)).toEqual([])
-  expect(await tmpFiles(home)).toEqual([])
+  expect(await consistencyProblems(cache.home)).toEqual([])
+  expect(await tmpFiles(cache.home)).toEqual([])
 }
 
 describe('Image.load formats', () => {
@@ -146,7 +137,7 @@ describe('Image.load formats', () => {
     expect(detail.layers.map((l) => l.diffId)).toEqual(app.diffIds)
     // docker archives hold uncompressed layer tars: the blob is the tar itself.
     const members = (await dockerManifest(files.docker))[0].Layers
-    const unpacked = await untar(files.docker, path.join(home, '..', 'unpacked'))
+    const unpacked = await untar(files.docker, path.join(cache.home, '..', 'unpacked'))
     for (const [i, layer] of detail.layers.entries()) {
       expect(layer.position).toBe(i)
       expect(layer.blobDigest).toBe(app.diffIds[i])
@@ -196,7 +187,7 @@ describe('Image.load formats', () => {
     // The docker manifest is synthesized deterministically: the plain archive gives the same digest.
     const plain = await Image.load(files.docker)
     expect(plain[0].manifestDigest).toBe(gz[0].manifestDigest)
-    expect(readIndex(home).manifests).toHaveLength(1)
+    expect(readIndex(cache.home).manifests).toHaveLength(1)
     await expectConsistent()
   })
 
@@ -215,7 +206,7 @@ describe('Image.load formats', () => {
     expect((await Image.inspect('localhost/test/app:v1')).config!.digest).toBe(app.configDigest)
     expect((await Image.inspect('localhost/test/other:v2')).config!.digest).toBe(other.configDigest)
     expect((await Image.inspect('localhost/test/other:v2')).layers.map((l) => l.diffId)).toEqual(other.diffIds)
-    expect(readIndex(home).manifests).toHaveLength(2)
+    expect(readIndex(cache.home).manifests).toHaveLength(2)
     await expectConsistent()
   })
 
@@ -254,7 +245,7 @@ describe('Image.load formats', () => {
     const handles = await Image.load(files.dockerTwoTags)
     expect(handles.map((h) => h.reference).sort()).toEqual(['localhost/test/app:stable', 'localhost/test/app:v1'])
     expect(handles[0].manifestDigest).toBe(handles[1].manifestDigest)
-    const state = readIndex(home)
+    const state = readIndex(cache.home)
     expect(state.manifests).toHaveLength(1)
     expect(state.refs).toHaveLength(2)
     expect(state.layers).toHaveLength(app.diffIds.length)
@@ -304,7 +295,7 @@ describe('multi-platform OCI index', () => {
     expect(err).toBeInstanceOf(ImageArchiveError)
     expect(err.code).toBe('image_archive')
     expect(await Image.list()).toEqual([])
-    expect(await artifactTree(home)).toEqual(new Map())
+    expect(await artifactTree(cache.home)).toEqual(new Map())
   })
 
   test('a malformed platform is an InvalidArgumentError', async () => {
@@ -344,13 +335,13 @@ describe('layer compression', () => {
 
   test('the same layers in gzip, zstd and plain tar share one EROFS image per diff_id', async () => {
     await Image.load(app.layout)
-    const gzipLayers = new Map([...(await artifactTree(home))].filter(([k]) => k.startsWith('layers/')))
+    const gzipLayers = new Map([...(await artifactTree(cache.home))].filter(([k]) => k.startsWith('layers/')))
     await Image.load(layouts.zstd.layout, { tag: 'localhost/test/app:zstd' })
     await Image.load(layouts.none.layout, { tag: 'localhost/test/app:none' })
-    const state = readIndex(home)
+    const state = readIndex(cache.home)
     expect(state.manifests).toHaveLength(3)
     expect(state.layers.map((l) => l.diff_id).sort()).toEqual([...app.diffIds].sort())
-    const layerFiles = new Map([...(await artifactTree(home))].filter(([k]) => k.startsWith('layers/')))
+    const layerFiles = new Map([...(await artifactTree(cache.home))].filter(([k]) => k.startsWith('layers/')))
     // Still the very files the first load wrote: not rebuilt, not duplicated.
     expect([...layerFiles.keys()].sort()).toEqual([...gzipLayers.keys()].sort())
     for (const [k, v] of layerFiles) expect(v.ino).toBe(gzipLayers.get(k)!.ino)
@@ -358,7 +349,7 @@ describe('layer compression', () => {
   })
 
   test('the root disk of every variant holds the merged filesystem umoci unpacks', async () => {
-    const expected = await describeTree(await unpackRootfs(app, path.join(home, '..', 'unpack')))
+    const expected = await describeTree(await unpackRootfs(app, path.join(cache.home, '..', 'unpack')))
     const variants: Array<[string, string, string | undefined]> = [
       ['docker', files.docker, undefined],
       ['gzip', app.layout, 'localhost/test/app:gzip'],
@@ -368,7 +359,7 @@ describe('layer compression', () => {
     for (const [name, source, tag] of variants) {
       const [h] = await Image.load(source, tag ? { tag } : undefined)
       const boot = await Image.acquire(h.reference, { sandbox: `sb-${name}` })
-      const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(home, '..', `extract-${name}`))
+      const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(cache.home, '..', `extract-${name}`))
       expect({ variant: name, tree: await describeTree(out) }).toEqual({ variant: name, tree: expected })
     }
   })
@@ -377,7 +368,7 @@ describe('layer compression', () => {
 describe('layer filesystem edge cases', () => {
   test('the root disk holds exactly what umoci unpacks, for a docker archive and an OCI layout', async () => {
     const edge = await buildImage(path.join(work, 'edge'), { layers: edgeLayers(), refs: ['localhost/test/edge:v1'] })
-    const expected = await describeTree(await unpackRootfs(edge, path.join(home, '..', 'edge-unpack')))
+    const expected = await describeTree(await unpackRootfs(edge, path.join(cache.home, '..', 'edge-unpack')))
     // Sanity of the expectation itself: the type change and the deletions happened.
     const byPath = new Map(expected.map((e) => [e.path, e]))
     expect(byPath.get('file-to-dir')?.type).toBe('dir')
@@ -389,7 +380,7 @@ describe('layer filesystem edge cases', () => {
     for (const [name, source] of [['oci', edge.layout], ['docker', docker]] as const) {
       const [h] = await Image.load(source, { tag: `localhost/test/edge:${name}` })
       const boot = await Image.acquire(h.reference, { sandbox: `edge-${name}` })
-      const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(home, '..', `edge-extract-${name}`))
+      const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(cache.home, '..', `edge-extract-${name}`))
       // fsck.erofs --extract cannot restore setuid/setgid: compare without, then read the inode itself.
       expect({ source: name, tree: withoutSetid(await describeTree(out)) }).toEqual({ source: name, tree: withoutSetid(expected) })
       expect((await erofsMode(boot.fsmetaPath, '/suid', boot.layers)).toString(8)).toBe((0o104755).toString(8))
@@ -398,23 +389,23 @@ describe('layer filesystem edge cases', () => {
         // (Directory mtimes are left out: umoci keeps a lower layer's, Docker the topmost entry's.)
         const noDirMtime = (es: ManifestEntry[]) => es.map((e) => (e.type === 'dir' ? { ...e, mtime: 0 } : e))
         const guest = await bootAndManifest(boot.vmdkPath, { format: 'vmdk' })
-        expect(noDirMtime(guest)).toEqual(noDirMtime(await manifestOfDir(path.join(home, '..', 'edge-unpack', 'rootfs'))))
+        expect(noDirMtime(guest)).toEqual(noDirMtime(await manifestOfDir(path.join(cache.home, '..', 'edge-unpack', 'rootfs'))))
         expect(guest.find((e) => e.path === 'suid')).toMatchObject({ mode: 0o4755 })
       }
     }
-    expect(await fsckProblems(home)).toEqual([])
+    expect(await fsckProblems(cache.home)).toEqual([])
   })
 
   test('a directory replaced by a file in a later layer is that file (umoci writes `x` then `x/.wh.child`)', async () => {
     const img = await buildImage(path.join(work, 'dir-to-file'), { layers: dirToFileLayers(), refs: ['localhost/test/dir-to-file:v1'] })
-    const unpacked = await describeTree(await unpackRootfs(img, path.join(home, '..', 'd2f-unpack')))
+    const unpacked = await describeTree(await unpackRootfs(img, path.join(cache.home, '..', 'd2f-unpack')))
     expect(unpacked.find((e) => e.path === 'dir-to-file')).toEqual(expect.objectContaining({ type: 'file', size: 11 }))
     const [h] = await Image.load(img.layout)
     const boot = await Image.acquire(h.reference, { sandbox: 'd2f' })
     // What the kernel sees when it mounts the root disk:
     const guest = await bootAndManifest(boot.vmdkPath, { format: 'vmdk' })
     expect(guest.find((e) => e.path === 'dir-to-file')).toEqual(expect.objectContaining({ type: 'file', size: 11 }))
-    const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(home, '..', 'd2f-extract'))
+    const out = await extractRootDisk(boot.fsmetaPath, boot.layers, path.join(cache.home, '..', 'd2f-extract'))
     expect(await describeTree(out)).toEqual(unpacked)
   })
 })
@@ -447,7 +438,7 @@ describe('ImageHandle', () => {
 
   test('sizeBytes is the on-disk size of the image artifacts', async () => {
     const [h] = await Image.load(app.layout)
-    const expected = await footprintOf(home, { manifest: app.manifestDigest, config: app.configDigest, blobs: app.layers.map((l) => l.digest), diffIds: app.diffIds })
+    const expected = await footprintOf(cache.home, { manifest: app.manifestDigest, config: app.configDigest, blobs: app.layers.map((l) => l.digest), diffIds: app.diffIds })
     expect(h.sizeBytes).toBe(expected)
     expect((await Image.get('localhost/test/app:v1')).sizeBytes).toBe(expected)
   })
@@ -564,7 +555,7 @@ describe('Image.inspect', () => {
     for (const [i, l] of detail.layers.entries()) {
       expect(l.mediaType).toBe('application/vnd.oci.image.layer.v1.tar+gzip')
       expect(l.compressedSizeBytes).toBe(app.layers[i].size)
-      const erofs = path.join(home, 'layers', 'sha256', `${hexOf(l.diffId)}.erofs`)
+      const erofs = path.join(cache.home, 'layers', 'sha256', `${hexOf(l.diffId)}.erofs`)
       expect(l.erofsSizeBytes).toBe((await fsp.stat(erofs)).size)
       expect(l.erofsSizeBytes).toBeGreaterThan(0)
     }

@@ -11,7 +11,7 @@ import * as path from 'path'
 
 import { Image } from '..'
 import { buildImage, makeTempDir, requireTools, run, sampleLayers, toDockerArchive, BuiltImage } from './support/images'
-import { PACKAGE_ROOT, artifactTree, childEnv, freshHome, removedBetween, spawnCollect } from './support/cache'
+import { PACKAGE_ROOT, artifactTree, childEnv, freshHomePerTest, removedBetween, spawnCollect } from './support/cache'
 
 const BINARY_DIR = path.join(PACKAGE_ROOT, 'npm', 'linux-x64-gnu')
 const ADDON = path.join(PACKAGE_ROOT, 'microsandbox.linux-x64-gnu.node')
@@ -72,23 +72,16 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let home: string
-let cleanup: () => Promise<void>
+const cache = freshHomePerTest()
 beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  cleanup = h.cleanup
   await Image.load(pythonArchive, { tag: 'python:3.12' })
   await Image.load(pythonArchive, { tag: 'old:tag' })
-})
-afterEach(async () => {
-  await cleanup()
 })
 
 async function runInConsumer(name: string, source: string): Promise<string> {
   const file = path.join(consumer, name)
   await fsp.writeFile(file, source)
-  const r = await spawnCollect(process.execPath, [file], { cwd: consumer, env: childEnv({ MSB_HOME: home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 60_000 })
+  const r = await spawnCollect(process.execPath, [file], { cwd: consumer, env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 60_000 })
   expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
   return r.stdout
 }
@@ -118,7 +111,7 @@ console.log(typeof m.Image.list, m.__napiBindingTarget);
 })
 
 test('the Typical flow example runs as an ES module', async () => {
-  const before = await artifactTree(home)
+  const before = await artifactTree(cache.home)
   const out = await runInConsumer(
     'typical.mjs',
     `import { Image } from "microsandbox";
@@ -134,7 +127,7 @@ const report = await Image.prune();
 console.log(report.bytesReclaimed);
 `,
   )
-  const reclaimed = removedBetween(before, await artifactTree(home)).bytes
+  const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
   const n = python.layers.length
   expect(out).toBe(`docker.io/library/old:tag ${n}\ndocker.io/library/python:3.12 ${n}\n/usr/src/app\n${reclaimed}\n`)
 })

@@ -9,7 +9,7 @@ import * as path from 'path'
 
 import { Image, ImageNotFoundError, MicrosandboxError } from '..'
 import { BuiltImage, buildImage, dockerManifest, makeTempDir, readImage, recompressImage, requireTools, run, sampleLayers, sha256 } from './support/images'
-import { consistencyProblems, freshHome, rejectionOf, setEnv, tmpFiles } from './support/cache'
+import { consistencyProblems, freshHome, freshHomePerTest, rejectionOf, setEnv, tmpFiles } from './support/cache'
 
 let work: string
 let app: BuiltImage
@@ -32,19 +32,10 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let home: string
-let root: string
-let cleanup: () => Promise<void>
+const cache = freshHomePerTest()
 beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  root = h.root
-  cleanup = h.cleanup
   await Image.load(app.layout)
   await Image.load(other.layout)
-})
-afterEach(async () => {
-  await cleanup()
 })
 
 async function skopeoJson(args: string[]): Promise<Record<string, unknown>> {
@@ -61,13 +52,13 @@ async function reimport(archive: string, ref: string, opts?: { tag?: string }) {
     return { handles: handles.map((h) => h.reference).sort(), manifestDigest: detail.handle.manifestDigest, config: detail.config, diffIds: detail.layers.map((l) => l.diffId) }
   } finally {
     await fresh.cleanup()
-    setEnv('MSB_HOME', home)
+    setEnv('MSB_HOME', cache.home)
   }
 }
 
 describe('docker format', () => {
   test('skopeo reads it back: config bytes, diff_ids, tags', async () => {
-    const out = path.join(root, 'app.docker.tar')
+    const out = path.join(cache.root, 'app.docker.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out, format: 'docker' })
     const config = (await run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${out}`])).stdout
     expect(sha256(config)).toBe(app.configDigest)
@@ -76,17 +67,17 @@ describe('docker format', () => {
     expect(info.Architecture).toBe('amd64')
     expect(info.Env).toEqual(['A=1'])
     expect((await dockerManifest(out))[0].RepoTags).toEqual(['localhost/save/app:v1'])
-    expect(await tmpFiles(home)).toEqual([])
+    expect(await tmpFiles(cache.home)).toEqual([])
   })
 
   test('is the default format', async () => {
-    const out = path.join(root, 'default.tar')
+    const out = path.join(cache.root, 'default.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out })
     expect(sha256((await run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${out}`])).stdout)).toBe(app.configDigest)
   })
 
   test('Image.load re-imports it with the same config digest and diff_ids', async () => {
-    const out = path.join(root, 'app.docker.tar')
+    const out = path.join(cache.root, 'app.docker.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out, format: 'docker' })
     const back = await reimport(out, 'localhost/save/app:v1')
     expect(back.handles).toEqual(['localhost/save/app:v1'])
@@ -96,9 +87,9 @@ describe('docker format', () => {
   })
 
   test('skopeo copies it to an OCI layout, which loads again', async () => {
-    const out = path.join(root, 'app.docker.tar')
+    const out = path.join(cache.root, 'app.docker.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out })
-    const dir = path.join(root, 'copied')
+    const dir = path.join(cache.root, 'copied')
     await run('skopeo', ['copy', '--quiet', `docker-archive:${out}`, `oci:${dir}:localhost/save/app:copied`])
     const copied = await readImage(dir)
     // skopeo re-serializes a docker config when it converts to OCI (it does so
@@ -111,7 +102,7 @@ describe('docker format', () => {
   })
 
   test('several images, and two tags of one image, in one archive', async () => {
-    const out = path.join(root, 'many.tar')
+    const out = path.join(cache.root, 'many.tar')
     await Image.save(['localhost/save/app:v1', 'localhost/save/other:v1', 'localhost/save/app:alias'], { outputPath: out, format: 'docker' })
     const entries = await dockerManifest(out)
     expect(entries).toHaveLength(2)
@@ -125,7 +116,7 @@ describe('docker format', () => {
 
   test('zstd layers are written as plain tars with their diff_ids', async () => {
     await Image.load(zstdApp.layout, { tag: 'localhost/save/zstd:v1' })
-    const out = path.join(root, 'zstd.docker.tar')
+    const out = path.join(cache.root, 'zstd.docker.tar')
     await Image.save('localhost/save/zstd:v1', { outputPath: out })
     const info = await skopeoJson(['inspect', `docker-archive:${out}`])
     expect(info.Layers).toEqual(app.diffIds)
@@ -137,7 +128,7 @@ describe('docker format', () => {
 
 describe('oci format', () => {
   test('skopeo reads it back with the cached manifest, config and blobs', async () => {
-    const out = path.join(root, 'app.oci.tar')
+    const out = path.join(cache.root, 'app.oci.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out, format: 'oci' })
     const raw = (await run('skopeo', ['inspect', '--raw', `oci-archive:${out}:localhost/save/app:v1`])).stdout
     expect(sha256(raw)).toBe(app.manifestDigest)
@@ -145,11 +136,11 @@ describe('oci format', () => {
     expect(sha256(config)).toBe(app.configDigest)
     const info = await skopeoJson(['inspect', `oci-archive:${out}:localhost/save/app:v1`])
     expect(info.Layers).toEqual(app.layers.map((l) => l.digest))
-    expect(await tmpFiles(home)).toEqual([])
+    expect(await tmpFiles(cache.home)).toEqual([])
   })
 
   test('Image.load re-imports it with the same manifest, config digest and diff_ids', async () => {
-    const out = path.join(root, 'app.oci.tar')
+    const out = path.join(cache.root, 'app.oci.tar')
     await Image.save(['localhost/save/app:v1', 'localhost/save/other:v1'], { outputPath: out, format: 'oci' })
     const back = await reimport(out, 'localhost/save/app:v1')
     expect(back.handles).toEqual(['localhost/save/app:v1', 'localhost/save/other:v1'])
@@ -159,9 +150,9 @@ describe('oci format', () => {
   })
 
   test('skopeo copies it to an OCI layout directory', async () => {
-    const out = path.join(root, 'app.oci.tar')
+    const out = path.join(cache.root, 'app.oci.tar')
     await Image.save('localhost/save/app:v1', { outputPath: out, format: 'oci' })
-    const dir = path.join(root, 'oci-copy')
+    const dir = path.join(cache.root, 'oci-copy')
     await run('skopeo', ['copy', '--quiet', `oci-archive:${out}:localhost/save/app:v1`, `oci:${dir}:copy`])
     const copied = await readImage(dir)
     expect(copied.manifestDigest).toBe(app.manifestDigest)
@@ -169,12 +160,12 @@ describe('oci format', () => {
   })
 
   test('a docker-archive-loaded image saved as OCI keeps its config and diff_ids', async () => {
-    const docker = path.join(root, 'first.docker.tar')
+    const docker = path.join(cache.root, 'first.docker.tar')
     await Image.save('localhost/save/app:v1', { outputPath: docker, format: 'docker' })
     const fresh = await freshHome('msb-chain-')
     try {
       await Image.load(docker)
-      const oci = path.join(root, 'second.oci.tar')
+      const oci = path.join(cache.root, 'second.oci.tar')
       await Image.save('localhost/save/app:v1', { outputPath: oci, format: 'oci' })
       const info = await skopeoJson(['inspect', `oci-archive:${oci}:localhost/save/app:v1`])
       expect(info.Layers).toEqual(app.diffIds)
@@ -182,33 +173,33 @@ describe('oci format', () => {
       expect(sha256(cfg)).toBe(app.configDigest)
     } finally {
       await fresh.cleanup()
-      setEnv('MSB_HOME', home)
+      setEnv('MSB_HOME', cache.home)
     }
   })
 })
 
 describe('failures write nothing', () => {
   test('an absent image: ImageNotFoundError, no output file', async () => {
-    const out = path.join(root, 'nothing.tar')
+    const out = path.join(cache.root, 'nothing.tar')
     const err = await rejectionOf(Image.save(['localhost/save/app:v1', 'localhost/save/none:v1'], { outputPath: out }))
     expect(err).toBeInstanceOf(ImageNotFoundError)
     expect(fs.existsSync(out)).toBe(false)
-    expect((await fsp.readdir(root)).filter((n) => n !== 'cache')).toEqual([])
+    expect((await fsp.readdir(cache.root)).filter((n) => n !== 'cache')).toEqual([])
   })
 
   test('an output directory that does not exist: rejected, nothing written', async () => {
-    const out = path.join(root, 'no', 'such', 'dir', 'x.tar')
+    const out = path.join(cache.root, 'no', 'such', 'dir', 'x.tar')
     const err = await rejectionOf(Image.save('localhost/save/app:v1', { outputPath: out }))
     expect(err).toBeInstanceOf(MicrosandboxError)
-    expect(fs.existsSync(path.join(root, 'no'))).toBe(false)
-    expect(await tmpFiles(home)).toEqual([])
+    expect(fs.existsSync(path.join(cache.root, 'no'))).toBe(false)
+    expect(await tmpFiles(cache.home)).toEqual([])
   })
 
   test('an existing output file is replaced whole', async () => {
-    const out = path.join(root, 'exists.tar')
+    const out = path.join(cache.root, 'exists.tar')
     await fsp.writeFile(out, 'old contents')
     await Image.save('localhost/save/other:v1', { outputPath: out })
     expect(sha256((await run('skopeo', ['inspect', '--config', '--raw', `docker-archive:${out}`])).stdout)).toBe(other.configDigest)
-    expect((await fsp.readdir(root)).sort()).toEqual(['cache', 'exists.tar'])
+    expect((await fsp.readdir(cache.root)).sort()).toEqual(['cache', 'exists.tar'])
   })
 })

@@ -12,7 +12,7 @@ import { inspect } from 'util'
 
 import { Image } from '..'
 import { BuiltImage, buildImage, makeTempDir, requireTools, toDockerArchive } from './support/images'
-import { PACKAGE_ROOT, artifactTree, childEnv, freshHome, removedBetween, setEnv, spawnCollect } from './support/cache'
+import { PACKAGE_ROOT, artifactTree, childEnv, freshHomePerTest, removedBetween, setEnv, spawnCollect } from './support/cache'
 
 /** The page's examples, character for character. Those that start without an import get the page's own import line. */
 const IMPORT = 'import { Image } from "microsandbox";\n\n'
@@ -82,26 +82,19 @@ afterAll(async () => {
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
-let home: string
-let cleanup: () => Promise<void>
+const cache = freshHomePerTest()
 let pythonDigest: string
 beforeEach(async () => {
-  const h = await freshHome()
-  home = h.home
-  cleanup = h.cleanup
   const [loaded] = await Image.load(pythonArchive, { tag: 'python:3.12' })
   pythonDigest = loaded.manifestDigest!
   await Image.load(oldArchive, { tag: 'old:tag' })
-})
-afterEach(async () => {
-  await cleanup()
 })
 
 /** Writes `source` as `<name>` in the project and runs it with node against this test's cache. */
 async function runInProject(name: string, source: string): Promise<string> {
   const file = path.join(project, name)
   await fsp.writeFile(file, source)
-  const r = await spawnCollect(process.execPath, [file], { cwd: project, env: childEnv({ MSB_HOME: home, MSB_BACKEND: undefined }), timeoutMs: 60_000 })
+  const r = await spawnCollect(process.execPath, [file], { cwd: project, env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined }), timeoutMs: 60_000 })
   expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
   return r.stdout
 }
@@ -109,14 +102,14 @@ async function runInProject(name: string, source: string): Promise<string> {
 describe('the page examples, as ES modules', () => {
   test('Typical flow', async () => {
     const layersOfPython = python.layers.length
-    const before = await artifactTree(home)
+    const before = await artifactTree(cache.home)
     const out = await runInProject('typical.mjs', EXAMPLES.typicalFlow)
-    const reclaimed = removedBetween(before, await artifactTree(home)).bytes
+    const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
     expect(reclaimed).toBeGreaterThan(0)
     expect(out).toBe(`docker.io/library/old:tag 1\ndocker.io/library/python:3.12 ${layersOfPython}\n/usr/src/app\n${reclaimed}\n`)
     // Nothing runs in a sandbox, so prune emptied the cache.
     expect(await Image.list()).toEqual([])
-    expect(await artifactTree(home)).toEqual(new Map())
+    expect(await artifactTree(cache.home)).toEqual(new Map())
   })
 
   test('Image.get()', async () => {
@@ -142,9 +135,9 @@ describe('the page examples, as ES modules', () => {
   })
 
   test('Image.prune()', async () => {
-    const before = await artifactTree(home)
+    const before = await artifactTree(cache.home)
     const out = await runInProject('prune.mjs', IMPORT + EXAMPLES.prune)
-    const reclaimed = removedBetween(before, await artifactTree(home)).bytes
+    const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
     expect(out).toBe(`2 ${reclaimed}\n`)
   })
 

@@ -61,6 +61,34 @@ export async function freshHome(prefix = 'msb-home-'): Promise<{ root: string; h
   }
 }
 
+/**
+ * Gives every test of the calling file a fresh, empty cache (`MSB_HOME` set
+ * for the addon), removed after the test. Later `beforeEach` hooks of the
+ * file run after it, so they can fill the cache.
+ */
+export function freshHomePerTest(): { readonly home: string; readonly root: string } {
+  let current: Awaited<ReturnType<typeof freshHome>> | undefined
+  beforeEach(async () => {
+    current = await freshHome()
+  })
+  afterEach(async () => {
+    await current?.cleanup()
+    current = undefined
+  })
+  const now = (): Awaited<ReturnType<typeof freshHome>> => {
+    if (!current) throw new Error('the per-test cache exists only inside a test')
+    return current
+  }
+  return {
+    get home() {
+      return now().home
+    },
+    get root() {
+      return now().root
+    },
+  }
+}
+
 export interface FileInfo {
   size: number
   mtimeMs: number
