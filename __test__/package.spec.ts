@@ -1,9 +1,11 @@
 /**
- * The package as users install it: `npm pack` of the package root and of
- * the linux-x64-gnu binary package (npm/linux-x64-gnu plus the built
- * addon), installed offline into an empty folder, then the API page's
- * examples run there as ES modules and as CommonJS — loading the addon from
- * the installed binary package, not from this checkout.
+ * The package as users install it: `npm pack` of the package root and of a
+ * platform's binary package (npm/<platform> plus the built addon),
+ * installed offline into an empty folder, then the API page's examples run
+ * there as ES modules and as CommonJS — loading the addon from the
+ * installed binary package, not from this checkout. For linux-x64-gnu with
+ * this Node; for linux-arm64-gnu (cross-built by scripts/test.sh) with
+ * Debian's arm64 Node under qemu-aarch64.
  */
 import * as fs from 'fs'
 import * as fsp from 'fs/promises'
@@ -13,13 +15,25 @@ import { Image } from '..'
 import { buildImage, makeTempDir, requireTools, run, sampleLayers, toDockerArchive, BuiltImage } from './support/images'
 import { PACKAGE_ROOT, artifactTree, childEnv, freshHomePerTest, removedBetween, spawnCollect } from './support/cache'
 
-const BINARY_DIR = path.join(PACKAGE_ROOT, 'npm', 'linux-x64-gnu')
-const ADDON = path.join(PACKAGE_ROOT, 'microsandbox.linux-x64-gnu.node')
+/** A platform whose binary package is tested, and the Node that runs it. */
+interface Platform {
+  name: string
+  /** `process.arch` there. */
+  arch: string
+  /** The command line that runs Node on this platform. */
+  node: () => string[]
+  /** npm refuses a package for another CPU unless forced. */
+  foreign: boolean
+}
+
+const ARM64_NODE_ROOT = path.join(PACKAGE_ROOT, 'target', 'arm64-node')
+const PLATFORMS: Platform[] = [
+  { name: 'linux-x64-gnu', arch: 'x64', node: () => [process.execPath], foreign: false },
+  { name: 'linux-arm64-gnu', arch: 'arm64', node: () => ['qemu-aarch64', '-L', ARM64_NODE_ROOT, path.join(ARM64_NODE_ROOT, 'usr', 'bin', 'node')], foreign: true },
+]
 
 let work: string
-let consumer: string
 let rootTgz: string
-let binaryTgz: string
 let python: BuiltImage
 let pythonArchive: string
 
@@ -41,25 +55,10 @@ async function pack(dir: string, dest: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  requireTools(['umoci', 'skopeo', 'tar', 'npm'])
+  requireTools(['umoci', 'skopeo', 'tar', 'npm', 'qemu-aarch64'])
   work = await makeTempDir('msb-package-')
-  const tarballs = path.join(work, 'tarballs')
-  await fsp.mkdir(tarballs)
-  if (!fs.existsSync(path.join(BINARY_DIR, 'package.json'))) {
-    throw new Error(`${BINARY_DIR}/package.json does not exist: the linux-x64-gnu binary package cannot be packed (this test fails rather than skips)`)
-  }
-  if (!fs.existsSync(ADDON)) throw new Error(`${ADDON} is missing: build the addon first (napi build --platform)`)
-  rootTgz = await pack(PACKAGE_ROOT, tarballs)
-  const binaryCopy = path.join(work, 'linux-x64-gnu')
-  await fsp.cp(BINARY_DIR, binaryCopy, { recursive: true })
-  await fsp.copyFile(ADDON, path.join(binaryCopy, 'microsandbox.linux-x64-gnu.node'))
-  binaryTgz = await pack(binaryCopy, tarballs)
-
-  consumer = path.join(work, 'consumer')
-  await fsp.mkdir(consumer)
-  await fsp.writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
-  await npm(['install', '--offline', '--no-audit', '--no-fund', rootTgz, binaryTgz], consumer)
-
+  await fsp.mkdir(path.join(work, 'tarballs'))
+  rootTgz = await pack(PACKAGE_ROOT, path.join(work, 'tarballs'))
   python = await buildImage(path.join(work, 'python'), {
     layers: sampleLayers('py'),
     config: { workingDir: '/usr/src/app', cmd: ['python3'] },
@@ -78,43 +77,72 @@ beforeEach(async () => {
   await Image.load(pythonArchive, { tag: 'old:tag' })
 })
 
-async function runInConsumer(name: string, source: string): Promise<string> {
-  const file = path.join(consumer, name)
-  await fsp.writeFile(file, source)
-  const r = await spawnCollect(process.execPath, [file], { cwd: consumer, env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 60_000 })
-  expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
-  return r.stdout
-}
+describe.each(PLATFORMS)('$name', (platform) => {
+  const binaryDir = path.join(PACKAGE_ROOT, 'npm', platform.name)
+  const addonName = `microsandbox.${platform.name}.node`
+  let consumer: string
+  let binaryTgz: string
 
-test('the tarballs hold what the packages need', async () => {
-  const root = (await run('tar', ['-tzf', rootTgz])).stdout.split('\n').filter(Boolean).sort()
-  expect(root).toEqual(expect.arrayContaining(['package/index.d.ts', 'package/index.js', 'package/package.json']))
-  expect(root.filter((f) => f.endsWith('.node'))).toEqual([])
-  const binary = (await run('tar', ['-tzf', binaryTgz])).stdout.split('\n').filter(Boolean)
-  expect(binary).toEqual(expect.arrayContaining(['package/microsandbox.linux-x64-gnu.node', 'package/package.json']))
-})
+  beforeAll(async () => {
+    if (!fs.existsSync(path.join(binaryDir, 'package.json'))) {
+      throw new Error(`${binaryDir}/package.json does not exist: the ${platform.name} binary package cannot be packed (this test fails rather than skips)`)
+    }
+    const addon = path.join(PACKAGE_ROOT, addonName)
+    if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (scripts/test.sh builds every tested platform)`)
+    const [node] = platform.node()
+    if (node !== process.execPath && !fs.existsSync(path.join(ARM64_NODE_ROOT, 'usr', 'bin', 'node'))) {
+      throw new Error(`${ARM64_NODE_ROOT} holds no arm64 Node: run scripts/arm64-node.sh`)
+    }
+    const binaryCopy = path.join(work, platform.name)
+    await fsp.cp(binaryDir, binaryCopy, { recursive: true })
+    await fsp.copyFile(addon, path.join(binaryCopy, addonName))
+    binaryTgz = await pack(binaryCopy, path.join(work, 'tarballs'))
+    consumer = path.join(work, `consumer-${platform.name}`)
+    await fsp.mkdir(consumer)
+    await fsp.writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
+    await npm(['install', '--offline', '--no-audit', '--no-fund', ...(platform.foreign ? ['--force'] : []), rootTgz, binaryTgz], consumer)
+  }, 300_000)
 
-test('the installed package loads its addon from the installed binary package', async () => {
-  const out = await runInConsumer(
-    'where.cjs',
-    `const m = require('microsandbox');
+  async function runInConsumer(name: string, source: string): Promise<string> {
+    const file = path.join(consumer, name)
+    await fsp.writeFile(file, source)
+    const [command, ...args] = platform.node()
+    const r = await spawnCollect(command, [...args, file], { cwd: consumer, env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 120_000 })
+    expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
+    return r.stdout
+  }
+
+  test('the tarballs hold what the packages need', async () => {
+    const root = (await run('tar', ['-tzf', rootTgz])).stdout.split('\n').filter(Boolean).sort()
+    expect(root).toEqual(expect.arrayContaining(['package/index.d.ts', 'package/index.js', 'package/package.json']))
+    expect(root.filter((f) => f.endsWith('.node'))).toEqual([])
+    const binary = (await run('tar', ['-tzf', binaryTgz])).stdout.split('\n').filter(Boolean)
+    expect(binary).toEqual(expect.arrayContaining([`package/${addonName}`, 'package/package.json']))
+  })
+
+  test('the installed package loads its addon from the installed binary package', async () => {
+    const out = await runInConsumer(
+      'where.cjs',
+      `const m = require('microsandbox');
 console.log(require.resolve('microsandbox'));
 console.log(Object.keys(require.cache).find((k) => k.endsWith('.node')));
 console.log(typeof m.Image.list, m.__napiBindingTarget);
+console.log(process.arch);
 `,
-  )
-  const [resolved, addon, kinds] = out.trim().split('\n')
-  expect(resolved).toBe(path.join(consumer, 'node_modules', 'microsandbox', 'index.js'))
-  expect(addon).toBe(path.join(consumer, 'node_modules', 'microsandbox-linux-x64-gnu', 'microsandbox.linux-x64-gnu.node'))
-  expect(kinds).toBe('function native')
-  expect(fs.lstatSync(path.join(consumer, 'node_modules', 'microsandbox')).isSymbolicLink()).toBe(false)
-})
+    )
+    const [resolved, addon, kinds, arch] = out.trim().split('\n')
+    expect(arch).toBe(platform.arch)
+    expect(resolved).toBe(path.join(consumer, 'node_modules', 'microsandbox', 'index.js'))
+    expect(addon).toBe(path.join(consumer, 'node_modules', `microsandbox-${platform.name}`, addonName))
+    expect(kinds).toBe('function native')
+    expect(fs.lstatSync(path.join(consumer, 'node_modules', 'microsandbox')).isSymbolicLink()).toBe(false)
+  })
 
-test('the Typical flow example runs as an ES module', async () => {
-  const before = await artifactTree(cache.home)
-  const out = await runInConsumer(
-    'typical.mjs',
-    `import { Image } from "microsandbox";
+  test('the Typical flow example runs as an ES module', async () => {
+    const before = await artifactTree(cache.home)
+    const out = await runInConsumer(
+      'typical.mjs',
+      `import { Image } from "microsandbox";
 
 for (const image of await Image.list()) {
   console.log(image.reference, image.layerCount);
@@ -126,16 +154,16 @@ console.log(detail.config?.workingDir);
 const report = await Image.prune();
 console.log(report.bytesReclaimed);
 `,
-  )
-  const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
-  const n = python.layers.length
-  expect(out).toBe(`docker.io/library/old:tag ${n}\ndocker.io/library/python:3.12 ${n}\n/usr/src/app\n${reclaimed}\n`)
-})
+    )
+    const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
+    const n = python.layers.length
+    expect(out).toBe(`docker.io/library/old:tag ${n}\ndocker.io/library/python:3.12 ${n}\n/usr/src/app\n${reclaimed}\n`)
+  })
 
-test('the get / inspect / remove examples run as an ES module', async () => {
-  const out = await runInConsumer(
-    'more.mjs',
-    `import { Image, ImageHandle } from "microsandbox";
+  test('the get / inspect / remove examples run as an ES module', async () => {
+    const out = await runInConsumer(
+      'more.mjs',
+      `import { Image, ImageHandle } from "microsandbox";
 
 const image = await Image.get("python:3.12");
 console.log(image.manifestDigest);
@@ -148,16 +176,16 @@ for (const layer of detail.layers) {
 await Image.remove("old:tag", { force: false });
 console.log(image instanceof ImageHandle);
 `,
-  )
-  const digest = (await Image.get('python:3.12')).manifestDigest
-  expect(out).toBe(`${digest}\n${python.diffIds.map((d, i) => `${i} ${d}\n`).join('')}true\n`)
-  expect((await Image.list()).map((h) => h.reference)).toEqual(['docker.io/library/python:3.12'])
-})
+    )
+    const digest = (await Image.get('python:3.12')).manifestDigest
+    expect(out).toBe(`${digest}\n${python.diffIds.map((d, i) => `${i} ${d}\n`).join('')}true\n`)
+    expect((await Image.list()).map((h) => h.reference)).toEqual(['docker.io/library/python:3.12'])
+  })
 
-test('CommonJS require works and the error classes are exported', async () => {
-  const out = await runInConsumer(
-    'flow.cjs',
-    `const { Image, ImageNotFoundError, MicrosandboxError } = require("microsandbox");
+  test('CommonJS require works and the error classes are exported', async () => {
+    const out = await runInConsumer(
+      'flow.cjs',
+      `const { Image, ImageNotFoundError, MicrosandboxError } = require("microsandbox");
 (async () => {
   const images = await Image.list();
   console.log(images.map((image) => image.reference).join(","));
@@ -166,12 +194,13 @@ test('CommonJS require works and the error classes are exported', async () => {
   try { await Image.get("python:3.12"); } catch (e) { console.log(e instanceof ImageNotFoundError, e instanceof MicrosandboxError, e.code); }
 })();
 `,
-  )
-  expect(out).toBe('docker.io/library/old:tag,docker.io/library/python:3.12\n2\ntrue true image_not_found\n')
-})
+    )
+    expect(out).toBe('docker.io/library/old:tag,docker.io/library/python:3.12\n2\ntrue true image_not_found\n')
+  })
 
-test('the packed package.json names the platform binary package in optionalDependencies (else `npm install microsandbox` installs no addon)', async () => {
-  const manifest = JSON.parse((await run('tar', ['-xzOf', rootTgz, 'package/package.json'])).stdout)
-  const binary = JSON.parse(await fsp.readFile(path.join(BINARY_DIR, 'package.json'), 'utf8'))
-  expect(manifest.optionalDependencies ?? {}).toEqual(expect.objectContaining({ [binary.name]: manifest.version }))
+  test('the packed package.json names the platform binary package in optionalDependencies (else `npm install microsandbox` installs no addon)', async () => {
+    const manifest = JSON.parse((await run('tar', ['-xzOf', rootTgz, 'package/package.json'])).stdout)
+    const binary = JSON.parse(await fsp.readFile(path.join(binaryDir, 'package.json'), 'utf8'))
+    expect(manifest.optionalDependencies ?? {}).toEqual(expect.objectContaining({ [binary.name]: manifest.version }))
+  })
 })

@@ -5,17 +5,21 @@
 # The build needs nasm and autotools for ISA-L (gzip inflate). The tests need
 # the real components they check against; the kernel (6.12) and QEMU come
 # from bookworm-backports, as older kernels cannot mount a multi-device EROFS
-# image from one flat disk.
+# image from one flat disk. The linux-arm64-gnu binary is cross-built with
+# Debian's aarch64 gcc and tested under qemu-user with Debian's arm64 Node
+# (the arm64 apt architecture; scripts/arm64-node.sh unpacks it).
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 sudo=""
 [ "$(id -u)" = 0 ] || sudo="sudo"
 build_tools=(nasm autoconf automake libtool make)
-$sudo apt-get update -q
 if [ "${1:-}" = "--build" ]; then
+  $sudo apt-get update -q
   $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}"
   exit 0
 fi
+dpkg --print-foreign-architectures | grep -qx arm64 || $sudo dpkg --add-architecture arm64
+$sudo apt-get update -q
 if ! grep -rqs "bookworm-backports" /etc/apt/sources.list /etc/apt/sources.list.d/; then
   $sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null <<'SOURCES'
 Types: deb
@@ -28,6 +32,7 @@ SOURCES
 fi
 $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   skopeo umoci erofs-utils docker-registry busybox-static cpio xz-utils \
-  pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates
+  pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates \
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \
-  qemu-system-x86 qemu-utils linux-image-amd64
+  qemu-system-x86 qemu-user qemu-utils linux-image-amd64
