@@ -81,9 +81,10 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
     }
     let (mut layers, mut configs, mut blobs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let candidates: BTreeSet<&String> = refs.iter().map(|(_, manifest)| manifest).collect();
+    let unrooted_config = format!("SELECT config_digest FROM manifests WHERE digest = ?1 AND {UNROOTED}");
     for manifest in candidates {
         let config: Option<String> = tx
-            .prepare_cached(&format!("SELECT config_digest FROM manifests WHERE digest = ?1 AND {UNROOTED}"))?
+            .prepare_cached(&unrooted_config)?
             .query_row([manifest], |row| row.get(0))
             .optional()?;
         let Some(config) = config else { continue };
@@ -101,17 +102,17 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
         blobs.insert(config.clone());
         configs.insert(config);
     }
+    let drop_layer = format!("DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id");
     for diff_id in &layers {
-        let sql = format!("DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id");
-        doomed.layers.extend(returning(tx, &sql, params![diff_id])?);
+        doomed.layers.extend(returning(tx, &drop_layer, params![diff_id])?);
     }
+    let drop_config = format!("DELETE FROM configs WHERE digest = ?1 AND {CONFIG_UNUSED}");
     for config in &configs {
-        tx.prepare_cached(&format!("DELETE FROM configs WHERE digest = ?1 AND {CONFIG_UNUSED}"))?
-            .execute([config])?;
+        tx.prepare_cached(&drop_config)?.execute([config])?;
     }
+    let drop_blob = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED} RETURNING digest");
     for blob in &blobs {
-        let sql = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED} RETURNING digest");
-        doomed.blobs.extend(returning(tx, &sql, params![blob])?);
+        doomed.blobs.extend(returning(tx, &drop_blob, params![blob])?);
     }
     Ok(doomed)
 }
