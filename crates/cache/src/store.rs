@@ -22,16 +22,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
-/// Top-level directories of a cache, created on open.
-pub const DIRS: [&str; 7] = [
-    "db",
-    "blobs/sha256",
-    "layers/sha256",
-    "fsmeta/sha256",
-    "vmdk/sha256",
-    "tmp",
-    "locks",
-];
+/// Directories of a cache besides the artifact directories ([`Kind::dir`]),
+/// all created on open.
+const OTHER_DIRS: [&str; 3] = ["db", "tmp", "locks"];
 const GC_LOCK: &str = "gc.lock";
 const INDEX_LOCK: &str = "index.lock";
 
@@ -120,7 +113,7 @@ impl Store {
         if !root.exists() {
             create_private_dir(root)?;
         }
-        for dir in DIRS {
+        for dir in OTHER_DIRS.into_iter().chain(Kind::ALL.map(Kind::dir)) {
             let path = root.join(dir);
             if !path.is_dir() {
                 fs::create_dir_all(&path).map_err(Error::cache(&path))?;
