@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use cache::error::Error;
 use cache::registry::PullOptions;
-use registry_support::distribution::{push, Push, Registry, Setup};
+use registry_support::distribution::{push_image, Push, Registry, Setup};
 use registry_support::image::{self, Image};
 use registry_support::{free_port, options, pull};
 
@@ -24,9 +24,7 @@ impl Fixture {
         let work = tempfile::tempdir().unwrap();
         let origin = Registry::start(Setup::default());
         let image = image::simple("amd64", 40);
-        let layout = work.path().join("layout");
-        image::write_layout(&layout, "v1", &image);
-        push(&layout, "v1", &format!("{}/mirrored/app:v1", origin.host()), Push::default());
+        push_image(work.path(), &image, &format!("{}/mirrored/app:v1", origin.host()), Push::default());
         Fixture { origin, image, work }
     }
 

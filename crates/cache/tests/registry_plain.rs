@@ -10,7 +10,7 @@ use cache::error::Error;
 use cache::manifest::{DOCKER_MANIFEST, OCI_MANIFEST};
 use cache::platform::Platform;
 use cache::registry::DownloadEvent;
-use registry_support::distribution::{push, Push, Registry, Setup};
+use registry_support::distribution::{push, push_image, Push, Registry, Setup};
 use registry_support::image::{self, Compression, Image};
 use registry_support::{options, pull, Events};
 
@@ -28,13 +28,7 @@ fn pulls_by_tag_and_by_digest() {
     let registry = Registry::start(Setup::default());
     let work = tempfile::tempdir().unwrap();
     let image = image::simple("amd64", 1);
-    image::write_layout(&work.path().join("layout"), "v1", &image);
-    let pushed = push(
-        &work.path().join("layout"),
-        "v1",
-        &format!("{}/team/app:v1", registry.host()),
-        Push::default(),
-    );
+    let pushed = push_image(work.path(), &image, &format!("{}/team/app:v1", registry.host()), Push::default());
     assert_eq!(pushed, image.manifest_digest);
 
     let mut opts = options(work.path());
@@ -110,9 +104,7 @@ fn pulls_zstd_layers() {
         &[vec![("a", b"zstd layer".to_vec())], vec![("b", image::noise(100_000, 4))]],
         Compression::Zstd,
     );
-    let layout = work.path().join("layout");
-    image::write_layout(&layout, "z", &image);
-    push(&layout, "z", &format!("{}/zstd:z", registry.host()), Push::default());
+    push_image(work.path(), &image, &format!("{}/zstd:z", registry.host()), Push::default());
     let pulled = pull(&format!("{}/zstd:z", registry.host()), &options(work.path())).unwrap();
     assert_pulled(&pulled, &image);
     assert!(pulled
@@ -131,11 +123,9 @@ fn pulls_docker_schema2_manifests() {
     let registry = Registry::start(Setup::default());
     let work = tempfile::tempdir().unwrap();
     let image = image::simple("amd64", 5);
-    let layout = work.path().join("layout");
-    image::write_layout(&layout, "d", &image);
-    let pushed = push(
-        &layout,
-        "d",
+    let pushed = push_image(
+        work.path(),
+        &image,
         &format!("{}/docker:d", registry.host()),
         Push {
             docker: true,
@@ -162,13 +152,7 @@ fn unknown_tags_and_repositories_are_image_not_found() {
     let registry = Registry::start(Setup::default());
     let work = tempfile::tempdir().unwrap();
     let image = image::simple("amd64", 6);
-    image::write_layout(&work.path().join("layout"), "v1", &image);
-    push(
-        &work.path().join("layout"),
-        "v1",
-        &format!("{}/present:v1", registry.host()),
-        Push::default(),
-    );
+    push_image(work.path(), &image, &format!("{}/present:v1", registry.host()), Push::default());
     for reference in [format!("{}/present:v2", registry.host()), format!("{}/absent:v1", registry.host())] {
         match pull(&reference, &options(work.path())) {
             Err(Error::ImageNotFound { reference: named, .. }) => assert_eq!(named, reference),

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
 use cache::error::Error;
 use cache::registry::{Credentials, PullOptions};
-use registry_support::distribution::{push, Push, Registry, Setup};
+use registry_support::distribution::{push_image, Push, Registry, Setup};
 use registry_support::image::{self, Image};
 use registry_support::tls::{certs, htpasswd, Certs};
 use registry_support::{options, pull};
@@ -35,12 +35,10 @@ impl Fixture {
             ..Setup::default()
         });
         let image = image::simple("amd64", 10);
-        let layout = work.path().join("layout");
-        image::write_layout(&layout, "v1", &image);
         let creds = format!("{USER}:{PASSWORD}");
-        push(
-            &layout,
-            "v1",
+        push_image(
+            work.path(),
+            &image,
             &format!("{}/private/app:v1", registry.host()),
             Push {
                 creds: Some(&creds),

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 
 use cache::error::Error;
 use cache::registry::{Credentials, PullOptions};
-use registry_support::distribution::{push, Push, Registry, Setup};
+use registry_support::distribution::{push_image, Push, Registry, Setup};
 use registry_support::image::{self, Image};
 use registry_support::tls::signing_key;
 use registry_support::token::{Issuer, ISSUER, SERVICE};
@@ -35,12 +35,10 @@ impl Fixture {
             ..Setup::default()
         });
         let image = image::simple("amd64", 20);
-        let layout = work.path().join("layout");
-        image::write_layout(&layout, "v1", &image);
         let creds = format!("{USER}:{PASSWORD}");
-        push(
-            &layout,
-            "v1",
+        push_image(
+            work.path(),
+            &image,
             &format!("{}/secured/app:v1", registry.host()),
             Push {
                 creds: Some(&creds),

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use cache::digest::Digest;
 use tempfile::TempDir;
 
+use super::image::{write_layout, Image};
 use super::{free_port, require_tool, run};
 
 const STARTUP: Duration = Duration::from_secs(15);
@@ -156,6 +157,16 @@ pub struct Push<'a> {
     pub creds: Option<&'a str>,
     /// A directory holding `ca.crt` to verify the registry with.
     pub cert_dir: Option<&'a Path>,
+}
+
+/// Writes `image` as an OCI layout in `work` and pushes it to
+/// `destination` (`host/repository:tag`); returns the pushed manifest's digest.
+pub fn push_image(work: &Path, image: &Image, destination: &str, options: Push) -> Digest {
+    let tag = destination.rsplit_once(':').map(|(_, tag)| tag).filter(|tag| !tag.contains('/'));
+    let tag = tag.unwrap_or_else(|| panic!("{destination} names no tag"));
+    let layout = work.join("layout");
+    write_layout(&layout, tag, image);
+    push(&layout, tag, destination, options)
 }
 
 /// Pushes `layout:tag` to `docker://host/repository:tag`; returns the
