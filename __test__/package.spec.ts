@@ -14,6 +14,7 @@ import * as path from 'path'
 import { Image } from '..'
 import { buildImage, makeTempDir, requireTools, run, sampleLayers, toDockerArchive, BuiltImage } from './support/images'
 import { PACKAGE_ROOT, artifactTree, childEnv, freshHomePerTest, removedBetween, spawnCollect } from './support/cache'
+import { EXAMPLES } from './support/seed-examples'
 
 /** A platform whose binary package is tested, and the Node that runs it. */
 interface Platform {
@@ -140,21 +141,7 @@ console.log(process.arch);
 
   test('the Typical flow example runs as an ES module', async () => {
     const before = await artifactTree(cache.home)
-    const out = await runInConsumer(
-      'typical.mjs',
-      `import { Image } from "microsandbox";
-
-for (const image of await Image.list()) {
-  console.log(image.reference, image.layerCount);
-}
-
-const detail = await Image.inspect("python:3.12");
-console.log(detail.config?.workingDir);
-
-const report = await Image.prune();
-console.log(report.bytesReclaimed);
-`,
-    )
+    const out = await runInConsumer('typical.mjs', EXAMPLES.typicalFlow)
     const reclaimed = removedBetween(before, await artifactTree(cache.home)).bytes
     const n = python.layers.length
     expect(out).toBe(`docker.io/library/old:tag ${n}\ndocker.io/library/python:3.12 ${n}\n/usr/src/app\n${reclaimed}\n`)
