@@ -161,8 +161,11 @@ export declare class Image {
   static save(references: string | readonly string[], opts: { outputPath: string; format?: 'docker' | 'oci' }): Promise<void>
   /**
    * Record that sandbox `sandbox` uses the image (it becomes a GC root:
-   * prune and remove keep its files, and `lastUsedAt` is now), rebuild any
-   * missing artifact from cached layers, and return what the sandbox boots from.
+   * prune and remove keep its files, and `lastUsedAt` is now), rebuild a
+   * missing fsmeta or VMDK from the layer images, and return what the
+   * sandbox boots from. A missing layer image rejects with `CacheError`:
+   * the compressed layers are not kept, so only loading or pulling the
+   * image again brings it back.
    */
   static acquire(reference: string, opts: { sandbox: string }): Promise<AcquiredImage>
   /** Drop sandbox `sandbox`'s hold on its image. Resolves to false when it held none. */
@@ -184,9 +187,9 @@ export declare class ImageHandle {
   /** Image reference, normalized (`python:3.12` reads `docker.io/library/python:3.12`). */
   get reference(): string
   /**
-   * On-disk bytes of the image's artifacts in this cache: manifest, config
-   * and compressed layer blobs, layer EROFS images, fsmeta and VMDK. Layers
-   * shared with other images are counted in full, as `docker images` does.
+   * Bytes the image occupies in this cache: its manifest and config, each
+   * layer's EROFS image and tar framing, fsmeta and VMDK. Layers shared
+   * with other images are counted in full, as `docker images` does.
    */
   get sizeBytes(): number | null
   /** Content-addressable manifest digest. */
@@ -295,7 +298,7 @@ export interface ImageLayerDetail {
   readonly blobDigest: string
   /** OCI media type. */
   readonly mediaType: string | null
-  /** Compressed blob size in bytes. */
+  /** Size in bytes of the layer as distributed (compressed; not kept in the cache). */
   readonly compressedSizeBytes: number | null
   /** EROFS image size in bytes. */
   readonly erofsSizeBytes: number | null

@@ -150,7 +150,7 @@ describe('cache directory that cannot be written → CacheError', () => {
 
   test('loading into a root-owned 0755 cache as another user', async () => {
     // The cache exists (root made it, holding base); open it up for reading only.
-    for (const [p] of [[fx.home], ...['db', 'blobs', 'blobs/sha256', 'layers', 'layers/sha256', 'fsmeta', 'fsmeta/sha256', 'vmdk', 'vmdk/sha256', 'tmp', 'locks'].map((d) => [path.join(fx.home, d)])]) {
+    for (const [p] of [[fx.home], ...['db', 'layers', 'layers/sha256', 'fsmeta', 'fsmeta/sha256', 'vmdk', 'vmdk/sha256', 'tmp', 'locks'].map((d) => [path.join(fx.home, d)])]) {
       await fsp.chmod(p, 0o755)
     }
     await fsp.chmod(path.join(fx.home, '..'), 0o755)

@@ -13,7 +13,7 @@ import * as fs from 'fs'
 import * as fsp from 'fs/promises'
 import * as path from 'path'
 
-import { Image, ImageHandle, ImageInUseError, ImageNotFoundError, ImagePruneReport, MicrosandboxError } from '..'
+import { CacheError, Image, ImageHandle, ImageInUseError, ImageNotFoundError, ImagePruneReport, MicrosandboxError } from '..'
 import { BuiltImage, buildImage, copyLayout, hexOf, makeTempDir, requireTools, run, sampleLayers, toDockerArchive } from './support/images'
 import { artifactTree, consistencyProblems, freshHomePerTest, fsckProblems, isDate, readIndex, rejectionOf, removedBetween, tmpFiles } from './support/cache'
 
@@ -46,11 +46,10 @@ const cache = freshHomePerTest()
 const fsmetaOf = (img: BuiltImage): string => `fsmeta/sha256/${hexOf(img.manifestDigest)}.erofs`
 const vmdkOf = (img: BuiltImage): string => `vmdk/sha256/${hexOf(img.manifestDigest)}.vmdk`
 const layerFile = (diffId: string): string => `layers/sha256/${hexOf(diffId)}.erofs`
-const blobFile = (digest: string): string => `blobs/sha256/${hexOf(digest)}`
 
 /** Every artifact path an image owns in the cache. */
 function filesOf(img: BuiltImage): string[] {
-  return [blobFile(img.manifestDigest), blobFile(img.configDigest), fsmetaOf(img), vmdkOf(img), ...img.layers.map((l) => blobFile(l.digest)), ...img.diffIds.map(layerFile)]
+  return [fsmetaOf(img), vmdkOf(img), ...img.diffIds.map(layerFile)]
 }
 
 /** Files of `gone` images that no image in `kept` also owns. */
@@ -196,7 +195,8 @@ describe('Image.prune', () => {
     expect(r4.removed).toEqual(filesOf(B).sort())
     expect(await refs()).toEqual([])
     expect(await artifactTree(cache.home)).toEqual(new Map())
-    expect(readIndex(cache.home).blobs).toEqual([])
+    const index = readIndex(cache.home)
+    expect([index.blobs, index.blobContent, index.layerFraming]).toEqual([[], [], []])
   })
 
   test('a snapshot keeps its image and all its references', async () => {
@@ -209,13 +209,11 @@ describe('Image.prune', () => {
     expect(err).toBeInstanceOf(ImageNotFoundError)
   })
 
-  test('deletes stray files in blobs/, layers/, fsmeta/, vmdk/ and tmp/ and counts them', async () => {
+  test('deletes stray files in layers/, fsmeta/, vmdk/ and tmp/ and counts them', async () => {
     await Image.load(A.layout)
     await Image.acquire('localhost/gc/a:v1', { sandbox: 'keep' })
     const live = await artifactTree(cache.home)
     const strays: Array<[string, number]> = [
-      [`blobs/sha256/${'1'.repeat(64)}`, 1234],
-      ['blobs/sha256/not-a-digest', 10],
       [`layers/sha256/${'2'.repeat(64)}.erofs`, 8192],
       ['layers/sha256/partial.erofs.tmp', 77],
       [`fsmeta/sha256/${'3'.repeat(64)}.erofs`, 4096],
@@ -318,25 +316,38 @@ describe('Image.acquire', () => {
     expect(await refs()).toEqual(['localhost/gc/c:v1'])
   })
 
-  test('rebuilds deleted fsmeta, VMDK and layer EROFS images from the cache alone, byte for byte', async () => {
+  test('rebuilds deleted fsmeta and VMDK from the cache alone, byte for byte; a deleted layer image comes back with the next load', async () => {
     const source = await copyLayout(B.layout, path.join(cache.home, '..', 'B-copy'))
     await Image.load(source)
-    await fsp.rm(source, { recursive: true }) // no archive to fall back on
     const first = await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })
     const files = [fsmetaOf(B), vmdkOf(B), ...B.diffIds.map(layerFile)]
     const original = new Map(await Promise.all(files.map(async (f) => [f, await sha(f)] as [string, string])))
     const size = (await Image.get('localhost/gc/b:v1')).sizeBytes
-
-    const scenarios: string[][] = [[fsmetaOf(B)], [vmdkOf(B)], [fsmetaOf(B), vmdkOf(B)], [layerFile(B.diffIds[1])], files]
-    for (const doomed of scenarios) {
-      for (const f of doomed) await fsp.rm(path.join(cache.home, f))
-      const boot = await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })
-      expect(boot).toEqual(first)
+    const unchanged = async (doomed: string[]): Promise<void> => {
       for (const f of files) expect({ deleted: doomed, file: f, sha: await sha(f) }).toEqual({ deleted: doomed, file: f, sha: original.get(f) })
       expect(await tmpFiles(cache.home)).toEqual([])
       expect(await consistencyProblems(cache.home)).toEqual([])
       expect((await Image.get('localhost/gc/b:v1')).sizeBytes).toBe(size)
     }
+
+    for (const doomed of [[fsmetaOf(B)], [vmdkOf(B)], [fsmetaOf(B), vmdkOf(B)]]) {
+      for (const f of doomed) await fsp.rm(path.join(cache.home, f))
+      expect(await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })).toEqual(first)
+      await unchanged(doomed)
+    }
+
+    // No compressed blob is kept to rebuild a layer image from: acquire says
+    // so and roots nothing; loading the image again converts the layer again.
+    const lost = layerFile(B.diffIds[1])
+    await fsp.rm(path.join(cache.home, lost))
+    const err = await rejectionOf(Image.acquire('localhost/gc/b:v1', { sandbox: 'sb-2' }))
+    expect(err).toBeInstanceOf(CacheError)
+    expect(err.code).toBe('cache')
+    expect(err.message).toContain('load or pull the image again')
+    expect(readIndex(cache.home).sandboxes.map((s) => s.name)).toEqual(['sb'])
+    await Image.load(source)
+    expect(await Image.acquire('localhost/gc/b:v1', { sandbox: 'sb' })).toEqual(first)
+    await unchanged([lost])
     expect(await fsckProblems(cache.home)).toEqual([])
   })
 

@@ -20,7 +20,6 @@ import {
   run,
   sampleLayers,
   sha256,
-  sha256File,
   toDockerArchive,
   toOciArchive,
   toOciDir,
@@ -33,7 +32,7 @@ import {
   dirToFileLayers,
 } from './support/images'
 import { bootAndManifest, ManifestEntry, manifestOfDir } from './support/vm'
-import { artifactTree, isDate, fsckProblems, erofsMode, withoutSetid, consistencyProblems, describeTree, extractRootDisk, footprintOf, freshHomePerTest, readIndex, rejectionOf, tmpFiles } from './support/cache'
+import { artifactTree, isDate, fsckProblems, erofsMode, withoutSetid, consistencyProblems, describeTree, extractRootDisk, footprintOf, freshHomePerTest, readIndex, rejectionOf, storedContent, tmpFiles } from './support/cache'
 
 const HOST_ARCH = process.arch === 'x64' ? 'amd64' : process.arch === 'arm64' ? 'arm64' : process.arch
 
@@ -110,11 +109,11 @@ function expectHandle(h: ImageHandle, want: { reference: string; layerCount: num
   expect(h.lastUsedAt).toBeNull()
 }
 
-/** The manifest the cache recorded for a handle: its blob is stored and hashes to the digest. */
+/** The manifest the cache recorded for a handle: the index keeps its bytes, which hash to the digest. */
 async function storedManifest(digest: string): Promise<{ config: { digest: string }; layers: Array<{ digest: string; size: number; mediaType: string }> }> {
-  const file = path.join(cache.home, 'blobs', 'sha256', hexOf(digest))
-  expect(await sha256File(file)).toBe(digest)
-  return JSON.parse(await fsp.readFile(file, 'utf8'))
+  const bytes = storedContent(cache.home, digest)!
+  expect(sha256(bytes)).toBe(digest)
+  return JSON.parse(bytes.toString('utf8'))
 }
 
 async function expectConsistent(): Promise<void> {
@@ -436,9 +435,9 @@ describe('ImageHandle', () => {
     expect((await Image.list()).map((h) => h.reference)).toEqual(['localhost/renamed:1'])
   })
 
-  test('sizeBytes is the on-disk size of the image artifacts', async () => {
+  test('sizeBytes is what the image occupies in the cache', async () => {
     const [h] = await Image.load(app.layout)
-    const expected = await footprintOf(cache.home, { manifest: app.manifestDigest, config: app.configDigest, blobs: app.layers.map((l) => l.digest), diffIds: app.diffIds })
+    const expected = await footprintOf(cache.home, { manifest: app.manifestDigest, config: app.configDigest, diffIds: app.diffIds })
     expect(h.sizeBytes).toBe(expected)
     expect((await Image.get('localhost/test/app:v1')).sizeBytes).toBe(expected)
   })

@@ -87,6 +87,22 @@ test('a tag whose manifest is cached downloads nothing; shared layers download o
   expect(downloaded).toEqual(new Set([derived.layers[derived.layers.length - 1].digest, derived.configDigest]))
 })
 
+test('a layer image lost from the cache: acquire says so, the next pull fetches only that layer again', async () => {
+  const ref = `${plain.host}/team/base:v1`
+  await Image.pull(ref)
+  const lost = path.join(home.home, 'layers', 'sha256', `${base.diffIds[1].slice(7)}.erofs`)
+  const bytes = await fsp.readFile(lost)
+  await fsp.rm(lost)
+  expect(await rejectionOf(Image.acquire(ref, { sandbox: 'sb' }))).toMatchObject({ code: 'cache', name: 'CacheError' })
+  const events: PullProgressEvent[] = []
+  await Image.pull(ref, { onProgress: (e) => events.push(e) })
+  const downloaded = new Set(events.filter((e) => e.type === 'download').map((e) => e.digest))
+  expect(downloaded).toEqual(new Set([base.layers[1].digest, base.configDigest]))
+  expect(await fsp.readFile(lost)).toEqual(bytes)
+  await Image.acquire(ref, { sandbox: 'sb' })
+  expect(await consistencyProblems(home.home)).toEqual([])
+})
+
 test('pull policies: if-missing and never answer from the cache offline; always re-resolves', async () => {
   const own = await startRegistry()
   const ref = `${own.host}/team/base:v1`

@@ -260,7 +260,7 @@ describe('bad layers', () => {
     expect(err.constructor.name).toBe('InvalidLayerError')
     expect(err.code).toBe('invalid_layer')
     expect(await Image.list()).toEqual([])
-    for (const dir of ['blobs/sha256', 'layers/sha256', 'fsmeta/sha256', 'vmdk/sha256', 'tmp']) {
+    for (const dir of ['layers/sha256', 'fsmeta/sha256', 'vmdk/sha256', 'tmp']) {
       expect(await fsp.readdir(path.join(home.home, dir))).toEqual([])
     }
   })

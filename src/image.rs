@@ -193,8 +193,11 @@ impl Image {
     }
 
     /// Record that sandbox `sandbox` uses the image (it becomes a GC root:
-    /// prune and remove keep its files, and `lastUsedAt` is now), rebuild any
-    /// missing artifact from cached layers, and return what the sandbox boots from.
+    /// prune and remove keep its files, and `lastUsedAt` is now), rebuild a
+    /// missing fsmeta or VMDK from the layer images, and return what the
+    /// sandbox boots from. A missing layer image rejects with `CacheError`:
+    /// the compressed layers are not kept, so only loading or pulling the
+    /// image again brings it back.
     #[napi(
         ts_args_type = "reference: string, opts: { sandbox: string }",
         ts_return_type = "Promise<AcquiredImage>"

@@ -23,9 +23,9 @@ impl ImageHandle {
         self.inner.reference.clone()
     }
 
-    /// On-disk bytes of the image's artifacts in this cache: manifest, config
-    /// and compressed layer blobs, layer EROFS images, fsmeta and VMDK. Layers
-    /// shared with other images are counted in full, as `docker images` does.
+    /// Bytes the image occupies in this cache: its manifest and config, each
+    /// layer's EROFS image and tar framing, fsmeta and VMDK. Layers shared
+    /// with other images are counted in full, as `docker images` does.
     #[napi(getter)]
     pub fn size_bytes(&self) -> Option<f64> {
         self.inner.size_bytes.map(|v| v as f64)
@@ -161,7 +161,7 @@ pub struct ImageLayerDetail {
     /// OCI media type.
     #[napi(readonly)]
     pub media_type: Option<String>,
-    /// Compressed blob size in bytes.
+    /// Size in bytes of the layer as distributed (compressed; not kept in the cache).
     #[napi(readonly)]
     pub compressed_size_bytes: Option<f64>,
     /// EROFS image size in bytes.

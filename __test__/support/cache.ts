@@ -43,7 +43,7 @@ export function isDate(x: unknown): x is Date {
 }
 
 /** The artifact directories of a cache (see crates/cache/src/store.rs). */
-export const ARTIFACT_DIRS = ['blobs/sha256', 'layers/sha256', 'fsmeta/sha256', 'vmdk/sha256'] as const
+export const ARTIFACT_DIRS = ['layers/sha256', 'fsmeta/sha256', 'vmdk/sha256'] as const
 
 /** A fresh, not yet existing cache directory under a new temp dir; `MSB_HOME` points at it. */
 export async function freshHome(prefix = 'msb-home-'): Promise<{ root: string; home: string; cleanup: () => Promise<void> }> {
@@ -148,7 +148,11 @@ export interface IndexState {
   manifests: Array<{ digest: string; config_digest: string; layer_count: number; fsmeta_size: number | null; vmdk_size: number | null; size_bytes: number; last_used_at: number | null }>
   layers: Array<{ diff_id: string; erofs_size: number }>
   blobs: Array<{ digest: string; size: number; media_type: string | null }>
-  manifestLayers: Array<{ manifest_digest: string; position: number; diff_id: string; blob_digest: string }>
+  /** Manifests and configs kept in the index, with their lengths. */
+  blobContent: Array<{ digest: string; length: number }>
+  /** Each layer's tar framing, with its length. */
+  layerFraming: Array<{ diff_id: string; length: number }>
+  manifestLayers: Array<{ manifest_digest: string; position: number; diff_id: string; blob_digest: string; blob_size: number }>
   configs: Array<{ digest: string }>
   sandboxes: Array<{ name: string; manifest_digest: string }>
   snapshots: Array<{ name: string; manifest_digest: string }>
@@ -157,7 +161,7 @@ export interface IndexState {
 /** Reads the index read-only, independently of the addon. An absent index reads as empty. */
 export function readIndex(home: string): IndexState {
   const file = path.join(home, 'db', 'index.sqlite')
-  const empty: IndexState = { refs: [], manifests: [], layers: [], blobs: [], manifestLayers: [], configs: [], sandboxes: [], snapshots: [] }
+  const empty: IndexState = { refs: [], manifests: [], layers: [], blobs: [], blobContent: [], layerFraming: [], manifestLayers: [], configs: [], sandboxes: [], snapshots: [] }
   if (!fs.existsSync(file)) return empty
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const Database = require('better-sqlite3')
@@ -168,6 +172,8 @@ export function readIndex(home: string): IndexState {
       manifests: db.prepare('SELECT * FROM manifests ORDER BY digest').all(),
       layers: db.prepare('SELECT * FROM layers ORDER BY diff_id').all(),
       blobs: db.prepare('SELECT * FROM blobs ORDER BY digest').all(),
+      blobContent: db.prepare('SELECT digest, length(content) AS length FROM blob_content ORDER BY digest').all(),
+      layerFraming: db.prepare('SELECT diff_id, length(framing) AS length FROM layer_framing ORDER BY diff_id').all(),
       manifestLayers: db.prepare('SELECT * FROM manifest_layers ORDER BY manifest_digest, position').all(),
       configs: db.prepare('SELECT digest FROM configs ORDER BY digest').all(),
       sandboxes: db.prepare('SELECT * FROM sandboxes ORDER BY name').all(),
@@ -180,10 +186,21 @@ export function readIndex(home: string): IndexState {
 
 const hex = (d: string): string => d.replace(/^sha256:/, '')
 
+/** A manifest's or config's bytes as the index keeps them (undefined if it does not). */
+export function storedContent(home: string, digest: string): Buffer | undefined {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Database = require('better-sqlite3')
+  const db = new Database(path.join(home, 'db', 'index.sqlite'), { readonly: true, fileMustExist: true })
+  try {
+    return db.prepare('SELECT content FROM blob_content WHERE digest = ?').get(digest)?.content
+  } finally {
+    db.close()
+  }
+}
+
 /** The artifact files the index says exist, with their recorded sizes. */
 export function indexedFiles(state: IndexState): Map<string, number> {
   const files = new Map<string, number>()
-  for (const b of state.blobs) files.set(`blobs/sha256/${hex(b.digest)}`, b.size)
   for (const l of state.layers) files.set(`layers/sha256/${hex(l.diff_id)}.erofs`, l.erofs_size)
   for (const m of state.manifests) {
     if (m.fsmeta_size !== null) files.set(`fsmeta/sha256/${hex(m.digest)}.erofs`, m.fsmeta_size)
@@ -214,10 +231,21 @@ export async function consistencyProblems(home: string): Promise<string[]> {
   const manifests = new Set(state.manifests.map((m) => m.digest))
   const layers = new Set(state.layers.map((l) => l.diff_id))
   const blobs = new Set(state.blobs.map((b) => b.digest))
+  const content = new Map(state.blobContent.map((c) => [c.digest, c.length]))
+  const framed = new Set(state.layerFraming.map((f) => f.diff_id))
+  for (const l of state.layers) if (!framed.has(l.diff_id)) problems.push(`layer ${l.diff_id} has no framing`)
+  for (const f of state.layerFraming) if (!layers.has(f.diff_id)) problems.push(`framing of ${f.diff_id} has no layers row`)
+  const documents = new Set(state.manifests.flatMap((m) => [m.digest, m.config_digest]))
+  for (const c of state.blobContent) if (!documents.has(c.digest)) problems.push(`content of ${c.digest} belongs to no manifest`)
+  for (const b of state.blobs) if (!documents.has(b.digest)) problems.push(`blob row ${b.digest} belongs to no manifest`)
   for (const r of state.refs) if (!manifests.has(r.manifest_digest)) problems.push(`ref ${r.reference} points at missing manifest ${r.manifest_digest}`)
   for (const m of state.manifests) {
     if (!blobs.has(m.digest)) problems.push(`manifest ${m.digest} has no blob row`)
     if (!blobs.has(m.config_digest)) problems.push(`config ${m.config_digest} has no blob row`)
+    for (const d of [m.digest, m.config_digest]) {
+      const size = state.blobs.find((b) => b.digest === d)?.size
+      if (content.get(d) !== size) problems.push(`${d} is ${size} bytes, its stored content ${content.get(d)}`)
+    }
     const ml = state.manifestLayers.filter((x) => x.manifest_digest === m.digest)
     if (ml.length !== m.layer_count) problems.push(`manifest ${m.digest} has ${ml.length} layer rows, layer_count ${m.layer_count}`)
     ml.forEach((x, i) => {
@@ -226,7 +254,6 @@ export async function consistencyProblems(home: string): Promise<string[]> {
   }
   for (const x of state.manifestLayers) {
     if (!layers.has(x.diff_id)) problems.push(`manifest layer ${x.diff_id} has no layers row`)
-    if (!blobs.has(x.blob_digest)) problems.push(`manifest layer blob ${x.blob_digest} has no blobs row`)
   }
   const dupes = (xs: string[]): string[] => xs.filter((x, i) => xs.indexOf(x) !== i)
   for (const d of dupes(state.refs.map((r) => r.reference))) problems.push(`duplicate ref ${d}`)
@@ -381,16 +408,18 @@ export async function rejectionOf(p: Promise<unknown>): Promise<Rejection> {
 }
 
 /**
- * The on-disk bytes of an image's artifacts, from the digests the fixture
- * knows: manifest and config blobs, each layer blob and layer EROFS, fsmeta
- * and VMDK (what `ImageHandle.sizeBytes` documents).
+ * The bytes an image occupies in the cache, from the digests the fixture
+ * knows: its manifest and config and each layer's framing (stored in the
+ * index), each layer EROFS, fsmeta and VMDK (what `ImageHandle.sizeBytes`
+ * documents).
  */
-export async function footprintOf(home: string, image: { manifest: string; config: string; blobs: string[]; diffIds: string[] }): Promise<number> {
-  const files = [`blobs/sha256/${hex(image.manifest)}`, `blobs/sha256/${hex(image.config)}`, `fsmeta/sha256/${hex(image.manifest)}.erofs`, `vmdk/sha256/${hex(image.manifest)}.vmdk`]
-  for (const b of image.blobs) files.push(`blobs/sha256/${hex(b)}`)
-  for (const d of image.diffIds) files.push(`layers/sha256/${hex(d)}.erofs`)
+export async function footprintOf(home: string, image: { manifest: string; config: string; diffIds: string[] }): Promise<number> {
+  const state = readIndex(home)
+  const files = [`fsmeta/sha256/${hex(image.manifest)}.erofs`, `vmdk/sha256/${hex(image.manifest)}.vmdk`, ...image.diffIds.map((d) => `layers/sha256/${hex(d)}.erofs`)]
   let n = 0
   for (const f of files) n += (await fsp.stat(path.join(home, f))).size
+  for (const d of [image.manifest, image.config]) n += state.blobContent.find((c) => c.digest === d)!.length
+  for (const d of image.diffIds) n += state.layerFraming.find((f) => f.diff_id === d)!.length
   return n
 }
 

@@ -22,21 +22,15 @@ pub struct DiskSizes {
 /// Makes sure fsmeta and the VMDK of `manifest` exist and describe the
 /// current layer files, building whatever is missing or stale. `layers` are
 /// diff_ids, bottom to top; their images must already be in the store.
-/// Files it publishes are added to `published`.
-/// `layers_rebuilt` says a layer image was just rebuilt: fsmeta points at
-/// block addresses inside the layer images, so it is rebuilt too.
-pub fn ensure(
-    store: &Store,
-    manifest: &Digest,
-    layers: &[Digest],
-    layers_rebuilt: bool,
-    published: &mut Vec<Artifact>,
-) -> Result<DiskSizes> {
+/// Files it publishes are added to `published`. A layer image converted
+/// again is the same bytes (conversion is deterministic), so an existing
+/// fsmeta stays valid.
+pub fn ensure(store: &Store, manifest: &Digest, layers: &[Digest], published: &mut Vec<Artifact>) -> Result<DiskSizes> {
     let _lock = store.lock_artifact("disk", manifest)?;
     let fsmeta_path = store.fsmeta_path(manifest);
     let vmdk_path = store.vmdk_path(manifest);
     let layer_paths: Vec<PathBuf> = layers.iter().map(|d| store.layer_path(d)).collect();
-    if layers_rebuilt || !fsmeta_path.exists() {
+    if !fsmeta_path.exists() {
         let tags: Vec<String> = layers.iter().map(|d| d.hex().to_string()).collect();
         let inputs: Vec<erofs::FsmetaLayer<'_>> = layer_paths
             .iter()

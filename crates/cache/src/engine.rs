@@ -9,13 +9,12 @@ use std::sync::{Arc, Mutex};
 use crate::archive::save::{self, Format, SaveImage};
 use crate::archive::{Archive, LoadOptions};
 use crate::backend::Backend;
-use crate::digest::Digest;
+use crate::digest::{self, Digest};
 use crate::disk;
 use crate::error::{Error, Result};
 use crate::gc;
 use crate::index::{now_ms, read, write, Index};
 use crate::ingest;
-use crate::layer;
 use crate::manifest::Descriptor;
 use crate::model::{BootImage, ImageDetails, ImageSummary, PruneReport};
 use crate::parallel;
@@ -23,8 +22,8 @@ use crate::platform::Platform;
 use crate::pull::{self, PullEvent, PullObserver, PullPolicy};
 use crate::reference::Reference;
 use crate::registry::{PullOptions, RegistryConfig};
-use crate::source::StoreBlobs;
 use crate::store::{Artifact, Store};
+use crate::upgrade;
 
 /// Registry settings file in the cache directory.
 pub const REGISTRY_SETTINGS: &str = "registries.json";
@@ -46,6 +45,18 @@ pub fn parse_reference(reference: &str) -> Result<Reference> {
     })
 }
 
+/// A layer of `image` whose EROFS image or framing the cache lost: only the
+/// image's source can bring it back.
+fn missing_layer(store: &Store, diff_id: &Digest, image: &Reference) -> Error {
+    Error::Cache {
+        path: store.layer_path(diff_id),
+        source: std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("layer {diff_id} of {image} is missing from the cache; load or pull the image again"),
+        ),
+    }
+}
+
 fn check_name(kind: &str, name: &str) -> Result<()> {
     if name.is_empty() || name.len() > 255 || name.chars().any(char::is_control) {
         return Err(Error::InvalidArgument(format!(
@@ -61,7 +72,9 @@ impl Cache {
         let store = Store::open(home)?;
         let index = {
             let _lock = store.lock_index()?;
-            Index::open(&store.db_path())?
+            let index = Index::open(&store.db_path())?;
+            upgrade::upgrade(&store, &index)?;
+            index
         };
         Ok(Cache { store, index })
     }
@@ -146,12 +159,21 @@ impl Cache {
     }
 
     /// Deletes every reference no sandbox or snapshot uses, everything that
-    /// became unreachable, and every file no index row reaches.
+    /// became unreachable, and every file no index row reaches. Once the
+    /// rows that name files are gone, files and the remaining rows are
+    /// deleted side by side.
     pub fn prune(&self) -> Result<PruneReport> {
         let _lock = self.store.lock_collect()?;
         let mut report = self.index.write(gc::prune_rows)?;
         let live = self.index.read(gc::live_set)?;
-        gc::sweep(&self.store, &live, &mut report)?;
+        std::thread::scope(|scope| {
+            let content = scope.spawn(|| self.index.write(gc::prune_content));
+            let swept = gc::sweep(&self.store, &live, &mut report);
+            let content = content
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("pruning the index panicked".into())));
+            swept.and(content)
+        })?;
         Ok(report)
     }
 
@@ -162,8 +184,9 @@ impl Cache {
         ingest::leased(&self.store, &self.index, |published| {
             let mut archive = Archive::open(path, &self.store)?;
             let images = archive.resolve(options)?;
-            let ingest_one =
-                |image: &ingest::ResolvedImage, mine: &mut Vec<Artifact>| ingest::ingest(&self.store, image, &archive, &|_| {}, mine);
+            let ingest_one = |image: &ingest::ResolvedImage, mine: &mut Vec<Artifact>| {
+                ingest::ingest(&self.store, &self.index, image, &archive, &|_| {}, mine)
+            };
             let records = parallel::map(&images, PARALLEL_IMAGES, ingest_one, published)?;
             ingest::record(&self.store, &self.index, &records)?;
             images
@@ -192,7 +215,7 @@ impl Cache {
         let cached = match policy {
             PullPolicy::Always => None,
             PullPolicy::IfMissing => match self.get(reference) {
-                Ok(summary) if self.serves(&summary, platform)? => Some(summary),
+                Ok(summary) if self.serves(&summary, platform)? && self.complete(&summary)? => Some(summary),
                 Ok(_) | Err(Error::ImageNotFound { .. }) => None,
                 Err(e) => return Err(e),
             },
@@ -230,6 +253,14 @@ impl Cache {
         Ok(summary)
     }
 
+    /// Whether every layer of a cached image is still on disk (a lost one
+    /// makes a pull fetch the image again).
+    fn complete(&self, summary: &ImageSummary) -> Result<bool> {
+        let layers = self.index.read(|conn| read::layers_of(conn, &summary.manifest_digest))?;
+        let diff_ids: Vec<String> = layers.into_iter().map(|l| l.diff_id).collect();
+        ingest::layers_present(&self.store, &self.index, &diff_ids)
+    }
+
     /// Whether a cached image runs on the platform asked for (any, when none was).
     fn serves(&self, summary: &ImageSummary, platform: Option<&Platform>) -> Result<bool> {
         let Some(want) = platform else { return Ok(true) };
@@ -248,7 +279,7 @@ impl Cache {
             let parsed = parse_reference(reference)?;
             let summary = self.get(reference)?;
             let manifest = Digest::parse(&summary.manifest_digest).map_err(Error::Internal)?;
-            match images.iter_mut().find(|i| i.manifest.digest == manifest) {
+            match images.iter_mut().find(|i| i.manifest == manifest) {
                 Some(image) => image.references.push(parsed),
                 None => images.push(self.save_image(parsed, manifest)?),
             }
@@ -258,32 +289,44 @@ impl Cache {
 
     fn save_image(&self, reference: Reference, manifest: Digest) -> Result<SaveImage> {
         self.index.read(|conn| {
-            let blob = |digest: &str| -> Result<Descriptor> {
-                let (size, media_type) =
-                    read::blob(conn, digest)?.ok_or_else(|| Error::Internal(format!("blob {digest} is not indexed")))?;
-                Ok(Descriptor {
-                    media_type: media_type.unwrap_or_default(),
-                    digest: Digest::parse(digest).map_err(Error::Internal)?,
-                    size,
-                })
-            };
             let config = read::config_of(conn, manifest.as_str())?.ok_or_else(|| Error::Internal(format!("{manifest} has no config")))?;
+            let config_digest = Digest::parse(&config.digest).map_err(Error::Internal)?;
+            let (_, media_type) = read::blob(conn, &config.digest)?.unwrap_or_default();
+            let config_bytes = read::blob_content(conn, &config.digest)?.unwrap_or_default();
+            digest::verify(
+                &format!("config {config_digest} in the cache index"),
+                &config_digest,
+                None,
+                &Digest::of(&config_bytes),
+                config_bytes.len() as u64,
+            )?;
             let layers = read::layers_of(conn, manifest.as_str())?
                 .into_iter()
-                .map(|l| Ok((blob(&l.blob_digest)?, Digest::parse(&l.diff_id).map_err(Error::Internal)?)))
+                .map(|l| {
+                    let diff_id = Digest::parse(&l.diff_id).map_err(Error::Internal)?;
+                    match read::layer_framing(conn, &l.diff_id)? {
+                        Some(framing) => Ok((diff_id, framing)),
+                        None => Err(missing_layer(&self.store, &diff_id, &reference)),
+                    }
+                })
                 .collect::<Result<_>>()?;
             Ok(SaveImage {
-                references: vec![reference],
-                manifest: blob(manifest.as_str())?,
-                config: blob(&config.digest)?,
+                references: vec![reference.clone()],
+                config: Descriptor {
+                    media_type: media_type.unwrap_or_default(),
+                    digest: config_digest,
+                    size: config_bytes.len() as u64,
+                },
+                config_bytes,
+                manifest,
                 layers,
             })
         })
     }
 
     /// Records that sandbox `sandbox` uses the image `reference` names (a GC
-    /// root, and the image's `lastUsedAt`), rebuilding any artifact that went
-    /// missing from cached blobs, and returns what the sandbox boots from.
+    /// root, and the image's `lastUsedAt`), rebuilding its fsmeta and VMDK if
+    /// they went missing, and returns what the sandbox boots from.
     pub fn acquire(&self, reference: &str, sandbox: &str) -> Result<BootImage> {
         check_name("sandbox", sandbox)?;
         let parsed = parse_reference(reference)?;
@@ -299,19 +342,16 @@ impl Cache {
         let mut diff_ids = Vec::with_capacity(layers.len());
         for layer in &layers {
             let diff_id = Digest::parse(&layer.diff_id).map_err(Error::Internal)?;
-            if !self.store.layer_path(&diff_id).exists() {
-                let blob = Descriptor {
-                    media_type: layer.media_type.clone().unwrap_or_default(),
-                    digest: Digest::parse(&layer.blob_digest).map_err(Error::Internal)?,
-                    size: layer.compressed_size.unwrap_or_default(),
-                };
-                layer::materialize(&self.store, &StoreBlobs(&self.store), &blob, &diff_id, repaired)?;
+            let path = self.store.layer_path(&diff_id);
+            if !path.exists() {
+                // The compressed blob is not kept, so a lost layer image cannot
+                // be rebuilt here; loading or pulling the image again does.
+                return Err(missing_layer(&self.store, &diff_id, parsed));
             }
             diff_ids.push(diff_id);
         }
         let before = self.index.read(|conn| read::disk_artifacts(conn, manifest.as_str()))?;
-        let layers_rebuilt = repaired.iter().any(|a| matches!(a, Artifact::Layer(_)));
-        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, layers_rebuilt, repaired)?;
+        let sizes = disk::ensure(&self.store, &manifest, &diff_ids, repaired)?;
         self.store.sync_artifact_dirs()?;
         let config = self.index.write(|tx| {
             if before != Some((Some(sizes.fsmeta), Some(sizes.vmdk))) {

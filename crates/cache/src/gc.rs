@@ -1,9 +1,10 @@
 //! The garbage collector. Roots are image references, sandboxes and
 //! snapshots; a manifest no root reaches is garbage, and so are the layers,
-//! configs and blobs only garbage reaches. Rows go first, in one
-//! transaction; files follow once that transaction is durable, so an index
-//! row never points at a missing file. A crash between the two leaves files
-//! no row reaches, which the next prune sweeps along with stale temp files.
+//! configs and documents only garbage reaches. The rows that name files go
+//! first, in one transaction; files follow once that transaction is
+//! durable, so an index row never points at a missing file (the rows that
+//! name no file go beside them). A crash between the two leaves files no
+//! row reaches, which the next prune sweeps along with stale temp files.
 //! Callers hold the store's collector lock, so no ingest is mid-flight.
 //!
 //! Prune then deletes every file no row reaches, in inode order: ext4
@@ -16,7 +17,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, OptionalExtension, Transaction};
+use rusqlite::{OptionalExtension, Transaction};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
@@ -30,7 +31,6 @@ pub struct Doomed {
     refs_removed: u64,
     manifests: Vec<String>,
     layers: Vec<String>,
-    blobs: Vec<String>,
 }
 
 const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_digest = manifests.digest) \
@@ -39,11 +39,11 @@ const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_dige
 const LAYER_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = layers.diff_id)";
 const CONFIG_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)";
 const BLOB_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE digest = blobs.digest) \
-     AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = blobs.digest) \
-     AND NOT EXISTS (SELECT 1 FROM manifest_layers WHERE blob_digest = blobs.digest)";
+     AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = blobs.digest)";
 
-/// Drops every reference no sandbox or snapshot uses, then everything that
-/// became unreachable, counting the rows in a report whose file counters
+/// Drops every reference no sandbox or snapshot uses, then the manifests
+/// and layers that became unreachable (the rows that name files; a layer's
+/// framing goes with it), counting them in a report whose file counters
 /// [`sweep`] fills. A manifest's layer rows are deleted by one statement
 /// rather than by the foreign-key cascade, which costs twice as much.
 pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
@@ -58,14 +58,21 @@ pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
     )?;
     let manifests_removed = tx.execute(&format!("DELETE FROM manifests WHERE {UNROOTED}"), [])? as u64;
     let layers_removed = tx.execute(&format!("DELETE FROM layers WHERE {LAYER_UNUSED}"), [])? as u64;
-    tx.execute(&format!("DELETE FROM configs WHERE {CONFIG_UNUSED}"), [])?;
-    tx.execute(&format!("DELETE FROM blobs WHERE {BLOB_UNUSED}"), [])?;
     Ok(PruneReport {
         image_refs_removed: refs_removed,
         manifests_removed,
         layers_removed,
         ..PruneReport::default()
     })
+}
+
+/// Drops the configs and the manifest and config documents no manifest uses
+/// any more. They name no file, so this may run beside [`sweep`]; rows a
+/// crash leaves behind are dropped by the next prune.
+pub fn prune_content(tx: &Transaction<'_>) -> Result<()> {
+    tx.execute(&format!("DELETE FROM configs WHERE {CONFIG_UNUSED}"), [])?;
+    tx.execute(&format!("DELETE FROM blobs WHERE {BLOB_UNUSED}"), [])?;
+    Ok(())
 }
 
 /// Drops the given references, then whichever of their manifests (and the
@@ -88,11 +95,9 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
             .query_row([manifest], |row| row.get(0))
             .optional()?;
         let Some(config) = config else { continue };
-        let mut stmt = tx.prepare_cached("SELECT diff_id, blob_digest FROM manifest_layers WHERE manifest_digest = ?1")?;
-        for row in stmt.query_map([manifest], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))? {
-            let (diff_id, blob) = row?;
-            layers.insert(diff_id);
-            blobs.insert(blob);
+        let mut stmt = tx.prepare_cached("SELECT diff_id FROM manifest_layers WHERE manifest_digest = ?1")?;
+        for diff_id in stmt.query_map([manifest], |row| row.get::<_, String>(0))? {
+            layers.insert(diff_id?);
         }
         tx.prepare_cached("DELETE FROM manifest_layers WHERE manifest_digest = ?1")?
             .execute([manifest])?;
@@ -102,25 +107,29 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
         blobs.insert(config.clone());
         configs.insert(config);
     }
-    let drop_layer = format!("DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id");
     for diff_id in &layers {
-        doomed.layers.extend(returning(tx, &drop_layer, params![diff_id])?);
+        doomed.layers.extend(drop_layer(tx, diff_id)?);
     }
     let drop_config = format!("DELETE FROM configs WHERE digest = ?1 AND {CONFIG_UNUSED}");
     for config in &configs {
         tx.prepare_cached(&drop_config)?.execute([config])?;
     }
-    let drop_blob = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED} RETURNING digest");
+    let drop_blob = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED}");
     for blob in &blobs {
-        doomed.blobs.extend(returning(tx, &drop_blob, params![blob])?);
+        tx.prepare_cached(&drop_blob)?.execute([blob])?;
     }
     Ok(doomed)
 }
 
-fn returning(tx: &Transaction<'_>, sql: &str, params: &[&dyn rusqlite::ToSql]) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare_cached(sql)?;
-    let rows = stmt.query_map(params, |row| row.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+/// Deletes the row (and framing) of layer `diff_id` unless a manifest uses
+/// it; returns it if it went.
+fn drop_layer(tx: &Transaction<'_>, diff_id: &str) -> Result<Option<String>> {
+    Ok(tx
+        .prepare_cached(&format!(
+            "DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id"
+        ))?
+        .query_row([diff_id], |row| row.get(0))
+        .optional()?)
 }
 
 /// Threads deleting files at once. An unlink holds its directory only
@@ -138,7 +147,6 @@ pub fn delete_files(store: &Store, doomed: &Doomed) -> Result<PruneReport> {
         .map(Artifact::Fsmeta)
         .chain(manifests.iter().cloned().map(Artifact::Vmdk))
         .chain(parse_all(&doomed.layers)?.into_iter().map(Artifact::Layer))
-        .chain(parse_all(&doomed.blobs)?.into_iter().map(Artifact::Blob))
         .map(|artifact| Garbage {
             path: store.path(&artifact),
             kind: artifact.kind(),
@@ -176,7 +184,7 @@ fn remove_all(garbage: &[Garbage], report: &mut PruneReport) -> Result<()> {
                 match item.kind {
                     Kind::Fsmeta => fsmeta += 1,
                     Kind::Vmdk => vmdk += 1,
-                    Kind::Blob | Kind::Layer => {}
+                    Kind::Layer => {}
                 }
             }
         }
@@ -200,8 +208,6 @@ fn parse_all(digests: &[String]) -> Result<Vec<Digest>> {
 /// What the index says should exist on disk, read after a collection commits.
 #[derive(Debug, Default)]
 pub struct LiveSet {
-    /// Hex digests of blobs.
-    pub blobs: HashSet<String>,
     /// Hex diff_ids of layers.
     pub layers: HashSet<String>,
     /// Hex digests of manifests with an fsmeta image.
@@ -214,7 +220,6 @@ impl LiveSet {
     /// Whether the index reaches the artifact of `kind` named by `hex`.
     fn reaches(&self, kind: Kind, hex: &str) -> bool {
         match kind {
-            Kind::Blob => self.blobs.contains(hex),
             Kind::Layer => self.layers.contains(hex),
             Kind::Fsmeta => self.fsmeta.contains(hex),
             Kind::Vmdk => self.vmdk.contains(hex),
@@ -235,7 +240,6 @@ pub fn live_set(conn: &rusqlite::Connection) -> Result<LiveSet> {
         Ok(set)
     };
     Ok(LiveSet {
-        blobs: hexes("SELECT digest FROM blobs")?,
         layers: hexes("SELECT diff_id FROM layers")?,
         fsmeta: hexes("SELECT digest FROM manifests WHERE fsmeta_size IS NOT NULL")?,
         vmdk: hexes("SELECT digest FROM manifests WHERE vmdk_size IS NOT NULL")?,
@@ -264,11 +268,20 @@ pub fn sweep(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<
     Ok(())
 }
 
-/// Takes back files a failed ingest published, unless the index reaches them
-/// by now. Waits for the collector lock, so ingests that started reusing one
-/// of these files have recorded it before the check.
+/// Takes back what a failed ingest published (layer images and their rows,
+/// disks), unless a recorded image uses it by now. Waits for the collector
+/// lock, so ingests that started reusing one of these layers have recorded
+/// their image before the check.
 pub fn discard_unrecorded(store: &Store, index: &crate::index::Index, artifacts: &[Artifact]) -> Result<()> {
     let _lock = store.lock_collect()?;
+    index.write(|tx| {
+        for artifact in artifacts {
+            if let Artifact::Layer(diff_id) = artifact {
+                drop_layer(tx, diff_id.as_str())?;
+            }
+        }
+        Ok(())
+    })?;
     let live = index.read(live_set)?;
     for artifact in artifacts {
         if !live.reaches(artifact.kind(), artifact.digest().hex()) {

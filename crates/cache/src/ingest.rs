@@ -1,7 +1,8 @@
-//! Adding images to the cache, whatever their source: blobs and layer
-//! images first (each published only once verified), then the root disk,
-//! then one index transaction for all of them. If anything fails, the index
-//! is untouched and the files this ingest published are taken back.
+//! Adding images to the cache, whatever their source: layers first (each
+//! image published only once verified, with its row), then the root disk,
+//! then one index transaction for the images' manifests, configs and
+//! references. If anything fails, no image is recorded and the layers this
+//! ingest converted are taken back.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use crate::disk;
 use crate::error::Result;
 use crate::gc;
 use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
-use crate::index::{now_ms, Index};
+use crate::index::{now_ms, read, Index};
 use crate::layer;
 use crate::manifest::{Config, Descriptor, Manifest};
 use crate::parallel;
@@ -42,7 +43,8 @@ pub struct ResolvedImage {
 /// Milestones of an ingest, for progress reporting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Milestone {
-    /// A layer's blob and EROFS image are verified and in the store.
+    /// A layer is verified (blob digest and size, diff_id) and its EROFS
+    /// image is in the store.
     LayerReady {
         /// The blob's digest.
         digest: Digest,
@@ -85,11 +87,24 @@ pub fn add_reference(index: &Index, reference: &Reference, manifest: &Digest) ->
     index.write(|tx| write::add_reference(tx, &reference.to_string(), &reference.repository(), manifest.as_str(), now_ms()))
 }
 
-/// Brings `image`'s files into the cache, reading from `source` only what
-/// the cache lacks, under the caller's lease; files it publishes go to
-/// `published`. Returns what [`record`] then writes to the index.
+/// Whether every layer `diff_ids` names is in the cache: recorded with its
+/// framing, and its image on disk.
+pub fn layers_present(store: &Store, index: &Index, diff_ids: &[String]) -> Result<bool> {
+    for diff_id in diff_ids {
+        let Ok(digest) = Digest::parse(diff_id) else { return Ok(false) };
+        if index.read(|conn| read::layer(conn, diff_id))?.is_none() || !store.layer_path(&digest).exists() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Brings `image`'s layers and root disk into the cache, reading from
+/// `source` only what the cache lacks, under the caller's lease; files it
+/// publishes go to `published`. Returns what [`record`] then writes to the index.
 pub fn ingest(
     store: &Store,
+    index: &Index,
     image: &ResolvedImage,
     source: &dyn BlobSource,
     observe: Observer<'_>,
@@ -97,26 +112,16 @@ pub fn ingest(
 ) -> Result<ImageRecord> {
     let manifest = BlobRecord {
         digest: image.manifest_digest.to_string(),
-        size: image.manifest_bytes.len() as u64,
         media_type: Some(image.manifest.media_type.clone()),
+        content: image.manifest_bytes.clone(),
     };
     let config = BlobRecord {
         digest: image.manifest.config.digest.to_string(),
-        size: image.config_bytes.len() as u64,
         media_type: Some(image.manifest.config.media_type.clone()),
+        content: image.config_bytes.clone(),
     };
-    for (digest, bytes) in [
-        (&image.manifest_digest, &image.manifest_bytes),
-        (&image.manifest.config.digest, &image.config_bytes),
-    ] {
-        let path = store.blob_path(digest);
-        if !path.exists() {
-            store.write_atomic(&path, bytes)?;
-            published.push(Artifact::Blob(digest.clone()));
-        }
-    }
-    let layers = materialize_layers(store, image, source, observe, published)?;
-    let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, false, published)?;
+    let layers = materialize_layers(store, index, image, source, observe, published)?;
+    let sizes = disk::ensure(store, &image.manifest_digest, &image.config.diff_ids, published)?;
     observe(Milestone::DiskReady {
         fsmeta: store.fsmeta_path(&image.manifest_digest),
         vmdk: store.vmdk_path(&image.manifest_digest),
@@ -147,6 +152,7 @@ pub fn record(store: &Store, index: &Index, images: &[ImageRecord]) -> Result<()
 /// conversion keeps two threads busy (decompression, EROFS).
 fn materialize_layers(
     store: &Store,
+    index: &Index,
     image: &ResolvedImage,
     source: &dyn BlobSource,
     observe: Observer<'_>,
@@ -154,7 +160,7 @@ fn materialize_layers(
 ) -> Result<Vec<LayerRecord>> {
     let jobs: Vec<_> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
     let convert = |(blob, diff_id): &(&Descriptor, &Digest), mine: &mut Vec<Artifact>| {
-        let record = layer::materialize(store, source, blob, diff_id, mine)?;
+        let record = layer::materialize(store, index, source, blob, diff_id, mine)?;
         observe(Milestone::LayerReady {
             digest: blob.digest.clone(),
             diff_id: (*diff_id).clone(),

@@ -1,13 +1,15 @@
-//! One layer, from source stream to published artifacts: the compressed
-//! blob (kept, so `save` can reproduce it) and the layer's EROFS image.
-//! The stream is read once, on two threads: the producer reads the source
-//! and decompresses; the consumer hashes and copies the blob as it passed
-//! the producer, hashes the tar (diff_id) and writes EROFS. Decompression is
-//! the slower half, so everything else rides on the other core. Nothing is
-//! published until both digests and the size match.
+//! One layer, from source stream to published artifacts: the layer's EROFS
+//! image, and in the index the tar framing that rebuilds its exact tar
+//! stream (so `save` reproduces the diff_id without keeping the compressed
+//! blob, as containers/storage does with tar-split). The stream is read
+//! once, on two threads: the producer reads the source and decompresses;
+//! the consumer hashes the blob as it passed the producer, hashes the tar
+//! (diff_id) and writes EROFS. Decompression is the slower half, so
+//! everything else rides on the other core. Nothing is published until both
+//! digests and the size match.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -15,7 +17,8 @@ use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use crate::compression::Decoder;
 use crate::digest::{self, Digest, HashingReader, HashingWriter};
 use crate::error::{Error, Result};
-use crate::index::write::{BlobRecord, LayerRecord};
+use crate::index::write::LayerRecord;
+use crate::index::{read, write, Index};
 use crate::manifest::Descriptor;
 use crate::source::BlobSource;
 use crate::store::{self, Artifact, Store, TempFile};
@@ -24,13 +27,23 @@ const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// How much of the stream passes between two writeback kicks.
 const WRITEBACK_EVERY: u64 = 64 << 20;
+/// zstd level for framing: headers compress about tenfold at level 3, and
+/// it costs nothing next to the decompression beside it.
+const FRAMING_LEVEL: i32 = 3;
+/// Largest framing kept for a layer: 50 times that of a 130,000-file /usr.
+const MAX_FRAMING: usize = 256 << 20;
 
-/// Makes sure the blob and the EROFS image of a layer are in the store,
-/// converting from `source` only what is missing. Safe to call from several
-/// threads or processes at once: one converts, the others wait and reuse.
-/// Files it publishes are added to `published`.
+/// Makes sure the layer with `diff_id` is in the cache (its EROFS image on
+/// disk, its row and framing in the index), converting it from `source` only
+/// when it is not. Safe to call from several threads or processes at once:
+/// one converts, the others wait and reuse. The row is written as soon as
+/// the image is published, so concurrent ingests reuse it; it stays
+/// unreferenced until a manifest is recorded (whose commit first makes the
+/// rename durable), and the collector, held off meanwhile, takes it back if
+/// none ever is. The image it publishes is added to `published`.
 pub fn materialize(
     store: &Store,
+    index: &Index,
     source: &dyn BlobSource,
     blob: &Descriptor,
     diff_id: &Digest,
@@ -38,47 +51,43 @@ pub fn materialize(
 ) -> Result<LayerRecord> {
     let _lock = store.lock_artifact("layer", diff_id)?;
     let erofs_path = store.layer_path(diff_id);
-    let blob_path = store.blob_path(&blob.digest);
-    let mut erofs_tmp = if erofs_path.exists() { None } else { Some(store.temp_file()?) };
-    let mut blob_tmp = if blob_path.exists() { None } else { Some(store.temp_file()?) };
-    if erofs_tmp.is_some() || blob_tmp.is_some() {
-        let input = source.open(blob)?;
-        let pass = convert(input, blob_tmp.as_mut(), erofs_tmp.as_mut());
-        // Attribute a failure in order: the source or the cache failing, then
-        // content that is not what its descriptor promised (even when that
-        // also broke decompression or the tar), then a bad layer.
-        let blame = |failure: Failure| failure.into_error(source, blob, diff_id);
-        let (blob_digest, blob_size) = pass.blob.map_err(blame)?;
-        digest::verify(
-            &format!("layer blob {}", blob.digest),
-            &blob.digest,
-            Some(blob.size),
-            &blob_digest,
-            blob_size,
-        )?;
-        if let Some(e) = pass.decode_error {
-            return Err(blame(Failure::Decompress(e)));
-        }
-        let (diff, diff_size) = pass.diff_id.map_err(blame)?;
-        digest::verify(&format!("diff_id of layer {}", blob.digest), diff_id, None, &diff, diff_size)?;
-        if let Some(tmp) = blob_tmp {
-            tmp.publish(&blob_path)?;
-            published.push(Artifact::Blob(blob.digest.clone()));
-        }
-        if let Some(tmp) = erofs_tmp {
-            tmp.publish(&erofs_path)?;
+    let known = index.read(|conn| read::layer(conn, diff_id.as_str()))?;
+    let (erofs_size, framing_size) = match known {
+        Some(sizes) if erofs_path.exists() => sizes,
+        _ => {
+            let mut erofs_tmp = store.temp_file()?;
+            let input = source.open(blob)?;
+            let pass = convert(input, &mut erofs_tmp);
+            // Attribute a failure in order: the source or the cache failing, then
+            // content that is not what its descriptor promised (even when that
+            // also broke decompression or the tar), then a bad layer.
+            let blame = |failure: Failure| failure.into_error(source, blob, diff_id);
+            let (blob_digest, blob_size) = pass.blob.map_err(blame)?;
+            digest::verify(
+                &format!("layer blob {}", blob.digest),
+                &blob.digest,
+                Some(blob.size),
+                &blob_digest,
+                blob_size,
+            )?;
+            if let Some(e) = pass.decode_error {
+                return Err(blame(Failure::Decompress(e)));
+            }
+            let (diff, diff_size, framing) = pass.diff_id.map_err(blame)?;
+            digest::verify(&format!("diff_id of layer {}", blob.digest), diff_id, None, &diff, diff_size)?;
+            let erofs_size = erofs_tmp.file().metadata().map_err(Error::cache(erofs_tmp.path()))?.len();
+            erofs_tmp.publish(&erofs_path)?;
             published.push(Artifact::Layer(diff_id.clone()));
+            // Lost in a power cut, the row only means converting again.
+            index.write_lazily(|tx| write::record_layer(tx, diff_id.as_str(), erofs_size, &framing))?;
+            (erofs_size, framing.len() as u64)
         }
-    }
-    let erofs_size = std::fs::metadata(&erofs_path).map_err(Error::cache(&erofs_path))?.len();
+    };
     Ok(LayerRecord {
         diff_id: diff_id.to_string(),
-        blob: BlobRecord {
-            digest: blob.digest.to_string(),
-            size: blob.size,
-            media_type: Some(blob.media_type.clone()),
-        },
+        blob: blob.clone(),
         erofs_size,
+        framing_size,
     })
 }
 
@@ -86,12 +95,13 @@ pub fn materialize(
 /// its end, even after the decompressor or the consumer gave up, so a
 /// corrupted blob is reported as a digest mismatch.
 struct Pass {
-    /// Digest and size of the whole blob, unless reading or copying it failed.
+    /// Digest and size of the whole blob, unless reading it failed.
     blob: Result<(Digest, u64), Failure>,
     /// Why decompression stopped early, if it did.
     decode_error: Option<io::Error>,
-    /// Digest and size of the decompressed stream, or why the consumer failed.
-    diff_id: Result<(Digest, u64), Failure>,
+    /// Digest and size of the decompressed stream and its framing
+    /// (compressed), or why the consumer failed.
+    diff_id: Result<(Digest, u64, Vec<u8>), Failure>,
 }
 
 /// Why a conversion failed, before it is attributed to source, data or cache.
@@ -229,24 +239,23 @@ fn produce<R: Read>(input: R, chunks: SyncSender<Chunk>, recycle: Receiver<Vec<u
 }
 
 /// The consumer's view of the stream: tar bytes to read; blob chunks are
-/// hashed and copied as they pass.
+/// hashed as they pass.
 struct Stream<'a> {
     chunks: Receiver<Chunk>,
     recycle: Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
-    blob: HashingWriter<Box<dyn Write + 'a>>,
-    copy_error: Option<io::Error>,
-    /// The files being written, whose writeback starts as the stream goes.
-    outputs: Vec<&'a File>,
+    blob: HashingWriter<io::Sink>,
+    /// The image being written, whose writeback starts as the stream goes.
+    output: &'a File,
     since_writeback: u64,
 }
 
 impl Stream<'_> {
     /// Handles one chunk; false when the stream is over.
-    fn next_chunk(&mut self) -> io::Result<bool> {
+    fn next_chunk(&mut self) -> bool {
         if self.since_writeback >= WRITEBACK_EVERY {
-            self.outputs.iter().for_each(|f| store::start_writeback(f));
+            store::start_writeback(self.output);
             self.since_writeback = 0;
         }
         match self.chunks.recv() {
@@ -255,44 +264,30 @@ impl Stream<'_> {
                 let old = std::mem::replace(&mut self.current, chunk);
                 let _ = self.recycle.send(old);
                 self.pos = 0;
-                Ok(true)
+                true
             }
             Ok(Chunk::Blob(chunk)) => {
-                if let Err(e) = self.blob.write_all(&chunk) {
-                    let message = e.to_string();
-                    self.copy_error = Some(e);
-                    return Err(io::Error::other(message));
-                }
+                self.blob.write_all(&chunk).expect("hashing into a sink cannot fail");
                 let _ = self.recycle.send(chunk);
-                Ok(true)
+                true
             }
-            Err(_) => Ok(false),
+            Err(_) => false,
         }
     }
 
     /// Consumes the rest of the stream (hashing the blob, dropping the tar)
-    /// and returns the blob's digest and size, or why copying it failed.
-    fn finish(mut self) -> Result<(Digest, u64), io::Error> {
-        if let Some(e) = self.copy_error.take() {
-            return Err(e); // dropping the channel tells the producer to stop
-        }
-        loop {
-            match self.next_chunk() {
-                Ok(true) => {}
-                Ok(false) => break,
-                Err(_) => return Err(self.copy_error.take().expect("only copying fails")),
-            }
-        }
-        let (digest, size, mut copy) = self.blob.finish();
-        copy.flush()?;
-        Ok((digest, size))
+    /// and returns the blob's digest and size.
+    fn finish(mut self) -> (Digest, u64) {
+        while self.next_chunk() {}
+        let (digest, size, _) = self.blob.finish();
+        (digest, size)
     }
 }
 
 impl Read for Stream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
-            if !self.next_chunk()? {
+            if !self.next_chunk() {
                 return Ok(0);
             }
         }
@@ -303,59 +298,47 @@ impl Read for Stream<'_> {
     }
 }
 
-/// One pass: source ⇒ decompress ⇒ (blob hash + copy, tar hash, EROFS).
-fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out: Option<&mut TempFile>) -> Pass {
-    let blob_path = blob_out.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default();
+/// One pass: source ⇒ decompress ⇒ (blob hash, tar hash, EROFS and framing).
+fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile) -> Pass {
     let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     let skip_decode = AtomicBool::new(false);
+    let erofs_path = erofs_out.path().to_path_buf();
+    let erofs_file: &File = erofs_out.file();
     std::thread::scope(|scope| {
         let producer = scope.spawn(|| produce(input, chunk_tx, recycle_rx, &skip_decode));
-        let blob_file: Option<&File> = blob_out.map(|t| &*t.file());
-        let erofs_path = erofs_out.as_ref().map(|t| t.path().to_path_buf()).unwrap_or_default();
-        let erofs_file: Option<&File> = erofs_out.map(|t| &*t.file());
-        let copy: Box<dyn Write> = match blob_file {
-            Some(f) => Box::new(BufWriter::with_capacity(CHUNK, f)),
-            None => Box::new(io::sink()),
-        };
         let stream = Stream {
             chunks: chunk_rx,
             recycle: recycle_tx,
             current: Vec::new(),
             pos: 0,
-            blob: HashingWriter::new(copy),
-            copy_error: None,
-            outputs: blob_file.into_iter().chain(erofs_file).collect(),
+            blob: HashingWriter::new(io::sink()),
+            output: erofs_file,
             since_writeback: 0,
         };
         let mut tar = HashingReader::new(stream);
-        let built = match erofs_file {
-            Some(out) => erofs::build_layer(&mut tar, out).map(drop).map_err(|e| match e {
-                erofs::Error::Io(e) => Failure::Cache(erofs_path, e),
-                other => Failure::Layer(other),
-            }),
-            None => Ok(()),
-        };
+        let built = build(&mut tar, erofs_file, MAX_FRAMING).map_err(|e| match e {
+            erofs::Error::Io(e) => Failure::Cache(erofs_path, e),
+            other => Failure::Layer(other),
+        });
         if built.is_err() {
             skip_decode.store(true, Ordering::Relaxed);
         }
         let drained = tar.drain();
         let (diff, diff_size, stream) = tar.into_parts();
-        let copy_failed = stream.copy_error.is_some();
-        let blob = stream.finish().map_err(|e| Failure::Cache(blob_path, e));
+        let blob = stream.finish();
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Stop::Source(io::Error::other("decompressor panicked"))));
-        let (blob, decode_error) = match (produced, blob) {
-            (Err(Stop::Source(e)), _) => (Err(Failure::Source(e)), None),
-            (_, Err(copy)) => (Err(copy), None),
-            (Err(Stop::HungUp), Ok(_)) => (Err(Failure::Decompress(io::Error::other("layer stream ended early"))), None),
-            (Ok(decode_error), Ok(blob)) => (Ok(blob), decode_error),
+        let (blob, decode_error) = match produced {
+            Err(Stop::Source(e)) => (Err(Failure::Source(e)), None),
+            Err(Stop::HungUp) => (Err(Failure::Decompress(io::Error::other("layer stream ended early"))), None),
+            Ok(decode_error) => (Ok(blob), decode_error),
         };
         let diff_id = match (built, drained) {
             (Err(failure), _) => Err(failure),
-            (Ok(()), Err(e)) if !copy_failed => Err(Failure::Decompress(e)),
-            _ => Ok((diff, diff_size)),
+            (Ok(_), Err(e)) => Err(Failure::Decompress(e)),
+            (Ok(framing), Ok(())) => Ok((diff, diff_size, framing)),
         };
         Pass {
             blob,
@@ -363,6 +346,62 @@ fn convert<R: Read + Send>(input: R, blob_out: Option<&mut TempFile>, erofs_out:
             diff_id,
         }
     })
+}
+
+/// Writes the layer image and returns its framing, zstd-compressed, of at
+/// most `max_framing` bytes.
+fn build(tar: &mut impl Read, out: &File, max_framing: usize) -> Result<Vec<u8>, erofs::Error> {
+    let too_large = |e: io::Error| match e.get_ref().is_some_and(|inner| inner.is::<FramingTooLarge>()) {
+        true => erofs::Error::TooLarge {
+            message: format!("the tar carries more than {max_framing} bytes (compressed) that no file holds"),
+        },
+        false => erofs::Error::Io(e),
+    };
+    let capped = Capped {
+        bytes: Vec::new(),
+        max: max_framing,
+    };
+    let mut framing = zstd::stream::write::Encoder::new(capped, FRAMING_LEVEL)?;
+    erofs::build_layer(tar, out, &mut framing).map_err(|e| match e {
+        erofs::Error::Io(e) => too_large(e),
+        other => other,
+    })?;
+    Ok(framing.finish().map_err(too_large)?.bytes)
+}
+
+/// The framing of a layer, refused past `max` bytes. Headers compress about
+/// tenfold, so a real layer stays far below; only bytes the image does not
+/// hold (data of entries it skips, bytes after the end of the archive) can
+/// grow it, and memory must not grow with them.
+struct Capped {
+    bytes: Vec<u8>,
+    max: usize,
+}
+
+/// Why framing stopped growing; travels inside an `io::Error`.
+#[derive(Debug)]
+struct FramingTooLarge;
+
+impl std::fmt::Display for FramingTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("layer framing too large")
+    }
+}
+
+impl std::error::Error for FramingTooLarge {}
+
+impl Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.bytes.len() + buf.len() > self.max {
+            return Err(io::Error::other(FramingTooLarge));
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -376,4 +415,27 @@ fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
         }
     }
     Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn framing_past_its_cap_is_a_bad_layer_not_a_cache_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = File::create(dir.path().join("img")).unwrap();
+        // An empty archive followed by 1 MiB that compresses badly.
+        let mut tar = vec![0u8; 1024];
+        let mut x = 1u64;
+        tar.extend((0..1 << 20).map(|_| {
+            x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (x >> 56) as u8
+        }));
+        match build(&mut &tar[..], &out, 64 << 10) {
+            Err(erofs::Error::TooLarge { message }) => assert!(message.contains("65536"), "{message}"),
+            other => panic!("expected TooLarge, got {:?}", other.map(|f| f.len())),
+        }
+        assert!(build(&mut &tar[..], &File::create(dir.path().join("img2")).unwrap(), 4 << 20).is_ok());
+    }
 }

@@ -23,6 +23,7 @@ pub mod reference;
 pub mod registry;
 mod source;
 mod store;
+mod upgrade;
 pub mod vmdk;
 
 pub use archive::save::Format;

@@ -79,8 +79,11 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
         layers: parsed.layers.iter().map(|l| (l.digest.to_string(), l.size)).collect(),
     });
     ingest::leased(store, index, |published| {
-        if ingest::add_reference(index, reference, &digest)? {
-            for (layer, diff_id) in parsed.layers.iter().zip(cached_diff_ids(index, &digest)?) {
+        // A cached manifest with a layer lost from disk is ingested again.
+        let cached = cached_diff_ids(index, &digest)?;
+        let complete = ingest::layers_present(store, index, &cached)?;
+        if complete && ingest::add_reference(index, reference, &digest)? {
+            for (layer, diff_id) in parsed.layers.iter().zip(cached) {
                 observe(PullEvent::LayerReady {
                     digest: layer.digest.to_string(),
                     diff_id,
@@ -102,7 +105,7 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, options: &PullO
                 Milestone::DiskReady { fsmeta, vmdk } => PullEvent::DiskReady { fsmeta, vmdk },
             })
         };
-        let record = ingest::ingest(store, &image, &client, &milestones, published)?;
+        let record = ingest::ingest(store, index, &image, &client, &milestones, published)?;
         ingest::record(store, index, &[record])?;
         Ok(digest)
     })

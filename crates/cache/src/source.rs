@@ -1,13 +1,11 @@
-//! Where an image's blobs come from while it is ingested: an archive, a
-//! registry, or the cache's own blob store (to rebuild a lost artifact).
+//! Where an image's blobs come from while it is ingested: an archive or a
+//! registry.
 
-use std::fs::File;
 use std::io::{self, Read};
 
 use crate::digest::{self, HashingReader};
 use crate::error::{Error, Result};
 use crate::manifest::Descriptor;
-use crate::store::Store;
 
 /// A place blobs can be read from. Readers return the blob as stored;
 /// callers verify digest and size while reading, so sources need not.
@@ -32,19 +30,4 @@ pub fn read_small(source: &dyn BlobSource, blob: &Descriptor, limit: u64, what: 
     let (actual, size) = reader.finish();
     digest::verify(&format!("{what} {}", blob.digest), &blob.digest, Some(blob.size), &actual, size)?;
     Ok(bytes)
-}
-
-/// The cache's own blobs: lets a lost layer image be rebuilt without
-/// touching the network or the archive it came from.
-pub struct StoreBlobs<'a>(pub &'a Store);
-
-impl BlobSource for StoreBlobs<'_> {
-    fn open(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        let path = self.0.blob_path(&blob.digest);
-        Ok(Box::new(File::open(&path).map_err(Error::cache(&path))?))
-    }
-
-    fn read_error(&self, blob: &Descriptor, error: io::Error) -> Error {
-        Error::cache(self.0.blob_path(&blob.digest))(error)
-    }
 }

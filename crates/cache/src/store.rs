@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! $MSB_HOME/
-//!   db/index.sqlite            the index (SQLite, WAL)
-//!   blobs/sha256/<hex>         manifests, configs and compressed layer blobs, by digest
+//!   db/index.sqlite            the index (SQLite, WAL); also holds manifests,
+//!                              configs and each layer's tar framing
 //!   layers/sha256/<hex>.erofs  layer EROFS images, by diff_id
 //!   fsmeta/sha256/<hex>.erofs  merged metadata EROFS images, by manifest digest
 //!   vmdk/sha256/<hex>.vmdk     root-disk descriptors, by manifest digest
@@ -31,8 +31,6 @@ const INDEX_LOCK: &str = "index.lock";
 /// A file the index can reach, named by kind and key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Artifact {
-    /// A manifest, config or compressed layer, by digest.
-    Blob(Digest),
     /// A layer EROFS image, by diff_id.
     Layer(Digest),
     /// A merged metadata image, by manifest digest.
@@ -45,7 +43,6 @@ impl Artifact {
     /// Which kind of file this is.
     pub fn kind(&self) -> Kind {
         match self {
-            Artifact::Blob(_) => Kind::Blob,
             Artifact::Layer(_) => Kind::Layer,
             Artifact::Fsmeta(_) => Kind::Fsmeta,
             Artifact::Vmdk(_) => Kind::Vmdk,
@@ -55,7 +52,7 @@ impl Artifact {
     /// The digest naming the file.
     pub fn digest(&self) -> &Digest {
         match self {
-            Artifact::Blob(d) | Artifact::Layer(d) | Artifact::Fsmeta(d) | Artifact::Vmdk(d) => d,
+            Artifact::Layer(d) | Artifact::Fsmeta(d) | Artifact::Vmdk(d) => d,
         }
     }
 }
@@ -64,8 +61,6 @@ impl Artifact {
 /// collector can tell what a file is from where it lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// `blobs/sha256/<hex>`
-    Blob,
     /// `layers/sha256/<hex>.erofs`
     Layer,
     /// `fsmeta/sha256/<hex>.erofs`
@@ -76,12 +71,11 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Blob, Kind::Layer, Kind::Fsmeta, Kind::Vmdk];
+    pub const ALL: [Kind; 3] = [Kind::Layer, Kind::Fsmeta, Kind::Vmdk];
 
     /// The directory, relative to the cache root.
     pub fn dir(self) -> &'static str {
         match self {
-            Kind::Blob => "blobs/sha256",
             Kind::Layer => "layers/sha256",
             Kind::Fsmeta => "fsmeta/sha256",
             Kind::Vmdk => "vmdk/sha256",
@@ -91,7 +85,6 @@ impl Kind {
     /// What follows the hex digest in a file name.
     pub fn suffix(self) -> &'static str {
         match self {
-            Kind::Blob => "",
             Kind::Layer | Kind::Fsmeta => ".erofs",
             Kind::Vmdk => ".vmdk",
         }
@@ -138,11 +131,6 @@ impl Store {
         self.root
             .join(kind.dir())
             .join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
-    }
-
-    /// Where a manifest, config or compressed layer blob lives.
-    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
-        self.path(&Artifact::Blob(digest.clone()))
     }
 
     /// Where the EROFS image of the layer with this diff_id lives.
@@ -360,7 +348,7 @@ mod tests {
         drop(tmp);
         assert!(!path.exists());
 
-        let dest = store.blob_path(&Digest::of(b"x"));
+        let dest = store.vmdk_path(&Digest::of(b"x"));
         store.write_atomic(&dest, b"x").unwrap();
         assert_eq!(fs::read(&dest).unwrap(), b"x");
         assert_eq!(fs::read_dir(store.tmp_dir()).unwrap().count(), 0);

@@ -70,9 +70,10 @@ fn loads_every_archive_format_to_the_same_image() {
             assert!(layer.erofs_size.unwrap() > 0 && layer.erofs_size.unwrap() % 4096 == 0);
             assert!(layer.compressed_size.unwrap() > 0);
         }
-        // Every artifact exists and the size reported is the size on disk.
+        // Every artifact exists and the size reported is what the image
+        // occupies: its files, and its documents and framing in the index.
         let on_disk: u64 = artifacts(&home).iter().map(|f| fs::metadata(home.join(f)).unwrap().len()).sum();
-        assert_eq!(s.size_bytes, Some(on_disk), "{archive:?}");
+        assert_eq!(s.size_bytes, Some(on_disk + indexed_bytes(&home)), "{archive:?}");
         assert!(files_under(&home.join("tmp")).is_empty());
     }
 }
@@ -171,7 +172,7 @@ fn roots_protect_images_and_prune_counts_exactly() {
 }
 
 #[test]
-fn acquire_rebuilds_missing_artifacts_from_cached_layers() {
+fn acquire_rebuilds_a_lost_disk_and_refuses_a_lost_layer() {
     let (dir, home) = scratch();
     let layout = dir.path().join("layout");
     oci_layout(&layout, &[TestImage::new("localhost/app:1", base_layers())]);
@@ -182,15 +183,22 @@ fn acquire_rebuilds_missing_artifacts_from_cached_layers() {
     fs::remove_dir_all(&layout).unwrap();
     fs::remove_file(&first.fsmeta).unwrap();
     fs::remove_file(&first.vmdk).unwrap();
-    fs::remove_file(&first.layers[0]).unwrap();
     let again = cache.acquire("localhost/app:1", "sb").unwrap();
     assert_eq!(fs::read(&again.fsmeta).unwrap(), fsmeta, "fsmeta is rebuilt byte for byte");
-    assert_eq!(
-        fs::read(&again.layers[0]).unwrap(),
-        layer0,
-        "the layer image is rebuilt from its blob"
-    );
     assert!(again.vmdk.exists());
+
+    // No compressed blob is kept to rebuild a layer image from.
+    fs::remove_file(&first.layers[0]).unwrap();
+    let err = cache.acquire("localhost/app:1", "sb2").unwrap_err();
+    assert_eq!(err.code(), "cache", "{err}");
+    assert!(err.to_string().contains("load or pull the image again"), "{err}");
+    assert!(!cache.release("sb2").unwrap(), "a failed acquire records no root");
+
+    // Loading the image again converts the lost layer again, byte for byte.
+    oci_layout(&layout, &[TestImage::new("localhost/app:1", base_layers())]);
+    cache.load(&layout, &LoadOptions::default()).unwrap();
+    assert_eq!(fs::read(&first.layers[0]).unwrap(), layer0);
+    assert_eq!(cache.acquire("localhost/app:1", "sb2").unwrap().layers, first.layers);
 }
 
 #[test]
@@ -199,7 +207,7 @@ fn failed_loads_change_nothing() {
     let good = dir.path().join("good");
     oci_layout(&good, &[TestImage::new("localhost/good:1", base_layers())]);
     let cache = loaded(&home, &good);
-    let before = (artifacts(&home), cache.list().unwrap());
+    let before = (artifacts(&home), cache.list().unwrap(), row_counts(&home));
 
     let mut cases: Vec<(&str, std::path::PathBuf)> = Vec::new();
     // A flipped byte in a layer blob.
@@ -255,7 +263,11 @@ fn failed_loads_change_nothing() {
     for (code, path) in cases {
         let err = cache.load(&path, &LoadOptions::default()).unwrap_err();
         assert_eq!(err.code(), code, "{path:?}: {err}");
-        assert_eq!((artifacts(&home), cache.list().unwrap()), before, "{path:?} changed the cache");
+        assert_eq!(
+            (artifacts(&home), cache.list().unwrap(), row_counts(&home)),
+            before,
+            "{path:?} changed the cache"
+        );
         assert!(files_under(&home.join("tmp")).is_empty(), "{path:?} left temp files");
     }
 }
@@ -278,8 +290,13 @@ fn save_round_trips_through_both_formats() {
             written.diff_ids,
             "{name}"
         );
+        // Layers are written uncompressed (the compressed blobs are not kept),
+        // so each is its own diff_id and the OCI manifest is a new one.
+        for layer in &details.layers {
+            assert_eq!(layer.blob_digest, layer.diff_id, "{name}");
+        }
         if format == Format::Oci {
-            assert_eq!(details.summary.manifest_digest, written.manifest, "OCI save keeps the manifest");
+            assert_ne!(details.summary.manifest_digest, written.manifest, "{name}");
         }
     }
     assert!(matches!(
@@ -401,4 +418,87 @@ fn concurrent_saves_to_one_path_leave_a_complete_archive() {
         .filter(|e| e.file_name().to_string_lossy().ends_with(".partial"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+#[test]
+fn a_schema_1_cache_with_blob_files_is_upgraded_on_open() {
+    let (dir, home) = scratch();
+    let layout = dir.path().join("layout");
+    let written = oci_layout(&layout, &[TestImage::new("localhost/app:1", base_layers())]).remove(0);
+    let cache = loaded(&home, &layout);
+    let boot = cache.acquire("localhost/app:1", "sb").unwrap();
+    let size = cache.get("localhost/app:1").unwrap().size_bytes;
+    drop(cache);
+    let layer_images: Vec<Vec<u8>> = boot.layers.iter().map(|p| fs::read(p).unwrap()).collect();
+    let fsmeta = fs::read(&boot.fsmeta).unwrap();
+    let vmdk_size = fs::metadata(&boot.vmdk).unwrap().len();
+    let upgraded = row_counts(&home);
+
+    // Turn the cache into what schema 1 wrote: documents and compressed
+    // layers as files under blobs/, layer blobs as rows of `blobs`, no
+    // framing, no documents in the index, sizes counting the blobs.
+    let legacy = home.join("blobs/sha256");
+    fs::create_dir_all(&legacy).unwrap();
+    for entry in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let entry = entry.unwrap();
+        fs::copy(entry.path(), legacy.join(entry.file_name())).unwrap();
+    }
+    let conn = rusqlite::Connection::open(home.join("db/index.sqlite")).unwrap();
+    conn.execute_batch(
+        "PRAGMA foreign_keys = OFF;
+         BEGIN;
+         INSERT OR IGNORE INTO blobs (digest, size, media_type) SELECT blob_digest, blob_size, media_type FROM manifest_layers;
+         CREATE TABLE manifest_layers_1 (
+             manifest_digest  TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+             position         INTEGER NOT NULL,
+             diff_id          TEXT NOT NULL REFERENCES layers(diff_id),
+             blob_digest      TEXT NOT NULL REFERENCES blobs(digest),
+             media_type       TEXT,
+             PRIMARY KEY (manifest_digest, position)
+         ) WITHOUT ROWID;
+         INSERT INTO manifest_layers_1 SELECT manifest_digest, position, diff_id, blob_digest, media_type FROM manifest_layers;
+         DROP TABLE manifest_layers;
+         ALTER TABLE manifest_layers_1 RENAME TO manifest_layers;
+         CREATE INDEX manifest_layers_diff_id ON manifest_layers(diff_id);
+         CREATE INDEX manifest_layers_blob ON manifest_layers(blob_digest);
+         DROP TABLE blob_content;
+         DROP TABLE layer_framing;
+         UPDATE manifests SET size_bytes = 1;
+         COMMIT;
+         PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    // As if an older converter had written the top layer's image.
+    let mut top = layer_images[2].clone();
+    top[0] ^= 1;
+    fs::write(&boot.layers[2], top).unwrap();
+
+    let cache = Cache::open(&home).unwrap();
+    assert!(!home.join("blobs").exists(), "blobs/ is gone");
+    assert_eq!(
+        row_counts(&home),
+        upgraded,
+        "documents and framing are in the index, layer blobs out of it"
+    );
+    let without_disk = size.map(|s| s - fsmeta.len() as u64 - vmdk_size);
+    assert_eq!(cache.get("localhost/app:1").unwrap().size_bytes, without_disk);
+    for (path, bytes) in boot.layers.iter().zip(&layer_images) {
+        assert_eq!(&fs::read(path).unwrap(), bytes, "layer images are the converter's");
+    }
+    // The disk built on the old top layer went; acquire builds it again.
+    assert!(!boot.fsmeta.exists() && !boot.vmdk.exists());
+    assert_eq!(cache.acquire("localhost/app:1", "sb").unwrap(), boot);
+    assert_eq!(fs::read(&boot.fsmeta).unwrap(), fsmeta);
+    assert_eq!(cache.get("localhost/app:1").unwrap().size_bytes, size);
+
+    let out = dir.path().join("saved.tar");
+    cache.save(&["localhost/app:1".to_string()], &out, Format::Docker).unwrap();
+    let fresh = loaded(&dir.path().join("fresh"), &out);
+    let details = fresh.inspect("localhost/app:1").unwrap();
+    assert_eq!(details.config.unwrap().digest, written.config);
+    assert_eq!(
+        details.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+        written.diff_ids
+    );
 }

@@ -3,7 +3,9 @@
 //! File data is streamed straight into the image (block 1 onwards, each
 //! file starting on a block boundary, uncompressed, never inlined, so
 //! fsmeta can point at it); only metadata is kept in memory and written
-//! at the end by [`crate::writer`].
+//! at the end by [`crate::writer`]. The tar reader frames every byte as
+//! it goes ([`crate::framing`]): copied data by its absolute offset in
+//! the image, everything else literally.
 //!
 //! Sparse files become chunk-based inodes whose hole chunks are null
 //! entries of a 4-byte block map. The chunk size is chosen per file to
@@ -18,6 +20,7 @@ use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use crate::format::*;
+use crate::framing::Recorder;
 use crate::tar::{Entry, EntryKind, TarReader};
 use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT};
 use crate::writer::{write_image, IMPLICIT_XATTR};
@@ -28,14 +31,15 @@ const SYMLINK_MAX: usize = 4095;
 /// Largest block address a 32-bit block field can hold, plus one.
 const MAX_BLOCKS: u64 = 1 << 32;
 
-pub(crate) fn build<R: Read>(tar: R, out: &File) -> Result<LayerSummary, Error> {
-    let mut reader = TarReader::new(BufReader::with_capacity(1 << 20, tar));
+pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Result<LayerSummary, Error> {
+    let mut reader = TarReader::new(BufReader::with_capacity(1 << 20, tar), Recorder::new(framing));
     let mut file = out;
     file.seek(SeekFrom::Start(BLOCK_SIZE))?;
     let mut b = Builder {
         tree: Tree::default(),
         out: BufWriter::with_capacity(1 << 20, out),
         next_blk: 1,
+        pos: BLOCK_SIZE,
         data_bytes: 0,
         buf: vec![0u8; 1 << 20],
     };
@@ -58,6 +62,9 @@ struct Builder<'a> {
     tree: Tree,
     out: BufWriter<&'a File>,
     next_blk: u64,
+    /// Absolute byte offset in the image of the next byte written, which
+    /// is where the framing says copied data went.
+    pos: u64,
     data_bytes: u64,
     buf: Vec<u8>,
 }
@@ -95,7 +102,7 @@ fn components(path: &[u8], offset: u64) -> Result<Vec<&[u8]>, Error> {
 }
 
 impl Builder<'_> {
-    fn add<R: Read>(&mut self, tar: &mut TarReader<R>, e: Entry) -> Result<(), Error> {
+    fn add<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: Entry) -> Result<(), Error> {
         let comps = components(&e.path, e.offset)?;
         let Some((name, parents)) = comps.split_last() else {
             if e.kind != EntryKind::Directory {
@@ -233,7 +240,7 @@ impl Builder<'_> {
     }
 
     /// Streams a regular file's data into the image.
-    fn write_data<R: Read>(&mut self, tar: &mut TarReader<R>, e: &Entry) -> Result<FileData, Error> {
+    fn write_data<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<FileData, Error> {
         let blocks = e.size.div_ceil(BLOCK_SIZE);
         let too_large = || Error::TooLarge {
             message: format!("file of {} bytes does not fit the image", e.size),
@@ -249,6 +256,7 @@ impl Builder<'_> {
             self.copy(tar, e.size)?;
             self.pad_to_block(e.size)?;
             self.next_blk += blocks;
+            debug_assert_eq!(self.pos, self.next_blk * BLOCK_SIZE);
             return Ok(FileData::Flat { blkaddr });
         };
         let plan = plan_sparse(segs, e.size);
@@ -285,6 +293,7 @@ impl Builder<'_> {
             self.zeros(end - p)?;
             self.pad_to_block(end - start)?;
             self.next_blk += (end - start).div_ceil(BLOCK_SIZE);
+            debug_assert_eq!(self.pos, self.next_blk * BLOCK_SIZE);
             next_chunk = first + count;
         }
         let total = e.size.div_ceil(chunk);
@@ -306,11 +315,11 @@ impl Builder<'_> {
         })
     }
 
-    fn copy<R: Read>(&mut self, tar: &mut TarReader<R>, mut n: u64) -> Result<(), Error> {
+    fn copy<R: Read>(&mut self, tar: &mut TarReader<'_, R>, mut n: u64) -> Result<(), Error> {
         self.data_bytes += n;
         while n > 0 {
             let k = (self.buf.len() as u64).min(n) as usize;
-            let got = tar.read_data(&mut self.buf[..k])?;
+            let got = tar.read_data(&mut self.buf[..k], self.pos)?;
             if got == 0 {
                 return Err(Error::InvalidTar {
                     offset: 0,
@@ -318,6 +327,7 @@ impl Builder<'_> {
                 });
             }
             self.out.write_all(&self.buf[..got])?;
+            self.pos += got as u64;
             n -= got as u64;
         }
         Ok(())
@@ -328,6 +338,7 @@ impl Builder<'_> {
         while n > 0 {
             let k = n.min(ZEROS.len() as u64) as usize;
             self.out.write_all(&ZEROS[..k])?;
+            self.pos += k as u64;
             n -= k as u64;
         }
         Ok(())

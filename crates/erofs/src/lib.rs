@@ -6,6 +6,8 @@
 //!   whiteouts) into a metadata-only image whose regular files are
 //!   chunk-based and point into the layers through the device table, so
 //!   `fsmeta ++ layer1 ++ layer2 ...` mounts as one disk (kernel flatdev).
+//! * [`write_tar`] rebuilds a layer's exact tar from its image and the
+//!   framing record [`build_layer`] wrote (see the `framing` module).
 //! * [`reader`] reads the images back.
 //!
 //! The crate knows nothing about registries or caches: it is the on-disk
@@ -37,6 +39,7 @@
 
 mod dir;
 mod format;
+mod framing;
 mod fsmeta;
 mod layer;
 pub mod reader;
@@ -88,6 +91,14 @@ pub enum Error {
         /// What is wrong, for humans.
         message: String,
     },
+    /// A framing record (see [`build_layer`] and [`write_tar`]) is
+    /// truncated, corrupt, of an unknown version, or points outside the
+    /// image it is replayed against: the tar cannot be rebuilt from it.
+    #[error("invalid tar framing: {message}")]
+    InvalidFraming {
+        /// What is wrong, for humans.
+        message: String,
+    },
     /// Limits of the format exceeded (e.g. more than 2^32 blocks).
     #[error("too large for EROFS: {message}")]
     TooLarge {
@@ -111,9 +122,23 @@ pub struct LayerSummary {
 /// empty file; it is written with seeks). The tar is read to EOF,
 /// including end-of-archive blocks and trailing bytes, so a hashing
 /// wrapper around the reader sees the whole stream. On error the caller
-/// discards `out`.
-pub fn build_layer<R: std::io::Read>(tar: R, out: &File) -> Result<LayerSummary, Error> {
-    layer::build(tar, out)
+/// discards `out` and `framing`.
+///
+/// `framing` receives, as the tar is read, the raw (uncompressed) record
+/// of every tar byte the image does not store and of where the stored
+/// ones went, so [`write_tar`] can later rebuild the exact tar from the
+/// image; callers that never export pass `&mut std::io::sink()`.
+pub fn build_layer<R: std::io::Read>(tar: R, out: &File, framing: &mut dyn std::io::Write) -> Result<LayerSummary, Error> {
+    layer::build(tar, out, framing)
+}
+
+/// Rebuilds the tar stream byte for byte from a layer image and the
+/// framing [`build_layer`] wrote for it; returns bytes written. The image
+/// is streamed with bounded buffers. Garbage framing yields
+/// [`Error::InvalidFraming`] before anything is written; an image that
+/// changed under the framing shows only in the caller's digest check.
+pub fn write_tar(image: &File, framing: &[u8], out: &mut dyn std::io::Write) -> Result<u64, Error> {
+    framing::write_tar(image, framing, out)
 }
 
 /// One input of [`build_fsmeta`].

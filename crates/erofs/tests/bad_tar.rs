@@ -11,7 +11,7 @@ use erofs::Error;
 
 fn build(tar: &[u8]) -> Result<erofs::LayerSummary, Error> {
     let t = tempfile::tempdir().unwrap();
-    erofs::build_layer(tar, &File::create(t.path().join("img")).unwrap())
+    build_layer_bytes(tar, &t.path().join("img"))
 }
 
 fn valid() -> Vec<u8> {
@@ -125,6 +125,9 @@ fn whole_stream_is_read_including_trailing_bytes() {
     tar.extend_from_slice(b"trailing garbage");
     let t = tempfile::tempdir().unwrap();
     let mut r = Counting(&tar, 0);
-    erofs::build_layer(&mut r, &File::create(t.path().join("img")).unwrap()).unwrap();
+    let img = t.path().join("img");
+    let mut framing = Vec::new();
+    erofs::build_layer(&mut r, &File::create(&img).unwrap(), &mut framing).unwrap();
     assert_eq!(r.1, tar.len());
+    assert_rebuilds(&img, &framing, &tar[..], tar.len() as u64);
 }

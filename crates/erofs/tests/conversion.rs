@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::fs::File;
 use std::path::PathBuf;
 
 use common::*;
@@ -14,7 +13,7 @@ use erofs::reader::{FileMap, Image};
 fn image(tar: &[u8]) -> (tempfile::TempDir, Image) {
     let t = tempfile::tempdir().unwrap();
     let p: PathBuf = t.path().join("img");
-    erofs::build_layer(tar, &File::create(&p).unwrap()).unwrap();
+    build_layer_bytes(tar, &p).unwrap();
     require_tool("fsck.erofs");
     run(std::process::Command::new("fsck.erofs").arg(&p));
     let img = Image::open(&p).unwrap();
@@ -124,23 +123,6 @@ fn pax_and_gnu_extensions() {
     assert_eq!(img.file_map(&f).unwrap(), FileMap::Contiguous { blkaddr: 1 });
 }
 
-/// A pax header member carrying `records`.
-fn pax_header(records: &[String]) -> Vec<u8> {
-    let mut body = Vec::new();
-    for r in records {
-        let mut len = r.len() + 3;
-        while format!("{len} {r}\n").len() != len {
-            len += 1;
-        }
-        body.extend_from_slice(format!("{len} {r}\n").as_bytes());
-    }
-    let mut x = Member::file("PaxHeader", &body);
-    x.typeflag = b'x';
-    let mut out = ustar(&[x]);
-    out.truncate(512 + body.len().next_multiple_of(512));
-    out
-}
-
 #[test]
 fn huge_sparse_file_stores_only_its_data() {
     // PAX 0.1 sparse: 64 GiB logical size, 8 KiB of data in two places.
@@ -170,7 +152,7 @@ fn unknown_sparse_version_is_invalid() {
     let mut tar = pax_header(&["GNU.sparse.major=2".into(), "GNU.sparse.minor=0".into()]);
     tar.extend(ustar(&[Member::file("f", b"x")]));
     let t = tempfile::tempdir().unwrap();
-    let err = erofs::build_layer(&tar[..], &File::create(t.path().join("img")).unwrap()).unwrap_err();
+    let err = build_layer_bytes(&tar, &t.path().join("img")).unwrap_err();
     assert!(matches!(err, erofs::Error::InvalidTar { .. }), "{err:?}");
 }
 

@@ -346,7 +346,7 @@ fn fsmeta_for_ten_layers_of_5000_files_is_fast() {
             .collect();
         let tar = ustar(&members);
         let img = t.path().join(format!("l{l}.erofs"));
-        erofs::build_layer(&tar[..], &fs::File::create(&img).unwrap()).unwrap();
+        build_layer_bytes(&tar, &img).unwrap();
         imgs.push(img);
     }
     let layers: Vec<erofs::FsmetaLayer> = imgs.iter().map(|p| erofs::FsmetaLayer { path: p, tag: b"tag" }).collect();
@@ -379,7 +379,7 @@ fn forty_layers_spill_the_device_table_past_block_zero() {
             members.push(Member::file("shared", data.as_bytes()));
         }
         let img = t.path().join(format!("l{l}.erofs"));
-        erofs::build_layer(&ustar(&members)[..], &fs::File::create(&img).unwrap()).unwrap();
+        build_layer_bytes(&ustar(&members), &img).unwrap();
         imgs.push(img);
     }
     let tags: Vec<String> = (0..40).map(|i| format!("{i:064}")).collect();

@@ -47,19 +47,6 @@ fn chmod(path: &Path, mode: u32) {
     fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// Deterministic pseudo-random bytes.
-pub fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A tree with every kind of entry a tar can carry.
 fn rich_tree(src: &Path, with_xattrs: bool) {
     fs::create_dir_all(src.join("a/b/c")).unwrap();

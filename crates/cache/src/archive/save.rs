@@ -1,19 +1,21 @@
 //! Writing archives that skopeo, Docker and `load` read back: docker-archive
-//! (uncompressed layer tars named by diff_id, as `docker save` and skopeo
-//! write them) or oci-archive (the blobs as cached). The archive is written
-//! next to its destination and renamed into place when complete.
+//! (layer tars named by diff_id, as `docker save` and skopeo write them) or
+//! oci-archive (uncompressed layers, so a manifest of its own, as
+//! `podman save` writes them). Each layer's tar is rebuilt from its EROFS
+//! image and framing and checked against its diff_id; the config is written
+//! as cached, so its digest and diff_ids are the original ones. The archive
+//! is written next to its destination and renamed into place when complete.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufWriter, Read};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::compression::Decoder;
-use crate::digest::Digest;
+use crate::digest::{self, Digest, HashingWriter};
 use crate::error::{Error, Result};
 use crate::manifest::{self, Descriptor};
 use crate::reference::Reference;
@@ -33,12 +35,14 @@ pub enum Format {
 pub struct SaveImage {
     /// Names to record in the archive.
     pub references: Vec<Reference>,
-    /// The cached manifest.
-    pub manifest: Descriptor,
+    /// The cached manifest's digest, which identifies the image.
+    pub manifest: Digest,
     /// The cached config.
     pub config: Descriptor,
-    /// Each layer's cached blob and diff_id, bottom to top.
-    pub layers: Vec<(Descriptor, Digest)>,
+    /// The config's bytes, as distributed.
+    pub config_bytes: Vec<u8>,
+    /// Each layer's diff_id and framing (zstd-compressed), bottom to top.
+    pub layers: Vec<(Digest, Vec<u8>)>,
 }
 
 /// Writes `images` to `output` in `format`.
@@ -48,7 +52,7 @@ pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) 
     let mut writer = ArchiveWriter {
         store,
         builder: &mut builder,
-        written: HashSet::new(),
+        sizes: HashMap::new(),
         output,
     };
     match format {
@@ -63,7 +67,8 @@ pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) 
 struct ArchiveWriter<'a> {
     store: &'a Store,
     builder: &'a mut tar::Builder<BufWriter<File>>,
-    written: HashSet<String>,
+    /// Members written so far, with their sizes.
+    sizes: HashMap<String, u64>,
     output: &'a Path,
 }
 
@@ -72,11 +77,11 @@ impl ArchiveWriter<'_> {
         let mut entries = Vec::new();
         for image in images {
             let config_name = format!("{}.json", image.config.digest.hex());
-            self.blob_as(&image.config.digest, &config_name)?;
+            self.once(&config_name, |w| w.bytes(&config_name, &image.config_bytes))?;
             let mut layers = Vec::new();
-            for (blob, diff_id) in &image.layers {
+            for (diff_id, framing) in &image.layers {
                 let name = format!("{}.tar", diff_id.hex());
-                self.uncompressed_layer(blob, &name)?;
+                self.once(&name, |w| w.layer(diff_id, framing, &name).map(drop))?;
                 layers.push(name);
             }
             let tags: Vec<String> = image
@@ -95,10 +100,6 @@ impl ArchiveWriter<'_> {
         let mut manifests = Vec::new();
         for image in images {
             let manifest = self.oci_manifest(image)?;
-            self.blob_as(&image.config.digest, &blob_name(&image.config.digest))?;
-            for (blob, _) in &image.layers {
-                self.blob_as(&blob.digest, &blob_name(&blob.digest))?;
-            }
             for reference in &image.references {
                 manifests.push(json!({
                     "mediaType": manifest::OCI_MANIFEST,
@@ -112,28 +113,31 @@ impl ArchiveWriter<'_> {
         self.bytes("index.json", &serde_json::to_vec(&index).expect("json serializes"))
     }
 
-    /// Writes the image's manifest as an OCI manifest, converting a Docker
-    /// schema 2 one (same config and layers, OCI media types).
+    /// Writes the image's config, layers (uncompressed, so each is named by
+    /// its diff_id) and an OCI manifest listing them.
     fn oci_manifest(&mut self, image: &SaveImage) -> Result<Descriptor> {
-        if image.manifest.media_type == manifest::OCI_MANIFEST {
-            self.blob_as(&image.manifest.digest, &blob_name(&image.manifest.digest))?;
-            return Ok(image.manifest.clone());
+        let config_name = blob_name(&image.config.digest);
+        self.once(&config_name, |w| w.bytes(&config_name, &image.config_bytes))?;
+        let mut layers = Vec::new();
+        for (diff_id, framing) in &image.layers {
+            let name = blob_name(diff_id);
+            let size = match self.sizes.get(&name) {
+                Some(&size) => size,
+                None => self.layer(diff_id, framing, &name)?,
+            };
+            layers.push(json!({ "mediaType": manifest::OCI_LAYER_TAR, "digest": diff_id.as_str(), "size": size }));
         }
-        let descriptor = |d: &Descriptor, media_type: &str| json!({ "mediaType": media_type, "digest": d.digest.as_str(), "size": d.size });
-        let layers: Vec<_> = image
-            .layers
-            .iter()
-            .map(|(blob, _)| descriptor(blob, oci_layer_type(&blob.media_type)))
-            .collect();
+        let config = &image.config;
         let converted = json!({
             "schemaVersion": 2,
             "mediaType": manifest::OCI_MANIFEST,
-            "config": descriptor(&image.config, manifest::OCI_CONFIG),
+            "config": { "mediaType": manifest::OCI_CONFIG, "digest": config.digest.as_str(), "size": config.size },
             "layers": layers,
         });
         let bytes = serde_json::to_vec(&converted).expect("json serializes");
         let digest = Digest::of(&bytes);
-        self.bytes(&blob_name(&digest), &bytes)?;
+        let name = blob_name(&digest);
+        self.once(&name, |w| w.bytes(&name, &bytes))?;
         Ok(Descriptor {
             media_type: manifest::OCI_MANIFEST.into(),
             digest,
@@ -141,28 +145,52 @@ impl ArchiveWriter<'_> {
         })
     }
 
-    fn blob_as(&mut self, digest: &Digest, name: &str) -> Result<()> {
-        if !self.written.insert(name.to_string()) {
+    /// Writes member `name` with `write` unless it is in the archive already.
+    fn once(&mut self, name: &str, write: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        if self.sizes.contains_key(name) {
             return Ok(());
         }
-        let path = self.store.blob_path(digest);
-        let file = File::open(&path).map_err(Error::cache(&path))?;
-        let size = file.metadata().map_err(Error::cache(&path))?.len();
-        self.append_from(name, size, file, &path)
+        write(self)
     }
 
-    /// Docker archives hold uncompressed layers: decompress into a temp file
-    /// (a tar header needs the size up front), then append it.
-    fn uncompressed_layer(&mut self, blob: &Descriptor, name: &str) -> Result<()> {
-        if !self.written.insert(name.to_string()) {
-            return Ok(());
+    /// Rebuilds a layer's tar into a temp file (a tar header needs the size
+    /// up front), checks it against the diff_id, then appends it as `name`.
+    /// Returns its size.
+    fn layer(&mut self, diff_id: &Digest, framing: &[u8], name: &str) -> Result<u64> {
+        let path = self.store.layer_path(diff_id);
+        let image = File::open(&path).map_err(Error::cache(&path))?;
+        let mut tmp = self.store.temp_file()?;
+        let tmp_path = tmp.path().to_path_buf();
+        let mut write_error = None;
+        let mut out = HashingWriter::new(BufWriter::new(Blame {
+            inner: tmp.file(),
+            error: &mut write_error,
+        }));
+        let rebuilt = zstd::stream::decode_all(framing)
+            .map_err(erofs::Error::Io)
+            .and_then(|framing| erofs::write_tar(&image, &framing, &mut out))
+            .and_then(|_| out.flush().map_err(erofs::Error::Io));
+        let (actual, size, _) = out.finish();
+        if let Some(e) = write_error {
+            return Err(Error::cache(&tmp_path)(e));
         }
-        let path = self.store.blob_path(&blob.digest);
-        let file = File::open(&path).map_err(Error::cache(&path))?;
-        let mut decoder = Decoder::sniff(io::BufReader::new(file)).map_err(Error::cache(&path))?;
-        let (tmp, size) = self.store.temp_file_from(&mut decoder, Error::cache(&path))?;
-        let reopened = File::open(tmp.path()).map_err(Error::cache(tmp.path()))?;
-        self.append_from(name, size, reopened, tmp.path())
+        rebuilt.map_err(|e| match e {
+            erofs::Error::Io(e) => Error::cache(&path)(e),
+            other => Error::Cache {
+                path: path.clone(),
+                source: io::Error::new(io::ErrorKind::InvalidData, format!("cannot rebuild the layer's tar: {other}")),
+            },
+        })?;
+        digest::verify(
+            &format!("layer {diff_id} rebuilt from {}", path.display()),
+            diff_id,
+            None,
+            &actual,
+            size,
+        )?;
+        let reopened = File::open(&tmp_path).map_err(Error::cache(&tmp_path))?;
+        self.append_from(name, size, reopened, &tmp_path)?;
+        Ok(size)
     }
 
     fn bytes(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
@@ -173,7 +201,7 @@ impl ArchiveWriter<'_> {
     /// failure on it and a write failure on the archive.
     fn append_from(&mut self, name: &str, size: u64, source: File, source_path: &Path) -> Result<()> {
         let mut read_error = None;
-        let reader = ReadBlame {
+        let reader = Blame {
             inner: source,
             error: &mut read_error,
         };
@@ -185,6 +213,7 @@ impl ArchiveWriter<'_> {
     }
 
     fn append(&mut self, name: &str, size: u64, data: impl Read) -> Result<()> {
+        self.sizes.insert(name.to_string(), size);
         let mut header = tar::Header::new_ustar();
         header.set_size(size);
         header.set_mode(0o644);
@@ -200,26 +229,35 @@ fn blob_name(digest: &Digest) -> String {
     format!("blobs/sha256/{}", digest.hex())
 }
 
-fn oci_layer_type(media_type: &str) -> &str {
-    match media_type {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => "application/vnd.oci.image.layer.v1.tar+gzip",
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-        "application/vnd.docker.image.rootfs.diff.tar" => manifest::OCI_LAYER_TAR,
-        other => other,
-    }
-}
-
-/// Keeps a reader's failure aside, so it is not mistaken for the archive's.
-struct ReadBlame<'a, R> {
-    inner: R,
+/// Keeps a reader's or writer's failure aside, so it is not mistaken for
+/// the other side's.
+struct Blame<'a, T> {
+    inner: T,
     error: &'a mut Option<io::Error>,
 }
 
-impl<R: Read> Read for ReadBlame<'_, R> {
+impl<T> Blame<'_, T> {
+    fn keep<V>(&mut self, result: io::Result<V>) -> io::Result<V> {
+        result.inspect_err(|e| *self.error = Some(io::Error::new(e.kind(), e.to_string())))
+    }
+}
+
+impl<R: Read> Read for Blame<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner
-            .read(buf)
-            .inspect_err(|e| *self.error = Some(io::Error::new(e.kind(), e.to_string())))
+        let result = self.inner.read(buf);
+        self.keep(result)
+    }
+}
+
+impl<W: Write> Write for Blame<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let result = self.inner.write(buf);
+        self.keep(result)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        let result = self.inner.flush();
+        self.keep(result)
     }
 }
 

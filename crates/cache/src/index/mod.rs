@@ -92,13 +92,25 @@ impl Index {
     /// Runs `f` in an immediate (write-locked) transaction, committing on Ok.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.checkout()?;
-        let result = (|| {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let value = f(&tx)?;
-            tx.commit()?;
-            Ok(value)
-        })();
+        let result = transact(&mut conn, f);
         self.checkin(conn);
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Like [`Index::write`], but without waiting for the commit to reach the
+    /// disk (`synchronous = NORMAL`), for rows whose loss in a power cut only
+    /// costs work to redo: the next durable commit (the WAL is sequential)
+    /// makes them durable with it.
+    pub fn write_lazily<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let result = conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(Error::from)
+            .and_then(|()| transact(&mut conn, f));
+        // A connection that cannot be made durable again is not reused.
+        if conn.pragma_update(None, "synchronous", "FULL").is_ok() {
+            self.checkin(conn);
+        }
         result.map_err(|e| self.classify(e))
     }
 
@@ -117,6 +129,13 @@ impl Index {
             }
         }
     }
+}
+
+fn transact<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let value = f(&tx)?;
+    tx.commit()?;
+    Ok(value)
 }
 
 fn poisoned<T>(_: T) -> Error {

@@ -120,9 +120,8 @@ fn json<T: serde::de::DeserializeOwned>(digest: &str, text: Option<String>) -> R
 /// The layers of a manifest, bottom to top.
 pub fn layers_of(conn: &Connection, manifest: &str) -> Result<Vec<LayerDetails>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT ml.position, ml.diff_id, ml.blob_digest, ml.media_type, b.size, l.erofs_size \
+        "SELECT ml.position, ml.diff_id, ml.blob_digest, ml.media_type, ml.blob_size, l.erofs_size \
          FROM manifest_layers ml \
-         LEFT JOIN blobs b ON b.digest = ml.blob_digest \
          LEFT JOIN layers l ON l.diff_id = ml.diff_id \
          WHERE ml.manifest_digest = ?1 ORDER BY ml.position",
     )?;
@@ -159,7 +158,7 @@ pub fn disk_artifacts(conn: &Connection, manifest: &str) -> Result<Option<(Optio
         .optional()?)
 }
 
-/// A blob's size and media type, as recorded.
+/// A manifest's or config's size and media type, as recorded.
 pub fn blob(conn: &Connection, digest: &str) -> Result<Option<(u64, Option<String>)>> {
     let mut stmt = conn.prepare_cached("SELECT size, media_type FROM blobs WHERE digest = ?1")?;
     Ok(stmt
@@ -183,4 +182,26 @@ pub fn platform_of(conn: &Connection, manifest: &str) -> Result<Option<crate::pl
         .optional()?;
     Ok(row
         .map(|(os, arch, variant)| crate::platform::Platform::new(&os.unwrap_or_default(), &arch.unwrap_or_default(), variant.as_deref())))
+}
+
+/// A layer's image size and framing size, if it is recorded.
+pub fn layer(conn: &Connection, diff_id: &str) -> Result<Option<(u64, u64)>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT l.erofs_size, length(f.framing) FROM layers l JOIN layer_framing f ON f.diff_id = l.diff_id WHERE l.diff_id = ?1",
+    )?;
+    Ok(stmt
+        .query_row([diff_id], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)))
+        .optional()?)
+}
+
+/// A layer's framing (zstd-compressed), which rebuilds its tar from its image.
+pub fn layer_framing(conn: &Connection, diff_id: &str) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached("SELECT framing FROM layer_framing WHERE diff_id = ?1")?;
+    Ok(stmt.query_row([diff_id], |row| row.get(0)).optional()?)
+}
+
+/// The bytes of a manifest or config, exactly as distributed.
+pub fn blob_content(conn: &Connection, digest: &str) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn.prepare_cached("SELECT content FROM blob_content WHERE digest = ?1")?;
+    Ok(stmt.query_row([digest], |row| row.get(0)).optional()?)
 }

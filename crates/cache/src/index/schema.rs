@@ -9,14 +9,14 @@ use crate::error::{Error, Result};
 const MIGRATIONS: &[&str] = &[
     // 1: the initial schema.
     r#"
-    -- Content-addressed files under blobs/: manifests, configs, compressed layers.
+    -- Content descriptors: manifests, configs and compressed layers (schema 1 kept their files under blobs/).
     CREATE TABLE blobs (
         digest      TEXT PRIMARY KEY,
         size        INTEGER NOT NULL,
         media_type  TEXT
     ) WITHOUT ROWID;
 
-    -- Parsed image configs (the blob itself is in blobs).
+    -- Parsed image configs (the document itself: blob_content since schema 2).
     CREATE TABLE configs (
         digest        TEXT PRIMARY KEY REFERENCES blobs(digest),
         architecture  TEXT,
@@ -87,6 +87,41 @@ const MIGRATIONS: &[&str] = &[
         pinned_at        INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX snapshots_manifest ON snapshots(manifest_digest);
+    "#,
+    // 2: no compressed layer blobs and no blob files. Manifests and configs
+    // live in the index; a layer keeps, beside its EROFS image, the tar
+    // framing that rebuilds its exact tar stream (zstd-compressed). Rowid
+    // tables, since their rows are kilobytes. A compressed layer is now only
+    // a descriptor, kept with the manifest's layer row, so `blobs` holds
+    // manifests and configs alone. A cache with files under blobs/ is moved
+    // over by `upgrade` right after this migration.
+    r#"
+    CREATE TABLE blob_content (
+        digest   TEXT PRIMARY KEY REFERENCES blobs(digest) ON DELETE CASCADE,
+        content  BLOB NOT NULL
+    );
+
+    CREATE TABLE layer_framing (
+        diff_id  TEXT PRIMARY KEY REFERENCES layers(diff_id) ON DELETE CASCADE,
+        framing  BLOB NOT NULL
+    );
+
+    CREATE TABLE manifest_layers_2 (
+        manifest_digest  TEXT NOT NULL REFERENCES manifests(digest) ON DELETE CASCADE,
+        position         INTEGER NOT NULL,
+        diff_id          TEXT NOT NULL REFERENCES layers(diff_id),
+        blob_digest      TEXT NOT NULL,   -- the compressed layer as distributed
+        blob_size        INTEGER NOT NULL,
+        media_type       TEXT,
+        PRIMARY KEY (manifest_digest, position)
+    ) WITHOUT ROWID;
+    INSERT INTO manifest_layers_2
+        SELECT ml.manifest_digest, ml.position, ml.diff_id, ml.blob_digest, coalesce(b.size, 0), ml.media_type
+        FROM manifest_layers ml LEFT JOIN blobs b ON b.digest = ml.blob_digest;
+    DROP TABLE manifest_layers;
+    ALTER TABLE manifest_layers_2 RENAME TO manifest_layers;
+    CREATE INDEX manifest_layers_diff_id ON manifest_layers(diff_id);
+    DELETE FROM blobs WHERE digest NOT IN (SELECT digest FROM manifests UNION SELECT config_digest FROM manifests);
     "#,
 ];
 

@@ -4,17 +4,19 @@
 use rusqlite::{params, Transaction};
 
 use crate::error::Result;
+use crate::manifest::Descriptor;
 use crate::model::ConfigDetails;
 
-/// A content-addressed blob as recorded in `blobs`.
+/// A manifest or config as recorded in `blobs`, with its bytes (which
+/// `save` writes back exactly).
 #[derive(Debug, Clone)]
 pub struct BlobRecord {
     /// `sha256:<hex>`.
     pub digest: String,
-    /// Bytes on disk.
-    pub size: u64,
     /// Media type from the descriptor that named it.
     pub media_type: Option<String>,
+    /// The bytes themselves.
+    pub content: Vec<u8>,
 }
 
 /// A layer of the manifest being recorded.
@@ -22,10 +24,12 @@ pub struct BlobRecord {
 pub struct LayerRecord {
     /// Uncompressed digest; keys the layer's EROFS image.
     pub diff_id: String,
-    /// The compressed blob as distributed.
-    pub blob: BlobRecord,
+    /// The compressed blob as distributed (not kept): its descriptor.
+    pub blob: Descriptor,
     /// Size of the layer's EROFS image.
     pub erofs_size: u64,
+    /// Size of the layer's framing in the index.
+    pub framing_size: u64,
 }
 
 /// Everything an ingest adds in one transaction.
@@ -54,11 +58,12 @@ pub struct ImageRecord {
 }
 
 impl ImageRecord {
-    /// The image's on-disk footprint: every blob and artifact, shared layers in full.
+    /// The image's footprint in the cache: manifest, config, each layer's
+    /// image and framing (shared layers in full), fsmeta and VMDK.
     pub fn size_bytes(&self) -> u64 {
-        self.manifest.size
-            + self.config.size
-            + self.layers.iter().map(|l| l.blob.size + l.erofs_size).sum::<u64>()
+        self.manifest.content.len() as u64
+            + self.config.content.len() as u64
+            + self.layers.iter().map(|l| l.erofs_size + l.framing_size).sum::<u64>()
             + self.fsmeta_size
             + self.vmdk_size
     }
@@ -66,7 +71,23 @@ impl ImageRecord {
 
 fn insert_blob(tx: &Transaction<'_>, blob: &BlobRecord) -> Result<()> {
     tx.prepare_cached("INSERT OR IGNORE INTO blobs (digest, size, media_type) VALUES (?1, ?2, ?3)")?
-        .execute(params![blob.digest, blob.size as i64, blob.media_type])?;
+        .execute(params![blob.digest, blob.content.len() as i64, blob.media_type])?;
+    tx.prepare_cached("INSERT OR IGNORE INTO blob_content (digest, content) VALUES (?1, ?2)")?
+        .execute(params![blob.digest, blob.content])?;
+    Ok(())
+}
+
+/// Records a converted layer: its image's size and its framing. A layer
+/// converted again (its image had gone missing) replaces both.
+pub fn record_layer(tx: &Transaction<'_>, diff_id: &str, erofs_size: u64, framing: &[u8]) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO layers (diff_id, erofs_size) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET erofs_size = excluded.erofs_size",
+    )?
+    .execute(params![diff_id, erofs_size as i64])?;
+    tx.prepare_cached(
+        "INSERT INTO layer_framing (diff_id, framing) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET framing = excluded.framing",
+    )?
+    .execute(params![diff_id, framing])?;
     Ok(())
 }
 
@@ -74,7 +95,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("strings and maps always serialize")
 }
 
-/// Records an image and points its references at it. A reference that
+/// Records an image whose layers are recorded, and points its references at it. A reference that
 /// already existed keeps its `created_at` (the first time it was cached).
 pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Result<()> {
     insert_blob(tx, &image.manifest)?;
@@ -111,13 +132,20 @@ pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Resu
         image.size_bytes() as i64,
     ])?;
     for (position, layer) in image.layers.iter().enumerate() {
-        insert_blob(tx, &layer.blob)?;
-        tx.prepare_cached("INSERT OR IGNORE INTO layers (diff_id, erofs_size) VALUES (?1, ?2)")?
-            .execute(params![layer.diff_id, layer.erofs_size as i64])?;
+        // The layer's own row is in already (see `record_layer`).
+        let blob = &layer.blob;
         tx.prepare_cached(
-            "INSERT OR IGNORE INTO manifest_layers (manifest_digest, position, diff_id, blob_digest, media_type) VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO manifest_layers (manifest_digest, position, diff_id, blob_digest, blob_size, media_type) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?
-        .execute(params![image.manifest.digest, position as i64, layer.diff_id, layer.blob.digest, layer.blob.media_type])?;
+        .execute(params![
+            image.manifest.digest,
+            position as i64,
+            layer.diff_id,
+            blob.digest.as_str(),
+            blob.size as i64,
+            blob.media_type
+        ])?;
     }
     for (reference, repository) in &image.references {
         upsert_reference(tx, reference, repository, &image.manifest.digest, now)?;

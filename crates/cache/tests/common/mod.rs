@@ -246,6 +246,41 @@ pub fn files_under(dir: &Path) -> Vec<String> {
 pub fn artifacts(home: &Path) -> Vec<String> {
     files_under(home)
         .into_iter()
-        .filter(|f| ["blobs/", "layers/", "fsmeta/", "vmdk/"].iter().any(|p| f.starts_with(p)))
+        .filter(|f| ["layers/", "fsmeta/", "vmdk/"].iter().any(|p| f.starts_with(p)))
         .collect()
+}
+
+/// Rows per table of a cache's index: what a failed operation must leave as it was.
+pub fn row_counts(home: &Path) -> Vec<(&'static str, i64)> {
+    let conn = rusqlite::Connection::open_with_flags(home.join("db/index.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    [
+        "blobs",
+        "blob_content",
+        "configs",
+        "layers",
+        "layer_framing",
+        "manifests",
+        "manifest_layers",
+        "image_refs",
+    ]
+    .into_iter()
+    .map(|table| {
+        (
+            table,
+            conn.query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+                .unwrap(),
+        )
+    })
+    .collect()
+}
+
+/// Bytes of manifests, configs and layer framing kept in a cache's index.
+pub fn indexed_bytes(home: &Path) -> u64 {
+    let conn = rusqlite::Connection::open_with_flags(home.join("db/index.sqlite"), rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
+    conn.query_row(
+        "SELECT (SELECT coalesce(sum(length(content)), 0) FROM blob_content) + (SELECT coalesce(sum(length(framing)), 0) FROM layer_framing)",
+        [],
+        |row| row.get::<_, i64>(0),
+    )
+    .unwrap() as u64
 }

@@ -2,6 +2,10 @@
 //! GNU long names/links ('L'/'K'), GNU old sparse ('S') and PAX sparse
 //! 0.0/0.1/1.0, base-256 numbers.
 //!
+//! Every byte read goes through [`TarReader::fill`], which hands it to the
+//! framing [`Recorder`]: as an image range when the caller stores it
+//! ([`TarReader::read_data`]), literally otherwise.
+//!
 //! An archive that ends cleanly on an entry boundary without the two
 //! zero blocks is accepted, like GNU tar does; any other short read is
 //! [`Error::InvalidTar`].
@@ -12,6 +16,7 @@ mod sparse;
 
 use std::io::{self, Read};
 
+use crate::framing::Recorder;
 use crate::Error;
 use header::BLOCK;
 
@@ -55,12 +60,13 @@ pub struct Entry {
 
 /// Reads entries one by one; the caller reads each entry's data with
 /// [`TarReader::read_data`] (unread data is skipped by the next call).
-pub struct TarReader<R> {
+pub struct TarReader<'f, R> {
     inner: R,
     pos: u64,
     remaining: u64,
     padding: u64,
     globals: Vec<(Vec<u8>, Vec<u8>)>,
+    framing: Recorder<'f>,
 }
 
 fn invalid(offset: u64, message: impl Into<String>) -> Error {
@@ -75,19 +81,21 @@ fn last<'a>(records: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
     records.iter().rev().find(|(k, _)| k == key).map(|(_, v)| v.as_slice())
 }
 
-impl<R: Read> TarReader<R> {
-    pub fn new(inner: R) -> Self {
+impl<'f, R: Read> TarReader<'f, R> {
+    pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         TarReader {
             inner,
             pos: 0,
             remaining: 0,
             padding: 0,
             globals: Vec::new(),
+            framing,
         }
     }
 
-    /// Reads as much of `buf` as the stream has; returns the count.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    /// Reads as much of `buf` as the stream has; returns the count. The
+    /// bytes are framed as stored at image byte `stored_at`, or literal.
+    fn fill(&mut self, buf: &mut [u8], stored_at: Option<u64>) -> Result<usize, Error> {
         let mut n = 0;
         while n < buf.len() {
             match self.inner.read(&mut buf[n..]) {
@@ -98,11 +106,15 @@ impl<R: Read> TarReader<R> {
             }
         }
         self.pos += n as u64;
+        match stored_at {
+            Some(at) => self.framing.stored(at, n as u64)?,
+            None => self.framing.literal(&buf[..n])?,
+        }
         Ok(n)
     }
 
     fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        if self.fill(buf)? < buf.len() {
+        if self.fill(buf, None)? < buf.len() {
             return Err(invalid(self.pos, "archive is truncated"));
         }
         Ok(())
@@ -118,18 +130,25 @@ impl<R: Read> TarReader<R> {
         Ok(())
     }
 
-    /// Reads the current entry's data; returns 0 at its end.
-    pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
+    /// Reads the current entry's data, which the caller stores at image
+    /// byte `stored_at` (and that is what the framing records); returns 0
+    /// at its end.
+    pub fn read_data(&mut self, buf: &mut [u8], stored_at: u64) -> Result<usize, Error> {
         let k = (buf.len() as u64).min(self.remaining) as usize;
-        self.read_exact(&mut buf[..k])?;
+        if self.fill(&mut buf[..k], Some(stored_at))? < k {
+            return Err(invalid(self.pos, "archive is truncated"));
+        }
         self.remaining -= k as u64;
         Ok(k)
     }
 
     /// Reads everything left in the stream (end-of-archive blocks and any
-    /// trailing bytes), so a hashing wrapper sees the whole input.
+    /// trailing bytes), so a hashing wrapper sees the whole input and the
+    /// framing holds it, then ends the framing record.
     pub fn finish(mut self) -> Result<(), Error> {
-        io::copy(&mut self.inner, &mut io::sink())?;
+        let mut buf = vec![0u8; 64 << 10];
+        while self.fill(&mut buf, None)? > 0 {}
+        self.framing.finish()?;
         Ok(())
     }
 
@@ -156,7 +175,7 @@ impl<R: Read> TarReader<R> {
             self.padding = 0;
             let here = self.pos;
             let mut h = [0u8; BLOCK];
-            let n = self.fill(&mut h)?;
+            let n = self.fill(&mut h, None)?;
             if n == 0 && offset.is_none() {
                 return Ok(None);
             }

@@ -60,10 +60,71 @@ pub fn extract_tar(tar_path: &Path, dest: &Path) {
         .arg(dest));
 }
 
-/// Builds a layer image from a tar file.
+/// Builds a layer image from a tar file; on success also checks that
+/// the framing rebuilds the tar byte for byte (see [`assert_rebuilds`]).
 pub fn build_layer_file(tar_path: &Path, img: &Path) -> Result<erofs::LayerSummary, erofs::Error> {
     let out = File::create(img).unwrap();
-    erofs::build_layer(File::open(tar_path).unwrap(), &out)
+    let mut framing = Vec::new();
+    let summary = erofs::build_layer(File::open(tar_path).unwrap(), &out, &mut framing)?;
+    let len = fs::metadata(tar_path).unwrap().len();
+    assert_rebuilds(img, &framing, File::open(tar_path).unwrap(), len);
+    Ok(summary)
+}
+
+/// [`build_layer_file`] for a tar held in memory.
+pub fn build_layer_bytes(tar: &[u8], img: &Path) -> Result<erofs::LayerSummary, erofs::Error> {
+    let out = File::create(img).unwrap();
+    let mut framing = Vec::new();
+    let summary = erofs::build_layer(tar, &out, &mut framing)?;
+    assert_rebuilds(img, &framing, tar, tar.len() as u64);
+    Ok(summary)
+}
+
+/// Asserts that `write_tar(img, framing)` yields exactly the `len` bytes
+/// of `expected` (compared as they stream, so large tars need no copy).
+pub fn assert_rebuilds(img: &Path, framing: &[u8], expected: impl Read, len: u64) {
+    let mut same = SameAs { expected, pos: 0 };
+    let written = erofs::write_tar(&File::open(img).unwrap(), framing, &mut same)
+        .unwrap_or_else(|e| panic!("write_tar failed after {} matching bytes: {e}", same.pos));
+    assert_eq!(written, len, "write_tar length");
+    assert_eq!(same.pos, len);
+    assert_eq!(
+        same.expected.read(&mut [0u8]).unwrap(),
+        0,
+        "rebuilt tar is shorter than the original"
+    );
+}
+
+/// A writer that checks each byte written against a reference stream.
+pub struct SameAs<R> {
+    pub expected: R,
+    pub pos: u64,
+}
+
+impl<R: Read> std::io::Write for SameAs<R> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let mut want = vec![0u8; buf.len()];
+        let got = read_full(&mut self.expected, &mut want);
+        if let Some(i) = (0..buf.len()).find(|&i| i >= got || buf[i] != want[i]) {
+            panic!("rebuilt tar differs from the original at byte {}", self.pos + i as u64);
+        }
+        self.pos += buf.len() as u64;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]).unwrap() {
+            0 => break,
+            k => n += k,
+        }
+    }
+    n
 }
 
 /// `fsck.erofs [--device=..] --extract=dest img`, which must succeed.
@@ -380,4 +441,41 @@ pub fn ustar(members: &[Member<'_>]) -> Vec<u8> {
     }
     out.resize(out.len() + 1024, 0);
     out
+}
+
+/// [`ustar`] without the end-of-archive blocks, to splice archives.
+pub fn ustar_members(members: &[Member<'_>]) -> Vec<u8> {
+    let mut out = ustar(members);
+    out.truncate(out.len() - 1024);
+    out
+}
+
+/// A pax header member carrying `records` (no end-of-archive blocks).
+pub fn pax_header(records: &[String]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for r in records {
+        let mut len = r.len() + 3;
+        while format!("{len} {r}\n").len() != len {
+            len += 1;
+        }
+        body.extend_from_slice(format!("{len} {r}\n").as_bytes());
+    }
+    let mut x = Member::file("PaxHeader", &body);
+    x.typeflag = b'x';
+    let mut out = ustar(&[x]);
+    out.truncate(512 + body.len().next_multiple_of(512));
+    out
+}
+
+/// Deterministic pseudo-random bytes.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
