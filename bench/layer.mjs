@@ -1,6 +1,6 @@
 // Layer conversion benchmark. Builds a layer from Debian package contents
 // (apt-get download + dpkg -x, then tar | gzip -6), then measures in one run:
-//   ours   the engine loading it: decompress, verify digest and diff_id, write the EROFS image (and keep the blob)
+//   ours   the engine loading it: decompress, verify digest and diff_id, write the EROFS image and record its tar framing
 //   floor  decompression alone: the faster of `pigz -dc` and `libdeflate-gunzip -c` to /dev/null
 //   mkfs   `tar -xzf` followed by `mkfs.erofs` on the same content
 // and the root disk of a 10-layer, 50,000-file image (fsmeta + VMDK).
@@ -112,7 +112,7 @@ rmSync(process.env.MSB_HOME, { recursive: true, force: true })
 const s = (x) => `${x.toFixed(2)} s`
 const budget = 64 * 2 ** 20 + 256 * files
 console.log(`\nLayer → verified EROFS (medians of ${runs}, same run)`)
-console.log(`  ours (decompress + digest + diff_id + EROFS + blob kept, fsynced) ${s(median(ours))}`)
+console.log(`  ours (decompress + digest + diff_id + EROFS + framing, fsynced) ${s(median(ours))}`)
 console.log(`  floor: pigz -dc ${s(median(pigz))}, libdeflate-gunzip -c ${s(median(libdeflate))} → ${s(floor)}`)
 console.log(`  tar -xzf + mkfs.erofs ${s(median(mkfs))}`)
 console.log(`  ratio to floor ${(median(ours) / floor).toFixed(2)}x (target ≤ 1.25x); speedup over tar + mkfs.erofs ${(median(mkfs) / median(ours)).toFixed(1)}x (target ≥ 4x)`)

@@ -238,6 +238,9 @@ export async function consistencyProblems(home: string): Promise<string[]> {
   const documents = new Set(state.manifests.flatMap((m) => [m.digest, m.config_digest]))
   for (const c of state.blobContent) if (!documents.has(c.digest)) problems.push(`content of ${c.digest} belongs to no manifest`)
   for (const b of state.blobs) if (!documents.has(b.digest)) problems.push(`blob row ${b.digest} belongs to no manifest`)
+  const configs = new Set(state.manifests.map((m) => m.config_digest))
+  for (const c of state.configs) if (!configs.has(c.digest)) problems.push(`config ${c.digest} belongs to no manifest`)
+  for (const x of state.manifestLayers) if (!manifests.has(x.manifest_digest)) problems.push(`layer row of missing manifest ${x.manifest_digest}`)
   for (const r of state.refs) if (!manifests.has(r.manifest_digest)) problems.push(`ref ${r.reference} points at missing manifest ${r.manifest_digest}`)
   for (const m of state.manifests) {
     if (!blobs.has(m.digest)) problems.push(`manifest ${m.digest} has no blob row`)

@@ -161,13 +161,16 @@ impl Cache {
     /// Deletes every reference no sandbox or snapshot uses, everything that
     /// became unreachable, and every file no index row reaches. Once the
     /// rows that name files are gone, files and the remaining rows are
-    /// deleted side by side.
+    /// deleted side by side, and the index's WAL is checkpointed beside them.
     pub fn prune(&self) -> Result<PruneReport> {
         let _lock = self.store.lock_collect()?;
-        let mut report = self.index.write(gc::prune_rows)?;
+        let mut report = self.index.write_bulk(gc::prune_rows)?;
         let live = self.index.read(gc::live_set)?;
         std::thread::scope(|scope| {
-            let content = scope.spawn(|| self.index.write(gc::prune_content));
+            let content = scope.spawn(|| {
+                self.index.write_bulk(gc::prune_content)?;
+                self.index.checkpoint()
+            });
             let swept = gc::sweep(&self.store, &live, &mut report);
             let content = content
                 .join()

@@ -36,16 +36,27 @@ pub struct Doomed {
 const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_digest = manifests.digest) \
      AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE manifest_digest = manifests.digest) \
      AND NOT EXISTS (SELECT 1 FROM snapshots WHERE manifest_digest = manifests.digest)";
-const LAYER_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = layers.diff_id)";
 const CONFIG_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = configs.digest)";
-const BLOB_UNUSED: &str = "NOT EXISTS (SELECT 1 FROM manifests WHERE digest = blobs.digest) \
-     AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = blobs.digest)";
+
+/// SQL: no manifest uses the layer whose diff_id is `column`.
+fn layer_unused(column: &str) -> String {
+    format!("NOT EXISTS (SELECT 1 FROM manifest_layers WHERE diff_id = {column})")
+}
+
+/// SQL: no manifest is, or has as its config, the document `column` names.
+fn document_unused(column: &str) -> String {
+    format!(
+        "NOT EXISTS (SELECT 1 FROM manifests WHERE digest = {column}) \
+         AND NOT EXISTS (SELECT 1 FROM manifests WHERE config_digest = {column})"
+    )
+}
 
 /// Drops every reference no sandbox or snapshot uses, then the manifests
-/// and layers that became unreachable (the rows that name files; a layer's
-/// framing goes with it), counting them in a report whose file counters
-/// [`sweep`] fills. A manifest's layer rows are deleted by one statement
-/// rather than by the foreign-key cascade, which costs twice as much.
+/// and layers that became unreachable (the rows that name files) and the
+/// layers' framing, counting them in a report whose file counters [`sweep`]
+/// fills. Children go before their parents, by explicit statements: run
+/// through [`crate::index::Index::write_bulk`], foreign keys are not
+/// enforced here.
 pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
     let refs_removed = tx.execute(
         "DELETE FROM image_refs WHERE manifest_digest NOT IN \
@@ -57,7 +68,11 @@ pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
         [],
     )?;
     let manifests_removed = tx.execute(&format!("DELETE FROM manifests WHERE {UNROOTED}"), [])? as u64;
-    let layers_removed = tx.execute(&format!("DELETE FROM layers WHERE {LAYER_UNUSED}"), [])? as u64;
+    tx.execute(
+        &format!("DELETE FROM layer_framing WHERE {}", layer_unused("layer_framing.diff_id")),
+        [],
+    )?;
+    let layers_removed = tx.execute(&format!("DELETE FROM layers WHERE {}", layer_unused("layers.diff_id")), [])? as u64;
     Ok(PruneReport {
         image_refs_removed: refs_removed,
         manifests_removed,
@@ -67,11 +82,16 @@ pub fn prune_rows(tx: &Transaction<'_>) -> Result<PruneReport> {
 }
 
 /// Drops the configs and the manifest and config documents no manifest uses
-/// any more. They name no file, so this may run beside [`sweep`]; rows a
-/// crash leaves behind are dropped by the next prune.
+/// any more, children first (foreign keys are not enforced here either).
+/// They name no file, so this may run beside [`sweep`]; rows a crash leaves
+/// behind are dropped by the next prune.
 pub fn prune_content(tx: &Transaction<'_>) -> Result<()> {
     tx.execute(&format!("DELETE FROM configs WHERE {CONFIG_UNUSED}"), [])?;
-    tx.execute(&format!("DELETE FROM blobs WHERE {BLOB_UNUSED}"), [])?;
+    tx.execute(
+        &format!("DELETE FROM blob_content WHERE {}", document_unused("blob_content.digest")),
+        [],
+    )?;
+    tx.execute(&format!("DELETE FROM blobs WHERE {}", document_unused("blobs.digest")), [])?;
     Ok(())
 }
 
@@ -86,7 +106,7 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
             .prepare_cached("DELETE FROM image_refs WHERE reference = ?1")?
             .execute([reference])? as u64;
     }
-    let (mut layers, mut configs, mut blobs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    let (mut layers, mut configs, mut documents) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     let candidates: BTreeSet<&String> = refs.iter().map(|(_, manifest)| manifest).collect();
     let unrooted_config = format!("SELECT config_digest FROM manifests WHERE digest = ?1 AND {UNROOTED}");
     for manifest in candidates {
@@ -103,8 +123,8 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
             .execute([manifest])?;
         tx.prepare_cached("DELETE FROM manifests WHERE digest = ?1")?.execute([manifest])?;
         doomed.manifests.push(manifest.clone());
-        blobs.insert(manifest.clone());
-        blobs.insert(config.clone());
+        documents.insert(manifest.clone());
+        documents.insert(config.clone());
         configs.insert(config);
     }
     for diff_id in &layers {
@@ -114,20 +134,24 @@ pub fn remove_rows(tx: &Transaction<'_>, refs: &[(String, String)]) -> Result<Do
     for config in &configs {
         tx.prepare_cached(&drop_config)?.execute([config])?;
     }
-    let drop_blob = format!("DELETE FROM blobs WHERE digest = ?1 AND {BLOB_UNUSED}");
-    for blob in &blobs {
-        tx.prepare_cached(&drop_blob)?.execute([blob])?;
+    let unused = document_unused("?1");
+    for digest in &documents {
+        tx.prepare_cached(&format!("DELETE FROM blob_content WHERE digest = ?1 AND {unused}"))?
+            .execute([digest])?;
+        tx.prepare_cached(&format!("DELETE FROM blobs WHERE digest = ?1 AND {unused}"))?
+            .execute([digest])?;
     }
     Ok(doomed)
 }
 
-/// Deletes the row (and framing) of layer `diff_id` unless a manifest uses
+/// Deletes the framing and row of layer `diff_id` unless a manifest uses
 /// it; returns it if it went.
 fn drop_layer(tx: &Transaction<'_>, diff_id: &str) -> Result<Option<String>> {
+    let unused = layer_unused("?1");
+    tx.prepare_cached(&format!("DELETE FROM layer_framing WHERE diff_id = ?1 AND {unused}"))?
+        .execute([diff_id])?;
     Ok(tx
-        .prepare_cached(&format!(
-            "DELETE FROM layers WHERE diff_id = ?1 AND {LAYER_UNUSED} RETURNING diff_id"
-        ))?
+        .prepare_cached(&format!("DELETE FROM layers WHERE diff_id = ?1 AND {unused} RETURNING diff_id"))?
         .query_row([diff_id], |row| row.get(0))
         .optional()?)
 }

@@ -16,6 +16,8 @@ use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
 use crate::error::{Error, Result};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+/// WAL pages after which a commit checkpoints (SQLite's default).
+const WAL_AUTOCHECKPOINT: i64 = 1000;
 const MAX_IDLE_CONNECTIONS: usize = 4;
 /// Page cache per connection, in KiB.
 const CACHE_KIB: i64 = 64 << 10;
@@ -95,6 +97,35 @@ impl Index {
         let result = transact(&mut conn, f);
         self.checkin(conn);
         result.map_err(|e| self.classify(e))
+    }
+
+    /// Like [`Index::write`], for the collector's bulk deletes. Foreign keys
+    /// are not enforced: the collector deletes children before parents
+    /// itself, and checking every deleted row's references would double the
+    /// cost of deleting tens of thousands. Nor is the WAL checkpointed at
+    /// commit: the caller runs [`Index::checkpoint`] beside its file
+    /// deletions instead of before them.
+    pub fn write_bulk<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        let mut conn = self.checkout()?;
+        let result = conn
+            .pragma_update(None, "foreign_keys", false)
+            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
+            .map_err(Error::from)
+            .and_then(|()| transact(&mut conn, f));
+        // A connection whose checks cannot be restored is not reused.
+        let restored = conn
+            .pragma_update(None, "foreign_keys", true)
+            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT));
+        if restored.is_ok() {
+            self.checkin(conn);
+        }
+        result.map_err(|e| self.classify(e))
+    }
+
+    /// Copies what the WAL holds into the database, as far as readers allow
+    /// (SQLite's automatic checkpoint, run on purpose).
+    pub fn checkpoint(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?))
     }
 
     /// Like [`Index::write`], but without waiting for the commit to reach the

@@ -97,12 +97,12 @@ const MIGRATIONS: &[&str] = &[
     // over by `upgrade` right after this migration.
     r#"
     CREATE TABLE blob_content (
-        digest   TEXT PRIMARY KEY REFERENCES blobs(digest) ON DELETE CASCADE,
+        digest   TEXT PRIMARY KEY REFERENCES blobs(digest),
         content  BLOB NOT NULL
     );
 
     CREATE TABLE layer_framing (
-        diff_id  TEXT PRIMARY KEY REFERENCES layers(diff_id) ON DELETE CASCADE,
+        diff_id  TEXT PRIMARY KEY REFERENCES layers(diff_id),
         framing  BLOB NOT NULL
     );
 
