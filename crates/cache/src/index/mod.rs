@@ -11,13 +11,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags, ToSql, Transaction, TransactionBehavior};
 
 use crate::error::{Error, Result};
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 /// WAL pages after which a commit checkpoints (SQLite's default).
 const WAL_AUTOCHECKPOINT: i64 = 1000;
+
+/// A connection setting changed for one transaction: the pragma, its value
+/// then, and its usual value (as [`Index::connect`] sets it, or SQLite's
+/// default).
+type Setting = (&'static str, &'static dyn ToSql, &'static dyn ToSql);
 const MAX_IDLE_CONNECTIONS: usize = 4;
 /// Page cache per connection, in KiB.
 const CACHE_KIB: i64 = 64 << 10;
@@ -93,10 +98,7 @@ impl Index {
 
     /// Runs `f` in an immediate (write-locked) transaction, committing on Ok.
     pub fn write<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.checkout()?;
-        let result = transact(&mut conn, f);
-        self.checkin(conn);
-        result.map_err(|e| self.classify(e))
+        self.write_with(&[], f)
     }
 
     /// Like [`Index::write`], for the collector's bulk deletes. Foreign keys
@@ -106,20 +108,18 @@ impl Index {
     /// commit: the caller runs [`Index::checkpoint`] beside its file
     /// deletions instead of before them.
     pub fn write_bulk<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.checkout()?;
-        let result = conn
-            .pragma_update(None, "foreign_keys", false)
-            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", 0))
-            .map_err(Error::from)
-            .and_then(|()| transact(&mut conn, f));
-        // A connection whose checks cannot be restored is not reused.
-        let restored = conn
-            .pragma_update(None, "foreign_keys", true)
-            .and_then(|()| conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT));
-        if restored.is_ok() {
-            self.checkin(conn);
-        }
-        result.map_err(|e| self.classify(e))
+        self.write_with(
+            &[("foreign_keys", &false, &true), ("wal_autocheckpoint", &0, &WAL_AUTOCHECKPOINT)],
+            f,
+        )
+    }
+
+    /// Like [`Index::write`], but without waiting for the commit to reach the
+    /// disk (`synchronous = NORMAL`), for rows whose loss in a power cut only
+    /// costs work to redo: the next durable commit (the WAL is sequential)
+    /// makes them durable with it.
+    pub fn write_lazily<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+        self.write_with(&[("synchronous", &"NORMAL", &"FULL")], f)
     }
 
     /// Copies what the WAL holds into the database, as far as readers allow
@@ -128,18 +128,25 @@ impl Index {
         self.read(|conn| Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?))
     }
 
-    /// Like [`Index::write`], but without waiting for the commit to reach the
-    /// disk (`synchronous = NORMAL`), for rows whose loss in a power cut only
-    /// costs work to redo: the next durable commit (the WAL is sequential)
-    /// makes them durable with it.
-    pub fn write_lazily<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
+    /// Runs `f` in a transaction on a connection with `settings` changed for
+    /// it, then puts the usual values back; a connection that cannot be
+    /// restored is not reused.
+    fn write_with<T>(&self, settings: &[Setting], f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
         let mut conn = self.checkout()?;
-        let result = conn
-            .pragma_update(None, "synchronous", "NORMAL")
+        let result = settings
+            .iter()
+            .try_for_each(|(name, value, _)| conn.pragma_update(None, name, value))
             .map_err(Error::from)
-            .and_then(|()| transact(&mut conn, f));
-        // A connection that cannot be made durable again is not reused.
-        if conn.pragma_update(None, "synchronous", "FULL").is_ok() {
+            .and_then(|()| {
+                let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            });
+        let restored = settings
+            .iter()
+            .try_for_each(|(name, _, usual)| conn.pragma_update(None, name, usual));
+        if restored.is_ok() {
             self.checkin(conn);
         }
         result.map_err(|e| self.classify(e))
@@ -160,13 +167,6 @@ impl Index {
             }
         }
     }
-}
-
-fn transact<T>(conn: &mut Connection, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let value = f(&tx)?;
-    tx.commit()?;
-    Ok(value)
 }
 
 fn poisoned<T>(_: T) -> Error {
