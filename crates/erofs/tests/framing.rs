@@ -158,20 +158,13 @@ fn archive_endings_round_trip() {
     round_trip(&[]);
 }
 
+/// Local pax headers with paths, ids and xattrs round-trip in
+/// conversion.rs (every build there checks it); these are the records
+/// the image keeps nothing of.
 #[test]
 fn pax_extensions_round_trip() {
-    let long = "p/".repeat(60) + "file";
-    let mut tar = pax_header(&[
-        format!("path={long}"),
-        "uid=4000000000".into(),
-        "mtime=1700000000.123456789".into(),
-        "SCHILY.xattr.user.one=1".into(),
-        "LIBARCHIVE.xattr.user.tw%6F=dHdv".into(),
-        "SCHILY.xattr.security.capability=\x01\0\0\x02".into(),
-    ]);
-    tar.extend(ustar_members(&[Member::file("short-name", b"data")]));
     // An ignored record larger than one literal record.
-    tar.extend(pax_header(&[format!("comment={}", "c".repeat(100_000))]));
+    let mut tar = pax_header(&[format!("comment={}", "c".repeat(100_000))]);
     tar.extend(ustar_members(&[Member::file("commented", &noise(70_000, 4))]));
     tar.extend(global_pax(&["uid=777".into(), "SCHILY.xattr.user.g=global".into()]));
     tar.extend(ustar_members(&[Member::file("global", b"g")]));
