@@ -22,45 +22,54 @@ export type MicrosandboxErrorCode =
 export interface MicrosandboxError extends Error {
   readonly code: MicrosandboxErrorCode
 }
+/** No cached image answers to the reference. */
 export interface ImageNotFoundError extends MicrosandboxError {
   readonly code: 'image_not_found'
   readonly reference: string
 }
+/** Sandboxes still use the image; `sandboxes` names them. */
 export interface ImageInUseError extends MicrosandboxError {
   readonly code: 'image_in_use'
-  /** Names of the sandboxes using the image. */
   readonly sandboxes: readonly string[]
 }
+/** The configured backend keeps no local image cache. */
 export interface UnsupportedError extends MicrosandboxError {
   readonly code: 'unsupported'
 }
+/** The reference is malformed. */
 export interface InvalidReferenceError extends MicrosandboxError {
   readonly code: 'invalid_reference'
   readonly reference: string
 }
+/** The archive is missing, unreadable, malformed or unsafe; `path` names it. */
 export interface ImageArchiveError extends MicrosandboxError {
   readonly code: 'image_archive'
   readonly path: string
 }
+/** Content did not match its digest or size; `expected` and `actual` say how. */
 export interface DigestMismatchError extends MicrosandboxError {
   readonly code: 'digest_mismatch'
   readonly expected: string
   readonly actual: string
 }
+/** A layer cannot become a filesystem image. */
 export interface InvalidLayerError extends MicrosandboxError {
   readonly code: 'invalid_layer'
 }
+/** An argument or option makes no sense. */
 export interface InvalidArgumentError extends MicrosandboxError {
   readonly code: 'invalid_argument'
 }
+/** The cache directory cannot be read or written; `path` names it. */
 export interface CacheError extends MicrosandboxError {
   readonly code: 'cache'
   readonly path: string
 }
+/** The cache index failed. */
 export interface CacheIndexError extends MicrosandboxError {
   readonly code: 'cache_index'
 }
-
+/** A registry failed or refused a request; `registry`, `repository`, `digest` and `status` say which. */
 export interface RegistryError extends MicrosandboxError {
   readonly code: 'registry'
   readonly registry: string
@@ -68,15 +77,16 @@ export interface RegistryError extends MicrosandboxError {
   readonly digest: string | null
   readonly status: number | null
 }
+/** The registry wants credentials we lack or refused ours. */
 export interface AuthenticationError extends MicrosandboxError {
   readonly code: 'authentication'
   readonly registry: string
   readonly repository: string
 }
+/** The caller's `AbortSignal` aborted the operation. */
 export interface AbortError extends MicrosandboxError {
   readonly code: 'aborted'
 }
-
 
 /**
  * Which binding artifact the generated loader actually loaded: `'native'` for
@@ -92,13 +102,13 @@ export declare class AbortError {}
 /** The registry wants credentials we lack or refused ours (`code: "authentication"`). */
 export declare class AuthenticationError {}
 
-/** The cache directory cannot be read or written (`code: "cache"`); `path` names it. */
+/** The cache directory cannot be read or written; `path` names it (`code: "cache"`). */
 export declare class CacheError {}
 
 /** The cache index failed (`code: "cache_index"`). */
 export declare class CacheIndexError {}
 
-/** Content did not match its digest or size (`code: "digest_mismatch"`); `expected` and `actual` say how. */
+/** Content did not match its digest or size; `expected` and `actual` say how (`code: "digest_mismatch"`). */
 export declare class DigestMismatchError {}
 
 /**
@@ -179,7 +189,7 @@ export declare class Image {
   static unpinSnapshot(name: string): Promise<boolean>
 }
 
-/** The archive is missing, unreadable, malformed or unsafe (`code: "image_archive"`). */
+/** The archive is missing, unreadable, malformed or unsafe; `path` names it (`code: "image_archive"`). */
 export declare class ImageArchiveError {}
 
 /** A lightweight metadata handle for a cached OCI image. Properties are read-only. */
@@ -208,7 +218,7 @@ export declare class ImageHandle {
   toJSON(): { reference: string; sizeBytes: number | null; manifestDigest: string | null; architecture: string | null; os: string | null; layerCount: number; lastUsedAt: Date | null; createdAt: Date | null }
 }
 
-/** Sandboxes still use the image (`code: "image_in_use"`); `sandboxes` names them. */
+/** Sandboxes still use the image; `sandboxes` names them (`code: "image_in_use"`). */
 export declare class ImageInUseError {}
 
 /** No cached image answers to the reference (`code: "image_not_found"`). */
@@ -226,7 +236,7 @@ export declare class InvalidReferenceError {}
 /** Base class of every error this package rejects with; `code` names the kind. */
 export declare class MicrosandboxError {}
 
-/** A registry failed or refused a request (`code: "registry"`); `registry`, `repository`, `digest` and `status` say which. */
+/** A registry failed or refused a request; `registry`, `repository`, `digest` and `status` say which (`code: "registry"`). */
 export declare class RegistryError {}
 
 /** The configured backend keeps no local image cache (`code: "unsupported"`). */
@@ -322,29 +332,28 @@ export interface ImagePruneReport {
   readonly bytesReclaimed: number | null
 }
 
-/** A layer announced by a `resolved` pull event. */
+/** A layer announced by a `resolved` event. */
 export interface PullLayer {
+  /** The blob's digest. */
   digest: string
+  /** Its size in bytes. */
   size: number
 }
 
 /**
- * One step of a pull, passed to `onProgress`. `type` says which fields are set:
- * `resolved` (manifestDigest, layers), `download` (digest, downloaded, total; rate-limited),
- * `retry` (digest?, attempt, reason), `layer` (digest, diffId: verified and converted),
- * `disk` (fsmetaPath, vmdkPath written), `complete` (reference, manifestDigest).
+ * One step of a pull, passed to `onProgress`, in this order per pull:
+ * `resolved` (the manifest chosen for the platform, its layers bottom to
+ * top), then per layer `download` (bytes received of one blob, at most
+ * every 100 ms) and `retry` (why the previous try failed, which retry,
+ * and how long the pull waits first), then `layer` steps (`cached`:
+ * nothing to do; or `verified`: digests matched, then `converted`: its
+ * EROFS image is in the cache), then `disk` (fsmeta and VMDK written),
+ * then `complete` (the normalized reference and its manifest).
  */
-export interface PullProgressEvent {
-  type: 'resolved' | 'download' | 'retry' | 'layer' | 'disk' | 'complete'
-  reference?: string
-  manifestDigest?: string
-  layers?: Array<{ digest: string; size: number }>
-  digest?: string
-  downloaded?: number
-  total?: number
-  attempt?: number
-  reason?: string
-  diffId?: string
-  fsmetaPath?: string
-  vmdkPath?: string
-}
+export type PullProgressEvent =
+  | { type: 'resolved'; manifestDigest: string; layers: Array<PullLayer> }
+  | { type: 'download'; digest: string; downloaded: number; total: number }
+  | { type: 'retry'; digest?: string; attempt: number; reason: string; retryAfterMs: number }
+  | { type: 'layer'; digest: string; diffId: string; step: 'cached' | 'verified' | 'converted' }
+  | { type: 'disk'; fsmetaPath: string; vmdkPath: string }
+  | { type: 'complete'; reference: string; manifestDigest: string }

@@ -20,6 +20,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
 fi
 [ -d node_modules/@napi-rs/cli ] || npm install --no-audit --no-fund
+# House rules first, so a formatting slip or a lint fails fast.
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
 host=$(rustc -vV | sed -n 's/^host: //p')
 arm=aarch64-unknown-linux-gnu
 rustup target list --installed | grep -qx "$arm" || rustup target add "$arm"
@@ -32,8 +35,8 @@ if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- index.js ind
   git --no-pager diff --stat -- index.js index.d.ts >&2
   exit 1
 fi
-cargo test --release --target "$host" -p msb-erofs -p msb-cache
+cargo test --release --target "$host" -p msb-erofs -p msb-oci -p msb-registry -p msb-cache
 # The same engine tests on arm64 (runner: qemu-aarch64, .cargo/config.toml),
 # but for the one timing assertion, which emulation cannot meet; it ran above.
-cargo test --release --target "$arm" -p msb-erofs -p msb-cache -- --skip fsmeta_for_ten_layers_of_5000_files_is_fast
+cargo test --release --target "$arm" -p msb-erofs -p msb-oci -p msb-registry -p msb-cache -- --skip fsmeta_for_ten_layers_of_5000_files_is_fast
 npx jest --ci "$@"

@@ -8,7 +8,7 @@ use napi_derive::napi;
 use std::sync::Arc;
 
 use cache::backend::Backend;
-use cache::{parse_reference, Cache, Format, LoadOptions};
+use cache::{parse_reference, Cache, Format, LoadOptions, PullRequest};
 
 use crate::args;
 use crate::pull;
@@ -108,7 +108,7 @@ impl Image {
             let opts = args::options(opts, "opts")?;
             let tag = args::opt_string(&opts, "tag")?.map(|t| parse_reference(&t)).transpose()?;
             let platform = args::opt_string(&opts, "platform")?
-                .map(|p| cache::platform::Platform::parse(&p).map_err(cache::Error::InvalidArgument))
+                .map(|p| oci::Platform::parse(&p).map_err(cache::Error::InvalidArgument))
                 .transpose()?;
             Ok((path, LoadOptions { tag, platform }))
         })();
@@ -146,7 +146,13 @@ impl Image {
             env,
             move || {
                 let c = call?;
-                cache()?.pull(&c.reference, c.policy, c.platform.as_ref(), &c.options, &c.observer)
+                let request = PullRequest {
+                    policy: c.policy,
+                    platform: c.platform.as_ref(),
+                    options: &c.options,
+                    progress: &c.progress,
+                };
+                cache()?.pull(&c.reference, &request)
             },
             move |env, result| {
                 if let Some(hook) = hook {

@@ -1,9 +1,10 @@
 // What the addon adds to its exports at load time, in JavaScript because
 // napi classes cannot extend Error: the error classes (the generated
 // index.js re-exports them), and a readable console.log for ImageHandle.
-// Evaluated once per JavaScript environment; returns the factory the Rust
-// side calls to build a rejection of the right class.
-(function install(exports) {
+// Evaluated once per JavaScript environment with the class table (name,
+// code) the build script makes of the engine's error taxonomy; returns the
+// factory the Rust side calls to build a rejection of the right class.
+(function install(exports, table) {
   'use strict'
   const inspect = Symbol.for('nodejs.util.inspect.custom')
   exports.ImageHandle.prototype[inspect] = function (depth, options, nodeInspect) {
@@ -29,19 +30,7 @@
     classes[name] = cls
     byCode[code] = cls
   }
-  define('ImageNotFoundError', 'image_not_found')
-  define('ImageInUseError', 'image_in_use')
-  define('UnsupportedError', 'unsupported')
-  define('InvalidReferenceError', 'invalid_reference')
-  define('ImageArchiveError', 'image_archive')
-  define('DigestMismatchError', 'digest_mismatch')
-  define('InvalidLayerError', 'invalid_layer')
-  define('InvalidArgumentError', 'invalid_argument')
-  define('CacheError', 'cache')
-  define('CacheIndexError', 'cache_index')
-  define('RegistryError', 'registry')
-  define('AuthenticationError', 'authentication')
-  define('AbortError', 'aborted')
+  for (const [name, code] of table) define(name, code)
   for (const [name, cls] of Object.entries(classes)) {
     Object.defineProperty(cls.prototype, 'name', { value: name, writable: true, configurable: true })
     exports[name] = cls

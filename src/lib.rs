@@ -2,9 +2,12 @@
 //! results and errors between JavaScript and the `cache` engine crate, and
 //! runs every engine call off the event loop. No cache logic lives here.
 
+#![warn(missing_docs)]
+
 mod args;
 mod errors;
 mod image;
+mod progress;
 mod pull;
 mod task;
 mod types;

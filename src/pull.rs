@@ -10,11 +10,13 @@ use napi::bindgen_prelude::*;
 use napi::threadsafe_function::{ThreadsafeFunction, ThreadsafeFunctionCallMode};
 use napi::ValueType;
 
-use cache::registry::{Credentials, PullOptions};
-use cache::{Error, PullEvent, PullObserver, PullPolicy};
+use cache::{Error, PullPolicy};
+use oci::progress::{Progress, Sink};
+use oci::Platform;
+use registry::{Credentials, PullOptions, RegistryConfig};
 
 use crate::args::{self, invalid};
-use crate::types::PullProgressEvent;
+use crate::progress::PullProgressEvent;
 
 /// Everything one pull needs, parsed on the JavaScript thread.
 pub struct PullCall {
@@ -23,11 +25,11 @@ pub struct PullCall {
     /// When to contact the registry.
     pub policy: PullPolicy,
     /// The platform asked for, if any.
-    pub platform: Option<cache::platform::Platform>,
+    pub platform: Option<Platform>,
     /// Registry options, including the cancel flag.
     pub options: PullOptions,
     /// Receives engine events.
-    pub observer: PullObserver,
+    pub progress: Sink,
     /// The signal listener, taken out before the call leaves the JavaScript
     /// thread and removed when it settles.
     pub abort: Option<AbortHook>,
@@ -73,11 +75,11 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
     };
     let mut options = PullOptions::default();
     let platform = args::opt_string(&opts, "platform")?
-        .map(|p| cache::platform::Platform::parse(&p).map_err(Error::InvalidArgument))
+        .map(|p| Platform::parse(&p).map_err(Error::InvalidArgument))
         .transpose()?;
     options.insecure = args::opt_bool(&opts, "insecure")?.unwrap_or(false);
     // Read here, on the thread that owns the environment, not on the worker.
-    options.config.docker_config = cache::registry::RegistryConfig::docker_config_from_env();
+    options.config.docker_config = RegistryConfig::docker_config_from_env();
     options.auth = auth(&opts)?;
     if let Some(mirrors) = args::opt_object(&opts, "mirrors")? {
         for host in Object::keys(&mirrors).map_err(|e| invalid(format!("mirrors: {e}")))? {
@@ -91,7 +93,7 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
     if let Some(bundles) = args::field(&opts, "caBundles")? {
         options.config.ca_bundles = args::strings(Some(bundles), "caBundles")?.into_iter().map(Into::into).collect();
     }
-    let observer = progress(&opts)?;
+    let progress = progress(&opts)?;
     let cancel = Arc::new(AtomicBool::new(false));
     let abort = match args::field(&opts, "signal")? {
         Some(signal) => Some(listen(env, signal, cancel.clone())?),
@@ -103,7 +105,7 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         policy,
         platform,
         options,
-        observer,
+        progress,
         abort,
     })
 }
@@ -124,9 +126,9 @@ fn auth(opts: &Option<Object<'_>>) -> cache::Result<Option<Credentials>> {
 }
 
 /// The engine observer: forwards events to `onProgress`, if given.
-fn progress(opts: &Option<Object<'_>>) -> cache::Result<PullObserver> {
+fn progress(opts: &Option<Object<'_>>) -> cache::Result<Sink> {
     let Some(callback) = args::field(opts, "onProgress")? else {
-        return Ok(Arc::new(|_| {}));
+        return Ok(oci::progress::ignore());
     };
     if callback.get_type().ok() != Some(ValueType::Function) {
         return Err(invalid("onProgress must be a function".into()));
@@ -139,7 +141,7 @@ fn progress(opts: &Option<Object<'_>>) -> cache::Result<PullObserver> {
         .callee_handled::<false>()
         .build()
         .map_err(|e| invalid(format!("onProgress: {e}")))?;
-    Ok(Arc::new(move |event: PullEvent| {
+    Ok(Arc::new(move |event: Progress| {
         // A throwing callback must not take the process down: its error is dropped.
         tsfn.call_with_return_value(event.into(), ThreadsafeFunctionCallMode::NonBlocking, |_, _| Ok(()));
     }))

@@ -20,7 +20,7 @@ impl ImageHandle {
     /// Image reference, normalized (`python:3.12` reads `docker.io/library/python:3.12`).
     #[napi(getter)]
     pub fn reference(&self) -> String {
-        self.inner.reference.clone()
+        self.inner.reference.to_string()
     }
 
     /// Bytes the image occupies in this cache: its manifest and config, each
@@ -34,7 +34,7 @@ impl ImageHandle {
     /// Content-addressable manifest digest.
     #[napi(getter)]
     pub fn manifest_digest(&self) -> Option<String> {
-        Some(self.inner.manifest_digest.clone())
+        Some(self.inner.manifest_digest.to_string())
     }
 
     /// Resolved architecture (GOARCH spelling, e.g. `amd64`).
@@ -137,7 +137,7 @@ pub struct ImageConfigDetail {
 impl From<cache::ConfigDetails> for ImageConfigDetail {
     fn from(c: cache::ConfigDetails) -> Self {
         ImageConfigDetail {
-            digest: c.digest,
+            digest: c.digest.to_string(),
             env: c.env,
             cmd: c.cmd,
             entrypoint: c.entrypoint,
@@ -175,8 +175,8 @@ pub struct ImageLayerDetail {
 impl From<cache::LayerDetails> for ImageLayerDetail {
     fn from(l: cache::LayerDetails) -> Self {
         ImageLayerDetail {
-            diff_id: l.diff_id,
-            blob_digest: l.blob_digest,
+            diff_id: l.diff_id.to_string(),
+            blob_digest: l.blob_digest.to_string(),
             media_type: l.media_type,
             compressed_size_bytes: l.compressed_size.map(|v| v as f64),
             erofs_size_bytes: l.erofs_size.map(|v| v as f64),
@@ -272,108 +272,12 @@ impl From<cache::BootImage> for AcquiredImage {
     fn from(b: cache::BootImage) -> Self {
         let path = |p: &std::path::Path| p.display().to_string();
         AcquiredImage {
-            reference: b.reference,
-            manifest_digest: b.manifest_digest,
+            reference: b.reference.to_string(),
+            manifest_digest: b.manifest_digest.to_string(),
             config: b.config.into(),
             layers: b.layers.iter().map(|p| path(p)).collect(),
             fsmeta_path: path(&b.fsmeta),
             vmdk_path: path(&b.vmdk),
-        }
-    }
-}
-
-/// One step of a pull, passed to `onProgress`. `type` says which fields are set:
-/// `resolved` (manifestDigest, layers), `download` (digest, downloaded, total; rate-limited),
-/// `retry` (digest?, attempt, reason), `layer` (digest, diffId: verified and converted),
-/// `disk` (fsmetaPath, vmdkPath written), `complete` (reference, manifestDigest).
-#[napi(object, object_from_js = false)]
-pub struct PullProgressEvent {
-    #[napi(ts_type = "'resolved' | 'download' | 'retry' | 'layer' | 'disk' | 'complete'")]
-    pub r#type: String,
-    pub reference: Option<String>,
-    pub manifest_digest: Option<String>,
-    #[napi(ts_type = "Array<{ digest: string; size: number }>")]
-    pub layers: Option<Vec<PullLayer>>,
-    pub digest: Option<String>,
-    pub downloaded: Option<f64>,
-    pub total: Option<f64>,
-    pub attempt: Option<u32>,
-    pub reason: Option<String>,
-    pub diff_id: Option<String>,
-    pub fsmeta_path: Option<String>,
-    pub vmdk_path: Option<String>,
-}
-
-/// A layer announced by a `resolved` pull event.
-#[napi(object, object_from_js = false)]
-pub struct PullLayer {
-    pub digest: String,
-    pub size: f64,
-}
-
-impl PullProgressEvent {
-    fn of(kind: &str) -> Self {
-        PullProgressEvent {
-            r#type: kind.to_string(),
-            reference: None,
-            manifest_digest: None,
-            layers: None,
-            digest: None,
-            downloaded: None,
-            total: None,
-            attempt: None,
-            reason: None,
-            diff_id: None,
-            fsmeta_path: None,
-            vmdk_path: None,
-        }
-    }
-}
-
-impl From<cache::PullEvent> for PullProgressEvent {
-    fn from(event: cache::PullEvent) -> Self {
-        use cache::PullEvent::*;
-        match event {
-            Resolved { manifest_digest, layers } => PullProgressEvent {
-                manifest_digest: Some(manifest_digest),
-                layers: Some(
-                    layers
-                        .into_iter()
-                        .map(|(digest, size)| PullLayer { digest, size: size as f64 })
-                        .collect(),
-                ),
-                ..Self::of("resolved")
-            },
-            Download { digest, downloaded, total } => PullProgressEvent {
-                digest: Some(digest),
-                downloaded: Some(downloaded as f64),
-                total: Some(total as f64),
-                ..Self::of("download")
-            },
-            Retry { digest, attempt, reason } => PullProgressEvent {
-                digest,
-                attempt: Some(attempt),
-                reason: Some(reason),
-                ..Self::of("retry")
-            },
-            LayerReady { digest, diff_id } => PullProgressEvent {
-                digest: Some(digest),
-                diff_id: Some(diff_id),
-                ..Self::of("layer")
-            },
-            DiskReady { fsmeta, vmdk } => PullProgressEvent {
-                fsmeta_path: Some(fsmeta.display().to_string()),
-                vmdk_path: Some(vmdk.display().to_string()),
-                ..Self::of("disk")
-            },
-            Complete {
-                reference,
-                manifest_digest,
-            } => PullProgressEvent {
-                reference: Some(reference),
-                manifest_digest: Some(manifest_digest),
-                ..Self::of("complete")
-            },
         }
     }
 }

@@ -1,34 +1,33 @@
-//! The microsandbox image cache engine. Data flows one way: a source
-//! (archive or registry) yields verified blobs; each layer's tar becomes an
-//! EROFS image; the index records the image; fsmeta and a VMDK make the
-//! root disk. Nothing here knows about Node: the binding converts types.
+//! The microsandbox image cache engine. Data flows one way, and the
+//! modules follow it: a [`source`] (archive or registry) yields blobs; the
+//! [`stream`] stage verifies each layer's blob and tar as they pass and
+//! turns the tar into an EROFS image; the [`ingest`] stage publishes those
+//! under a lease and records the image in the [`index`]; [`disk`] builds
+//! the root disk (fsmeta and a VMDK). The collector ([`gc`]) stands apart:
+//! it reads reachability from the index and deletes what no root reaches.
+//! [`engine`] composes these into the operations a user sees. Nothing here
+//! knows about Node: the binding converts types.
 
-pub mod archive;
+#![warn(missing_docs)]
+
 pub mod backend;
-mod compression;
-pub mod digest;
 mod disk;
 mod engine;
 pub mod error;
+mod export;
 mod gc;
 mod index;
 mod ingest;
-mod layer;
-pub mod manifest;
 pub mod model;
 mod parallel;
-pub mod platform;
-pub mod pull;
-pub mod reference;
-pub mod registry;
-mod source;
+pub mod source;
 mod store;
+mod stream;
 mod upgrade;
-pub mod vmdk;
 
-pub use archive::save::Format;
-pub use archive::LoadOptions;
-pub use engine::{parse_reference, Cache, REGISTRY_SETTINGS};
+pub use engine::{parse_reference, Cache};
 pub use error::{Error, Result};
+pub use export::Format;
 pub use model::{BootImage, ConfigDetails, ImageDetails, ImageSummary, LayerDetails, PruneReport};
-pub use pull::{PullEvent, PullObserver, PullPolicy};
+pub use source::archive::LoadOptions;
+pub use source::pull::{PullPolicy, PullRequest, REGISTRY_SETTINGS};

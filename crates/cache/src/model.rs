@@ -3,13 +3,17 @@
 
 use std::path::PathBuf;
 
+use oci::{Digest, Reference};
+
+pub use oci::manifest::ConfigDetails;
+
 /// One cached image reference and the image it names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageSummary {
     /// The normalized reference, e.g. `docker.io/library/python:3.12`.
-    pub reference: String,
+    pub reference: Reference,
     /// The manifest the reference resolves to.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// On-disk bytes of every artifact of the image in this cache (blobs,
     /// layer EROFS images, fsmeta, VMDK); shared layers are counted in full.
     pub size_bytes: Option<u64>,
@@ -25,34 +29,13 @@ pub struct ImageSummary {
     pub created_at: Option<i64>,
 }
 
-/// The OCI config fields a sandbox needs, as stored in the index.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConfigDetails {
-    /// Digest of the config blob (the image ID).
-    pub digest: String,
-    /// `KEY=value` entries.
-    pub env: Vec<String>,
-    /// Default command, when set.
-    pub cmd: Option<Vec<String>>,
-    /// Entrypoint, when set.
-    pub entrypoint: Option<Vec<String>>,
-    /// Working directory, when set (an empty string counts as unset).
-    pub working_dir: Option<String>,
-    /// Default user, when set.
-    pub user: Option<String>,
-    /// Labels, when the config has any map (possibly empty).
-    pub labels: Option<serde_json::Map<String, serde_json::Value>>,
-    /// Stop signal, when set.
-    pub stop_signal: Option<String>,
-}
-
 /// One layer of a manifest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LayerDetails {
     /// Digest of the uncompressed tar.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// Digest of the blob as distributed.
-    pub blob_digest: String,
+    pub blob_digest: Digest,
     /// Media type of the blob.
     pub media_type: Option<String>,
     /// Size of the blob as distributed.
@@ -95,9 +78,9 @@ pub struct PruneReport {
 #[derive(Debug, Clone, PartialEq)]
 pub struct BootImage {
     /// The reference the sandbox asked for (normalized).
-    pub reference: String,
+    pub reference: Reference,
     /// The manifest the sandbox now holds on to.
-    pub manifest_digest: String,
+    pub manifest_digest: Digest,
     /// The image config.
     pub config: ConfigDetails,
     /// Layer EROFS images, bottom to top.

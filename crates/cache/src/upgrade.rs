@@ -13,18 +13,19 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 
+use oci::digest::HashingReader;
+use oci::{progress, Descriptor, Digest};
 use rusqlite::params;
 
-use crate::digest::{self, Digest, HashingReader};
 use crate::error::{Error, Result};
 use crate::index::Index;
-use crate::layer;
-use crate::manifest::Descriptor;
-use crate::source::BlobSource;
+use crate::ingest::Lease;
+use crate::source::legacy::LegacyBlobs;
 use crate::store::Store;
+use crate::stream::convert;
 
 /// Where schema 1 kept blobs, relative to the cache root.
 const LEGACY_BLOBS: &str = "blobs";
@@ -39,12 +40,11 @@ pub fn upgrade(store: &Store, index: &Index) -> Result<()> {
         return Ok(());
     }
     let blobs = LegacyBlobs(dir.join("sha256"));
-    let _lease = store.lock_ingest()?;
+    let lease = Lease::take(store, index)?;
     copy_documents(index, &blobs)?;
-    let changed = convert_layers(store, index, &blobs)?;
-    store.sync_artifact_dirs()?;
+    let changed = convert_layers(&lease, &blobs)?;
     // A durable commit, which also makes the layer rows before it durable.
-    let stale_disks = index.write(|tx| {
+    let stale_disks = lease.commit(|tx| {
         tx.execute_batch(
             "UPDATE manifests SET size_bytes = \
                (SELECT coalesce(sum(b.size), 0) FROM blobs b WHERE b.digest IN (manifests.digest, manifests.config_digest)) \
@@ -56,7 +56,7 @@ pub fn upgrade(store: &Store, index: &Index) -> Result<()> {
         let mut stale = Vec::new();
         for diff_id in &changed {
             let mut stmt = tx.prepare_cached("SELECT manifest_digest FROM manifest_layers WHERE diff_id = ?1")?;
-            for manifest in stmt.query_map([diff_id.as_str()], |row| row.get::<_, String>(0))? {
+            for manifest in stmt.query_map([diff_id], |row| row.get::<_, Digest>(0))? {
                 stale.push(manifest?);
             }
         }
@@ -71,8 +71,7 @@ pub fn upgrade(store: &Store, index: &Index) -> Result<()> {
     })?;
     // Rows first, then files: the index never names a missing disk.
     for manifest in stale_disks {
-        let digest = Digest::parse(&manifest).map_err(Error::Internal)?;
-        for path in [store.fsmeta_path(&digest), store.vmdk_path(&digest)] {
+        for path in [store.fsmeta_path(&manifest), store.vmdk_path(&manifest)] {
             remove_file(&path)?;
         }
     }
@@ -81,7 +80,7 @@ pub fn upgrade(store: &Store, index: &Index) -> Result<()> {
 
 /// Copies every manifest and config the index names into it.
 fn copy_documents(index: &Index, blobs: &LegacyBlobs) -> Result<()> {
-    let documents: Vec<String> = index.read(|conn| {
+    let documents: Vec<Digest> = index.read(|conn| {
         let mut stmt =
             conn.prepare("SELECT digest FROM manifests UNION SELECT config_digest FROM manifests EXCEPT SELECT digest FROM blob_content")?;
         let rows = stmt.query_map([], |row| row.get(0))?;
@@ -103,8 +102,8 @@ fn copy_documents(index: &Index, blobs: &LegacyBlobs) -> Result<()> {
 
 /// Converts every layer without framing from one of its blobs; returns the
 /// layers whose image came out different from the one on disk.
-fn convert_layers(store: &Store, index: &Index, blobs: &LegacyBlobs) -> Result<Vec<Digest>> {
-    let candidates: Vec<(String, String, Option<String>, i64)> = index.read(|conn| {
+fn convert_layers(lease: &Lease<'_>, blobs: &LegacyBlobs) -> Result<Vec<Digest>> {
+    let candidates: Vec<(String, String, Option<String>, i64)> = lease.index().read(|conn| {
         let mut stmt = conn.prepare(
             "SELECT DISTINCT ml.diff_id, ml.blob_digest, ml.media_type, ml.blob_size FROM manifest_layers ml \
              WHERE NOT EXISTS (SELECT 1 FROM layer_framing f WHERE f.diff_id = ml.diff_id)",
@@ -125,9 +124,9 @@ fn convert_layers(store: &Store, index: &Index, blobs: &LegacyBlobs) -> Result<V
             digest,
             size: size as u64,
         };
-        let path = store.layer_path(&diff_id);
+        let path = lease.store().layer_path(&diff_id);
         let before = file_digest(&path)?;
-        match layer::materialize(store, index, blobs, &blob, &diff_id, &mut Vec::new()) {
+        match convert::materialize(lease, blobs, &blob, &diff_id, &progress::ignore()) {
             Ok(_) => {}
             // This blob cannot give the layer back; another manifest's may.
             Err(Error::Archive { .. } | Error::DigestMismatch { .. } | Error::InvalidLayer { .. }) => continue,
@@ -157,40 +156,5 @@ fn remove_file(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => Err(Error::cache(path)(e)),
         _ => Ok(()),
-    }
-}
-
-/// The blob files schema 1 kept. A missing or unreadable blob is the
-/// source's fault here, not the cache's, so it reads as an archive error.
-struct LegacyBlobs(PathBuf);
-
-impl LegacyBlobs {
-    fn path(&self, digest: &Digest) -> PathBuf {
-        self.0.join(digest.hex())
-    }
-
-    /// A document's bytes, if its file is there and matches its digest.
-    fn verified(&self, digest: &str) -> Result<Option<Vec<u8>>> {
-        let Ok(digest) = Digest::parse(digest) else { return Ok(None) };
-        let path = self.path(&digest);
-        let bytes = match fs::read(&path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(Error::cache(&path)(e)),
-        };
-        let verified = digest::verify("legacy blob", &digest, None, &Digest::of(&bytes), bytes.len() as u64);
-        Ok(verified.ok().map(|()| bytes))
-    }
-}
-
-impl BlobSource for LegacyBlobs {
-    fn open(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        let path = self.path(&blob.digest);
-        let file = File::open(&path).map_err(|e| self.read_error(blob, e))?;
-        Ok(Box::new(file))
-    }
-
-    fn read_error(&self, blob: &Descriptor, error: io::Error) -> Error {
-        Error::archive(self.path(&blob.digest), format!("legacy blob {}: {error}", blob.digest))
     }
 }

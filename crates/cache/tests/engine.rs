@@ -48,22 +48,22 @@ fn loads_every_archive_format_to_the_same_image() {
         let summaries = cache.load(archive, &LoadOptions::default()).unwrap();
         assert_eq!(summaries.len(), 1, "{archive:?}");
         let s = &summaries[0];
-        assert_eq!(s.reference, "example.com/team/app:v1");
+        assert_eq!(s.reference.to_string(), "example.com/team/app:v1");
         assert_eq!(s.layer_count, 3);
         assert_eq!(s.architecture.as_deref(), Some("amd64"));
         assert_eq!(s.os.as_deref(), Some("linux"));
         if archive != &docker {
-            assert_eq!(s.manifest_digest, written.manifest);
+            assert_eq!(s.manifest_digest.to_string(), written.manifest);
         }
         let details = cache.inspect("example.com/team/app:v1").unwrap();
         let config = details.config.unwrap();
-        assert_eq!(config.digest, written.config);
+        assert_eq!(config.digest.to_string(), written.config);
         assert_eq!(config.env, vec!["PATH=/bin".to_string()]);
         assert_eq!(config.cmd, Some(vec!["/bin/sh".to_string()]));
         assert_eq!(config.working_dir.as_deref(), Some("/work"));
         assert_eq!(config.entrypoint, None);
         assert_eq!(config.labels.unwrap().get("test").and_then(|v| v.as_str()), Some("yes"));
-        let diff_ids: Vec<String> = details.layers.iter().map(|l| l.diff_id.clone()).collect();
+        let diff_ids: Vec<String> = details.layers.iter().map(|l| l.diff_id.to_string()).collect();
         assert_eq!(diff_ids, written.diff_ids);
         assert_eq!(details.layers.iter().map(|l| l.position).collect::<Vec<_>>(), [0, 1, 2]);
         for layer in &details.layers {
@@ -89,10 +89,13 @@ fn references_normalize_and_digests_resolve() {
     let a = cache.get("python:3.12").unwrap();
     let b = cache.get("docker.io/library/python:3.12").unwrap();
     assert_eq!(a, b);
-    assert_eq!(a.reference, "docker.io/library/python:3.12");
-    assert_eq!(cache.get("python").unwrap().manifest_digest, written.manifest);
+    assert_eq!(a.reference.to_string(), "docker.io/library/python:3.12");
+    assert_eq!(cache.get("python").unwrap().manifest_digest.to_string(), written.manifest);
     let by_digest = cache.get(&format!("python@{}", written.manifest)).unwrap();
-    assert_eq!(by_digest.reference, format!("docker.io/library/python@{}", written.manifest));
+    assert_eq!(
+        by_digest.reference.to_string(),
+        format!("docker.io/library/python@{}", written.manifest)
+    );
     assert!(matches!(cache.get("python:3.11"), Err(Error::ImageNotFound { .. })));
     assert!(matches!(cache.get("Not A Ref"), Err(Error::InvalidReference { .. })));
     assert_eq!(cache.list().unwrap().len(), 2);
@@ -284,9 +287,9 @@ fn save_round_trips_through_both_formats() {
         let fresh = Cache::open(&dir.path().join(format!("fresh-{name}"))).unwrap();
         fresh.load(&out, &LoadOptions::default()).unwrap();
         let details = fresh.inspect("localhost/app:1").unwrap();
-        assert_eq!(details.config.unwrap().digest, written.config, "{name}");
+        assert_eq!(details.config.unwrap().digest.to_string(), written.config, "{name}");
         assert_eq!(
-            details.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+            details.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
             written.diff_ids,
             "{name}"
         );
@@ -296,7 +299,7 @@ fn save_round_trips_through_both_formats() {
             assert_eq!(layer.blob_digest, layer.diff_id, "{name}");
         }
         if format == Format::Oci {
-            assert_ne!(details.summary.manifest_digest, written.manifest, "{name}");
+            assert_ne!(details.summary.manifest_digest.to_string(), written.manifest, "{name}");
         }
     }
     assert!(matches!(
@@ -346,13 +349,22 @@ fn concurrent_ingests_share_layers_and_agree() {
     let listed = cache.list().unwrap();
     // Prune may have raced the loads; whatever survived is complete.
     for image in &listed {
-        let boot = cache.acquire(&image.reference, &format!("check-{}", image.reference)).unwrap();
+        let boot = cache
+            .acquire(&image.reference.to_string(), &format!("check-{}", image.reference))
+            .unwrap();
         assert!(boot.layers.iter().chain([&boot.fsmeta, &boot.vmdk]).all(|p| p.exists()));
     }
     let layer_files = files_under(&home.join("layers"));
     let distinct_layers: std::collections::HashSet<_> = listed
         .iter()
-        .flat_map(|i| cache.inspect(&i.reference).unwrap().layers.into_iter().map(|l| l.diff_id))
+        .flat_map(|i| {
+            cache
+                .inspect(&i.reference.to_string())
+                .unwrap()
+                .layers
+                .into_iter()
+                .map(|l| l.diff_id)
+        })
         .collect();
     assert_eq!(layer_files.len(), distinct_layers.len(), "one file per layer, none left over");
     assert!(files_under(&home.join("tmp")).is_empty());
@@ -496,9 +508,9 @@ fn a_schema_1_cache_with_blob_files_is_upgraded_on_open() {
     cache.save(&["localhost/app:1".to_string()], &out, Format::Docker).unwrap();
     let fresh = loaded(&dir.path().join("fresh"), &out);
     let details = fresh.inspect("localhost/app:1").unwrap();
-    assert_eq!(details.config.unwrap().digest, written.config);
+    assert_eq!(details.config.unwrap().digest.to_string(), written.config);
     assert_eq!(
-        details.layers.iter().map(|l| l.diff_id.clone()).collect::<Vec<_>>(),
+        details.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>(),
         written.diff_ids
     );
 }

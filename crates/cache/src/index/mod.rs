@@ -3,7 +3,9 @@
 //! processes may share one index: WAL mode, a busy timeout and immediate
 //! write transactions keep them from tripping over each other.
 
+pub mod reach;
 pub mod read;
+pub mod rows;
 mod schema;
 pub mod write;
 

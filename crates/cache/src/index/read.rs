@@ -1,10 +1,12 @@
 //! Read queries: images by reference, configs, layer order.
 
+use oci::manifest::ConfigDetails;
+use oci::{Digest, Platform, Reference};
 use rusqlite::{Connection, OptionalExtension, Row};
 
+use super::rows::{DiskRow, DocumentRow, LayerRow, RefRow};
 use crate::error::Result;
-use crate::model::{ConfigDetails, ImageSummary, LayerDetails};
-use crate::reference::Reference;
+use crate::model::{ImageSummary, LayerDetails};
 
 const SUMMARY_SELECT: &str = "SELECT r.reference, r.manifest_digest, m.size_bytes, c.architecture, c.os, \
      m.layer_count, m.last_used_at, r.created_at \
@@ -40,7 +42,7 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
     match reference.digest() {
         None => {
             let mut stmt = conn.prepare_cached(&format!("{SUMMARY_SELECT} WHERE r.reference = ?1"))?;
-            Ok(stmt.query_row([reference.to_string()], summary).optional()?)
+            Ok(stmt.query_row([reference], summary).optional()?)
         }
         Some(digest) => {
             let mut stmt = conn.prepare_cached(&format!(
@@ -48,10 +50,10 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
                  ORDER BY r.reference = ?1 DESC, r.created_at LIMIT 1"
             ))?;
             let found = stmt
-                .query_row([reference.to_string(), reference.repository(), digest.to_string()], summary)
+                .query_row(rusqlite::params![reference, reference.repository(), digest], summary)
                 .optional()?;
             Ok(found.map(|s| ImageSummary {
-                reference: reference.to_string(),
+                reference: reference.clone(),
                 ..s
             }))
         }
@@ -60,24 +62,30 @@ pub fn find(conn: &Connection, reference: &Reference) -> Result<Option<ImageSumm
 
 /// References (stored spelling) a reference covers: itself when tagged, every
 /// reference of the repository resolving to the digest otherwise.
-pub fn covered_refs(conn: &Connection, reference: &Reference) -> Result<Vec<(String, String)>> {
-    let (sql, params): (&str, Vec<String>) = match reference.digest() {
-        None => (
-            "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1",
-            vec![reference.to_string()],
-        ),
-        Some(digest) => (
-            "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1 OR (repository = ?2 AND manifest_digest = ?3)",
-            vec![reference.to_string(), reference.repository(), digest.to_string()],
-        ),
+pub fn covered_refs(conn: &Connection, reference: &Reference) -> Result<Vec<RefRow>> {
+    let row = |row: &Row<'_>| {
+        Ok(RefRow {
+            reference: row.get(0)?,
+            manifest: row.get(1)?,
+        })
     };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(params), |row| Ok((row.get(0)?, row.get(1)?)))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    let rows = match reference.digest() {
+        None => conn
+            .prepare_cached("SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1")?
+            .query_map([reference], row)?
+            .collect::<rusqlite::Result<_>>()?,
+        Some(digest) => conn
+            .prepare_cached(
+                "SELECT reference, manifest_digest FROM image_refs WHERE reference = ?1 OR (repository = ?2 AND manifest_digest = ?3)",
+            )?
+            .query_map(rusqlite::params![reference, reference.repository(), digest], row)?
+            .collect::<rusqlite::Result<_>>()?,
+    };
+    Ok(rows)
 }
 
 /// The config of a manifest.
-pub fn config_of(conn: &Connection, manifest: &str) -> Result<Option<ConfigDetails>> {
+pub fn config_of(conn: &Connection, manifest: &Digest) -> Result<Option<ConfigDetails>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.digest, c.env, c.cmd, c.entrypoint, c.working_dir, c.user, c.labels, c.stop_signal \
          FROM manifests m JOIN configs c ON c.digest = m.config_digest WHERE m.digest = ?1",
@@ -85,7 +93,7 @@ pub fn config_of(conn: &Connection, manifest: &str) -> Result<Option<ConfigDetai
     let row = stmt
         .query_row([manifest], |row| {
             Ok((
-                row.get::<_, String>(0)?,
+                row.get::<_, Digest>(0)?,
                 row.get::<_, String>(1)?,
                 row.get::<_, Option<String>>(2)?,
                 row.get::<_, Option<String>>(3)?,
@@ -111,14 +119,14 @@ pub fn config_of(conn: &Connection, manifest: &str) -> Result<Option<ConfigDetai
     }))
 }
 
-fn json<T: serde::de::DeserializeOwned>(digest: &str, text: Option<String>) -> Result<Option<T>> {
+fn json<T: serde::de::DeserializeOwned>(digest: &Digest, text: Option<String>) -> Result<Option<T>> {
     text.map(|t| serde_json::from_str(&t))
         .transpose()
         .map_err(|e| crate::error::Error::Internal(format!("corrupt config row {digest}: {e}")))
 }
 
 /// The layers of a manifest, bottom to top.
-pub fn layers_of(conn: &Connection, manifest: &str) -> Result<Vec<LayerDetails>> {
+pub fn layers_of(conn: &Connection, manifest: &Digest) -> Result<Vec<LayerDetails>> {
     let mut stmt = conn.prepare_cached(
         "SELECT ml.position, ml.diff_id, ml.blob_digest, ml.media_type, ml.blob_size, l.erofs_size \
          FROM manifest_layers ml \
@@ -139,35 +147,40 @@ pub fn layers_of(conn: &Connection, manifest: &str) -> Result<Vec<LayerDetails>>
 }
 
 /// Names of the sandboxes using a manifest.
-pub fn sandboxes_using(conn: &Connection, manifest: &str) -> Result<Vec<String>> {
+pub fn sandboxes_using(conn: &Connection, manifest: &Digest) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached("SELECT name FROM sandboxes WHERE manifest_digest = ?1 ORDER BY name")?;
     let rows = stmt.query_map([manifest], |row| row.get(0))?;
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Sizes of a manifest's fsmeta and VMDK, when the index records them.
-pub fn disk_artifacts(conn: &Connection, manifest: &str) -> Result<Option<(Option<u64>, Option<u64>)>> {
+/// Sizes of a manifest's fsmeta and VMDK, when the manifest is recorded.
+pub fn disk_artifacts(conn: &Connection, manifest: &Digest) -> Result<Option<DiskRow>> {
     let mut stmt = conn.prepare_cached("SELECT fsmeta_size, vmdk_size FROM manifests WHERE digest = ?1")?;
     Ok(stmt
         .query_row([manifest], |row| {
-            Ok((
-                row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
-                row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
-            ))
+            Ok(DiskRow {
+                fsmeta: row.get::<_, Option<i64>>(0)?.map(|v| v as u64),
+                vmdk: row.get::<_, Option<i64>>(1)?.map(|v| v as u64),
+            })
         })
         .optional()?)
 }
 
 /// A manifest's or config's size and media type, as recorded.
-pub fn blob(conn: &Connection, digest: &str) -> Result<Option<(u64, Option<String>)>> {
+pub fn document(conn: &Connection, digest: &Digest) -> Result<Option<DocumentRow>> {
     let mut stmt = conn.prepare_cached("SELECT size, media_type FROM blobs WHERE digest = ?1")?;
     Ok(stmt
-        .query_row([digest], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .query_row([digest], |row| {
+            Ok(DocumentRow {
+                size: row.get::<_, i64>(0)? as u64,
+                media_type: row.get(1)?,
+            })
+        })
         .optional()?)
 }
 
 /// The platform of a manifest's image, from its config.
-pub fn platform_of(conn: &Connection, manifest: &str) -> Result<Option<crate::platform::Platform>> {
+pub fn platform_of(conn: &Connection, manifest: &Digest) -> Result<Option<Platform>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.os, c.architecture, c.variant FROM manifests m JOIN configs c ON c.digest = m.config_digest WHERE m.digest = ?1",
     )?;
@@ -180,28 +193,32 @@ pub fn platform_of(conn: &Connection, manifest: &str) -> Result<Option<crate::pl
             ))
         })
         .optional()?;
-    Ok(row
-        .map(|(os, arch, variant)| crate::platform::Platform::new(&os.unwrap_or_default(), &arch.unwrap_or_default(), variant.as_deref())))
+    Ok(row.map(|(os, arch, variant)| Platform::new(&os.unwrap_or_default(), &arch.unwrap_or_default(), variant.as_deref())))
 }
 
-/// A layer's image size and framing size, if it is recorded.
-pub fn layer(conn: &Connection, diff_id: &str) -> Result<Option<(u64, u64)>> {
+/// A layer's image and framing sizes, if it is recorded with its framing.
+pub fn layer(conn: &Connection, diff_id: &Digest) -> Result<Option<LayerRow>> {
     let mut stmt = conn.prepare_cached(
         "SELECT l.erofs_size, length(f.framing) FROM layers l JOIN layer_framing f ON f.diff_id = l.diff_id WHERE l.diff_id = ?1",
     )?;
     Ok(stmt
-        .query_row([diff_id], |row| Ok((row.get::<_, i64>(0)? as u64, row.get::<_, i64>(1)? as u64)))
+        .query_row([diff_id], |row| {
+            Ok(LayerRow {
+                erofs_size: row.get::<_, i64>(0)? as u64,
+                framing_size: row.get::<_, i64>(1)? as u64,
+            })
+        })
         .optional()?)
 }
 
 /// A layer's framing (zstd-compressed), which rebuilds its tar from its image.
-pub fn layer_framing(conn: &Connection, diff_id: &str) -> Result<Option<Vec<u8>>> {
+pub fn layer_framing(conn: &Connection, diff_id: &Digest) -> Result<Option<Vec<u8>>> {
     let mut stmt = conn.prepare_cached("SELECT framing FROM layer_framing WHERE diff_id = ?1")?;
     Ok(stmt.query_row([diff_id], |row| row.get(0)).optional()?)
 }
 
 /// The bytes of a manifest or config, exactly as distributed.
-pub fn blob_content(conn: &Connection, digest: &str) -> Result<Option<Vec<u8>>> {
+pub fn document_content(conn: &Connection, digest: &Digest) -> Result<Option<Vec<u8>>> {
     let mut stmt = conn.prepare_cached("SELECT content FROM blob_content WHERE digest = ?1")?;
     Ok(stmt.query_row([digest], |row| row.get(0)).optional()?)
 }

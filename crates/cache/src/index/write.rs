@@ -1,18 +1,18 @@
 //! Write statements: recording an ingested image, and the GC roots
 //! (sandboxes, snapshots). Each runs inside the caller's transaction.
 
+use oci::manifest::ConfigDetails;
+use oci::{Descriptor, Digest, Reference};
 use rusqlite::{params, Transaction};
 
 use crate::error::Result;
-use crate::manifest::Descriptor;
-use crate::model::ConfigDetails;
 
 /// A manifest or config as recorded in `blobs`, with its bytes (which
 /// `save` writes back exactly).
 #[derive(Debug, Clone)]
 pub struct BlobRecord {
-    /// `sha256:<hex>`.
-    pub digest: String,
+    /// Its digest.
+    pub digest: Digest,
     /// Media type from the descriptor that named it.
     pub media_type: Option<String>,
     /// The bytes themselves.
@@ -23,7 +23,7 @@ pub struct BlobRecord {
 #[derive(Debug, Clone)]
 pub struct LayerRecord {
     /// Uncompressed digest; keys the layer's EROFS image.
-    pub diff_id: String,
+    pub diff_id: Digest,
     /// The compressed blob as distributed (not kept): its descriptor.
     pub blob: Descriptor,
     /// Size of the layer's EROFS image.
@@ -53,8 +53,8 @@ pub struct ImageRecord {
     pub fsmeta_size: u64,
     /// Size of the VMDK descriptor.
     pub vmdk_size: u64,
-    /// Normalized references (and their repositories) to point at the manifest.
-    pub references: Vec<(String, String)>,
+    /// Normalized references to point at the manifest.
+    pub references: Vec<Reference>,
 }
 
 impl ImageRecord {
@@ -79,7 +79,7 @@ fn insert_blob(tx: &Transaction<'_>, blob: &BlobRecord) -> Result<()> {
 
 /// Records a converted layer: its image's size and its framing. A layer
 /// converted again (its image had gone missing) replaces both.
-pub fn record_layer(tx: &Transaction<'_>, diff_id: &str, erofs_size: u64, framing: &[u8]) -> Result<()> {
+pub fn record_layer(tx: &Transaction<'_>, diff_id: &Digest, erofs_size: u64, framing: &[u8]) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO layers (diff_id, erofs_size) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET erofs_size = excluded.erofs_size",
     )?
@@ -142,38 +142,38 @@ pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Resu
             image.manifest.digest,
             position as i64,
             layer.diff_id,
-            blob.digest.as_str(),
+            blob.digest,
             blob.size as i64,
             blob.media_type
         ])?;
     }
-    for (reference, repository) in &image.references {
-        upsert_reference(tx, reference, repository, &image.manifest.digest, now)?;
+    for reference in &image.references {
+        upsert_reference(tx, reference, &image.manifest.digest, now)?;
     }
     Ok(())
 }
 
 /// Points `reference` at a manifest already in the index; false when the
 /// manifest is not (any more) there.
-pub fn add_reference(tx: &Transaction<'_>, reference: &str, repository: &str, manifest: &str, now: i64) -> Result<bool> {
+pub fn add_reference(tx: &Transaction<'_>, reference: &Reference, manifest: &Digest, now: i64) -> Result<bool> {
     let known = tx.prepare_cached("SELECT 1 FROM manifests WHERE digest = ?1")?.exists([manifest])?;
     if known {
-        upsert_reference(tx, reference, repository, manifest, now)?;
+        upsert_reference(tx, reference, manifest, now)?;
     }
     Ok(known)
 }
 
-fn upsert_reference(tx: &Transaction<'_>, reference: &str, repository: &str, manifest: &str, now: i64) -> Result<()> {
+fn upsert_reference(tx: &Transaction<'_>, reference: &Reference, manifest: &Digest, now: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO image_refs (reference, repository, manifest_digest, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, ?4) \
          ON CONFLICT (reference) DO UPDATE SET manifest_digest = excluded.manifest_digest, updated_at = excluded.updated_at",
     )?
-    .execute(params![reference, repository, manifest, now])?;
+    .execute(params![reference, reference.repository(), manifest, now])?;
     Ok(())
 }
 
 /// Records new sizes after the per-manifest artifacts were rebuilt.
-pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &str, fsmeta_size: u64, vmdk_size: u64) -> Result<()> {
+pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &Digest, fsmeta_size: u64, vmdk_size: u64) -> Result<()> {
     tx.prepare_cached(
         "UPDATE manifests SET size_bytes = size_bytes - coalesce(fsmeta_size, 0) - coalesce(vmdk_size, 0) + ?2 + ?3, \
          fsmeta_size = ?2, vmdk_size = ?3 WHERE digest = ?1",
@@ -183,7 +183,7 @@ pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &str, fsmeta_size: 
 }
 
 /// Makes sandbox `name` a root of `manifest` and stamps the image as used now.
-pub fn acquire(tx: &Transaction<'_>, name: &str, manifest: &str, reference: &str, now: i64) -> Result<()> {
+pub fn acquire(tx: &Transaction<'_>, name: &str, manifest: &Digest, reference: &Reference, now: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO sandboxes (name, manifest_digest, reference, acquired_at) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (name) DO UPDATE SET manifest_digest = excluded.manifest_digest, reference = excluded.reference, acquired_at = excluded.acquired_at",
@@ -200,7 +200,7 @@ pub fn release(tx: &Transaction<'_>, name: &str) -> Result<bool> {
 }
 
 /// Makes snapshot `name` a root of `manifest`.
-pub fn pin_snapshot(tx: &Transaction<'_>, name: &str, manifest: &str, reference: &str, now: i64) -> Result<()> {
+pub fn pin_snapshot(tx: &Transaction<'_>, name: &str, manifest: &Digest, reference: &Reference, now: i64) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO snapshots (name, manifest_digest, reference, pinned_at) VALUES (?1, ?2, ?3, ?4) \
          ON CONFLICT (name) DO UPDATE SET manifest_digest = excluded.manifest_digest, reference = excluded.reference, pinned_at = excluded.pinned_at",

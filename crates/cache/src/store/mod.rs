@@ -1,0 +1,284 @@
+//! The on-disk layout of a cache and the two rules that keep it consistent:
+//! every file is written under `tmp/` and renamed into place only when it is
+//! complete and verified ([`temp`]), and processes coordinate through file
+//! locks ([`lock`]).
+//!
+//! ```text
+//! $MSB_HOME/
+//!   db/index.sqlite            the index (SQLite, WAL); also holds manifests,
+//!                              configs and each layer's tar framing
+//!   layers/sha256/<hex>.erofs  layer EROFS images, by diff_id
+//!   fsmeta/sha256/<hex>.erofs  merged metadata EROFS images, by manifest digest
+//!   vmdk/sha256/<hex>.vmdk     root-disk descriptors, by manifest digest
+//!   tmp/                       files being written; anything here after a crash is garbage
+//!   locks/                     lock files: gc.lock, index.lock, and 256 per artifact kind
+//! ```
+
+mod lock;
+mod temp;
+
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+
+use oci::Digest;
+
+use crate::error::{Error, Result};
+pub use lock::FileLock;
+pub use temp::TempFile;
+
+/// Directories of a cache besides the artifact directories ([`Kind::dir`]),
+/// all created on open.
+const OTHER_DIRS: [&str; 3] = ["db", "tmp", "locks"];
+
+/// A file the index can reach, named by kind and key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Artifact {
+    /// A layer EROFS image, by diff_id.
+    Layer(Digest),
+    /// A merged metadata image, by manifest digest.
+    Fsmeta(Digest),
+    /// A root-disk descriptor, by manifest digest.
+    Vmdk(Digest),
+}
+
+impl Artifact {
+    /// Which kind of file this is.
+    pub fn kind(&self) -> Kind {
+        match self {
+            Artifact::Layer(_) => Kind::Layer,
+            Artifact::Fsmeta(_) => Kind::Fsmeta,
+            Artifact::Vmdk(_) => Kind::Vmdk,
+        }
+    }
+
+    /// The digest naming the file.
+    pub fn digest(&self) -> &Digest {
+        match self {
+            Artifact::Layer(d) | Artifact::Fsmeta(d) | Artifact::Vmdk(d) => d,
+        }
+    }
+}
+
+/// The kinds of artifact, each in a directory of its own, so that the
+/// collector can tell what a file is from where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// `layers/sha256/<hex>.erofs`
+    Layer,
+    /// `fsmeta/sha256/<hex>.erofs`
+    Fsmeta,
+    /// `vmdk/sha256/<hex>.vmdk`
+    Vmdk,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 3] = [Kind::Layer, Kind::Fsmeta, Kind::Vmdk];
+
+    /// The directory, relative to the cache root.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Kind::Layer => "layers/sha256",
+            Kind::Fsmeta => "fsmeta/sha256",
+            Kind::Vmdk => "vmdk/sha256",
+        }
+    }
+
+    /// What follows the hex digest in a file name.
+    pub fn suffix(self) -> &'static str {
+        match self {
+            Kind::Layer | Kind::Fsmeta => ".erofs",
+            Kind::Vmdk => ".vmdk",
+        }
+    }
+}
+
+/// A cache directory: paths of every artifact, temp files and locks.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating if needed, owner-only) the cache rooted at `root`.
+    /// The root is made absolute: VMDK descriptors name files by absolute
+    /// path, and the process may change directory later.
+    pub fn open(root: &Path) -> Result<Store> {
+        let root = &std::path::absolute(root).map_err(Error::cache(root))?;
+        if !root.exists() {
+            create_private_dir(root)?;
+        }
+        for dir in OTHER_DIRS.into_iter().chain(Kind::ALL.map(Kind::dir)) {
+            let path = root.join(dir);
+            if !path.is_dir() {
+                fs::create_dir_all(&path).map_err(Error::cache(&path))?;
+            }
+        }
+        Ok(Store { root: root.to_path_buf() })
+    }
+
+    /// The cache directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The SQLite index file.
+    pub fn db_path(&self) -> PathBuf {
+        self.root.join("db/index.sqlite")
+    }
+
+    /// Where an artifact lives.
+    pub fn path(&self, artifact: &Artifact) -> PathBuf {
+        let kind = artifact.kind();
+        self.root
+            .join(kind.dir())
+            .join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
+    }
+
+    /// Where the EROFS image of the layer with this diff_id lives.
+    pub fn layer_path(&self, diff_id: &Digest) -> PathBuf {
+        self.path(&Artifact::Layer(diff_id.clone()))
+    }
+
+    /// Where the merged metadata image of a manifest lives.
+    pub fn fsmeta_path(&self, manifest: &Digest) -> PathBuf {
+        self.path(&Artifact::Fsmeta(manifest.clone()))
+    }
+
+    /// Where the root-disk descriptor of a manifest lives.
+    pub fn vmdk_path(&self, manifest: &Digest) -> PathBuf {
+        self.path(&Artifact::Vmdk(manifest.clone()))
+    }
+
+    /// The directory for files being written.
+    pub fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// The directory of lock files.
+    pub fn locks_dir(&self) -> PathBuf {
+        self.root.join("locks")
+    }
+
+    /// Makes every rename into the artifact directories durable (one fsync
+    /// per directory, not per file); called before an index commit that may
+    /// name files this or another process just published.
+    pub fn sync_artifact_dirs(&self) -> Result<()> {
+        for kind in Kind::ALL {
+            let path = self.root.join(kind.dir());
+            sync_dir(&path).map_err(Error::cache(&path))?;
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dir(path: &Path) -> Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(path).map_err(Error::cache(path))
+}
+
+/// One entry of a cache directory, as the collector reads it.
+pub struct Entry {
+    /// The file name, lossily as text (artifact names are ASCII).
+    pub name: String,
+    /// The whole path.
+    pub path: PathBuf,
+    /// The inode number, to delete in disk order (0 where there is none).
+    pub inode: u64,
+}
+
+/// The entries of `dir` (none if it is missing). A file that vanishes
+/// meanwhile is simply not listed twice; nothing here stats a file.
+pub fn entries(dir: &Path) -> Result<Vec<Entry>> {
+    let read = match fs::read_dir(dir) {
+        Ok(read) => read,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(Error::cache(dir)(e)),
+    };
+    let mut out = Vec::new();
+    for entry in read {
+        let entry = entry.map_err(Error::cache(dir))?;
+        out.push(Entry {
+            name: entry.file_name().to_string_lossy().into_owned(),
+            path: entry.path(),
+            inode: inode(&entry),
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(unix)]
+fn inode(entry: &fs::DirEntry) -> u64 {
+    std::os::unix::fs::DirEntryExt::ino(entry)
+}
+
+#[cfg(not(unix))]
+fn inode(_: &fs::DirEntry) -> u64 {
+    0
+}
+
+/// Removes a file or directory tree, returning the bytes of the files it
+/// held (measured just before each unlink), or None when it was already gone.
+pub fn remove(path: &Path) -> Result<Option<u64>> {
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(Error::cache(path)(e)),
+    };
+    if !meta.is_dir() {
+        return match fs::remove_file(path) {
+            Ok(()) => Ok(Some(meta.len())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::cache(path)(e)),
+        };
+    }
+    let mut bytes = 0;
+    for entry in entries(path)? {
+        bytes += remove(&entry.path)?.unwrap_or(0);
+    }
+    fs::remove_dir(path).map_err(Error::cache(path))?;
+    Ok(Some(bytes))
+}
+
+/// Starts writing a file's dirty pages to disk without waiting, so the
+/// fsync at publication finds little left to do. Linux only; a no-op elsewhere.
+pub fn start_writeback(file: &File) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a valid open descriptor; the call only schedules writeback.
+        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
+#[cfg(unix)]
+fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// Windows makes renames durable with the file system's journal; directories cannot be opened for syncing.
+#[cfg(not(unix))]
+fn sync_dir(_dir: &Path) -> io::Result<()> {
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn home_is_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("a/b");
+        Store::open(&home).unwrap();
+        assert_eq!(fs::metadata(&home).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+}
