@@ -15,7 +15,7 @@ export interface Progress {
   event(e: PullProgressEvent): void
   /** Leaves the last frame on screen (at completion, failure or Ctrl-C). */
   stop(): void
-  /** Whether any layer was downloaded or converted. */
+  /** Whether any blob was downloaded (a pull of what the cache holds downloads nothing). */
   readonly transferred: boolean
 }
 
@@ -43,6 +43,7 @@ class Rate {
 
 class PlainProgress implements Progress {
   transferred = false
+  private downloads = new Set<string>()
   constructor(private readonly reference: string) {}
 
   event(e: PullProgressEvent): void {
@@ -57,14 +58,14 @@ class PlainProgress implements Progress {
       }
       case 'download':
         this.transferred = true
+        if (e.digest) this.downloads.add(e.digest)
         line = `${id}: downloading ${humanSize(e.downloaded)} / ${humanSize(e.total)}`
         break
       case 'retry':
         line = `${id}: retrying (attempt ${e.attempt ?? '?'}): ${e.reason ?? ''}`
         break
       case 'layer':
-        this.transferred = true
-        line = `${id}: verified, converted`
+        line = `${id}: ${e.digest && !this.downloads.has(e.digest) ? 'already exists' : 'verified, converted'}`
         break
       case 'disk':
         line = 'root disk: written'
@@ -160,8 +161,7 @@ class LiveProgress implements Progress {
         break
       case 'layer':
         if (!row) return
-        this.transferred = true
-        row.status = 'Verified, converted'
+        row.status = row.downloaded > 0 || row.status.startsWith('Download') ? 'Verified, converted' : 'Already exists'
         break
       case 'disk':
         this.disk!.status = 'Written'
