@@ -13,8 +13,10 @@ import { humanSize, shortDigest } from './format'
 /** What a pull command feeds its progress display. */
 export interface Progress {
   event(e: PullProgressEvent): void
-  /** Leaves the last frame on screen (at completion, failure or Ctrl-C). */
+  /** Leaves the last frame on screen (at completion or failure). */
   stop(): void
+  /** Ctrl-C: marks what had not finished as interrupted (redrawing over the terminal's `^C`) and stops. */
+  interrupt(): void
   /** Whether any blob was downloaded (a pull of what the cache holds downloads nothing). */
   readonly transferred: boolean
 }
@@ -79,6 +81,7 @@ class PlainProgress implements Progress {
   }
 
   stop(): void {}
+  interrupt(): void {}
 }
 
 interface Row {
@@ -187,6 +190,13 @@ class LiveProgress implements Progress {
     this.redraw()
     this.multi.stop()
     this.multi = undefined
+  }
+
+  interrupt(): void {
+    for (const row of [...this.rows.values(), ...(this.disk ? [this.disk] : [])]) {
+      if (!/^(Verified|Already|Written|Up to date)/.test(row.status)) row.status = 'Interrupted'
+    }
+    this.stop()
   }
 }
 

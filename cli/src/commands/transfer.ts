@@ -53,7 +53,7 @@ export async function pull(reference: string, opts: PullOptions): Promise<void> 
           onProgress: progress ? (e) => progress.event(e) : undefined,
           signal,
         }),
-      () => progress?.stop(),
+      () => progress?.interrupt(),
     )
   } finally {
     progress?.stop()
