@@ -106,18 +106,21 @@ test('pull: one line per layer, redrawn in place, then the summary; a second pul
   expect(screen.trimEnd().split('\n').slice(-2)).toEqual([`Status: Image is up to date for ${ref()}`, ref()])
 })
 
-test('Ctrl-C mid-download exits 130 and leaves the cache as it was', async () => {
+test('Ctrl-C mid-download, after two layers were converted, exits 130 and leaves the cache as it was', async () => {
   await Image.load(smallTar)
   const list = async () => (await Image.list()).map((h) => h.toJSON())
   const before = { images: await list(), files: await artifactTree(cache.home) }
   const t = await terminal(['image', 'pull', ref()])
-  const big = ids()[2]
-  const mid = await t.waitFor((s) => /^[\d.]+ [kM]?B$/.test(downloaded(linesOf(s, big)[0]) ?? '') && !s.includes('Verified'), 'the big layer to be downloading', 60_000)
+  const [first, second, big] = ids()
+  const converted = (s: string, id: string) => linesOf(s, id)[0]?.includes('Verified, converted') === true
+  const mid = await t.waitFor((s) => converted(s, first) && converted(s, second) && downloaded(linesOf(s, big)[0]) !== undefined, 'two layers converted while the big one downloads', 60_000)
   expect(mid).not.toContain('Status: ')
   await t.sendKeys('C-c')
   expect(await t.exited(30_000)).toBe(130)
   const screen = await t.capture()
   for (const id of ids()) expect(linesOf(screen, id).length).toBe(1)
+  expect(linesOf(screen, big)[0]).toMatch(/: Interrupted /)
+  expect(screen).toContain('root disk   : Interrupted\n')
   expect(screen.trimEnd().split('\n').pop()).toMatch(/^microsandbox: \S/)
   expect(screen).not.toContain('Status: ')
   expect(await list()).toEqual(before.images)

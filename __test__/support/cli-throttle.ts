@@ -30,7 +30,9 @@ export async function startThrottle(upstream: string, bytesPerSecond: number): P
       })
     }
     client.pipe(up)
+    // At most one tick's budget waits here; the upstream is paused beyond that.
     const queue: Buffer[] = []
+    let queued = 0
     let ended = false
     let timer: NodeJS.Timeout | undefined
     const pump = (): void => {
@@ -41,16 +43,18 @@ export async function startThrottle(upstream: string, bytesPerSecond: number): P
         const n = Math.min(allowed, chunk.length)
         client.write(chunk.subarray(0, n))
         allowed -= n
+        queued -= n
         if (n === chunk.length) queue.shift()
         else queue[0] = chunk.subarray(n)
       }
       if (queue.length > 0) timer = setTimeout(pump, TICK_MS)
       else if (ended) client.end()
-      else up.resume()
+      if (queued < budget && !ended) up.resume()
     }
     up.on('data', (chunk: Buffer) => {
       queue.push(chunk)
-      up.pause()
+      queued += chunk.length
+      if (queued >= budget) up.pause()
       timer ??= setTimeout(pump, TICK_MS)
     })
     up.on('end', () => {
