@@ -39,7 +39,8 @@ export async function pull(reference: string, opts: PullOptions): Promise<void> 
   if (!POLICIES.includes(policy)) throw new UsageError(`invalid --policy ${JSON.stringify(opts.policy)}: expected ${POLICIES.join(', ')}`)
   const auth = await credentials(opts, 'image pull')
   const Image = api()
-  const before = await Image.get(reference).catch(() => undefined)
+  // What the cache held before, for the summary's "up to date".
+  const before = opts.quiet ? undefined : await Image.get(reference).catch(() => undefined)
   const progress = opts.quiet ? undefined : pullProgress(reference, process.stdout.isTTY === true)
   let handle
   try {
