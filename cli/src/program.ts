@@ -16,10 +16,10 @@ function lsCommand(cmd: Command): Command {
     .option('-q, --quiet', 'print references only')
     .option('--no-trunc', 'show full digests')
     .option('--format <format>', 'table (default) or json: one JSON array of every handle field')
-    .option('-f, --filter <filter>', 'reference=GLOB or label=KEY[=VALUE]; repeatable', collect, [])
+    .option('-f, --filter <filter>', 'reference=GLOB or label=KEY[=VALUE]; repeatable', collect)
     .addHelpText('after', examples(['microsandbox image ls', 'microsandbox images --filter reference=python', "microsandbox image ls --filter 'label=org.opencontainers.image.vendor=Acme' -q", 'microsandbox image ls --format json']))
-    .action(async (opts: { quiet?: boolean; trunc: boolean; format?: string; filter: string[] }) => {
-      await (await import('./commands/images')).list({ quiet: opts.quiet, noTrunc: !opts.trunc, format: opts.format, filter: opts.filter })
+    .action(async (opts: { quiet?: boolean; trunc: boolean; format?: string; filter?: string[] }) => {
+      await (await import('./commands/images')).list({ quiet: opts.quiet, noTrunc: !opts.trunc, format: opts.format, filter: opts.filter ?? [] })
     })
 }
 
@@ -87,14 +87,14 @@ function imageCommand(program: Command): void {
     .command('prune')
     .description('Remove images no sandbox or snapshot uses')
     .option('-a, --all', 'every unused image (the default; accepted as Docker takes it)')
-    .option('--filter <filter>', 'until=DURATION, unused-for=DURATION, label=KEY[=VALUE], reference=GLOB; repeatable', collect, [])
-    .option('--keep <reference>', 'never prune this reference; repeatable', collect, [])
+    .option('--filter <filter>', 'until=DURATION, unused-for=DURATION, label=KEY[=VALUE], reference=GLOB; repeatable', collect)
+    .option('--keep <reference>', 'never prune this reference; repeatable', collect)
     .option('--max-size <size>', 'prune least recently used images until the cache fits (20GB, 512MiB)')
     .option('--dry-run', 'show what would go; change nothing')
     .option('-f, --force', 'do not ask for confirmation')
     .option('--format <format>', 'table (default) or json: the prune report')
     .addHelpText('after', examples(['microsandbox image prune -f', 'microsandbox image prune --filter unused-for=7d --keep python:3.12 --dry-run', 'microsandbox image prune --max-size 20GB -f --format json']))
-    .action(async (opts) => (await import('./commands/prune')).prune(opts))
+    .action(async (opts) => (await import('./commands/prune')).prune({ ...opts, filter: opts.filter ?? [], keep: opts.keep ?? [] }))
   image
     .command('check')
     .description("Check the cache's files against its index (exit 1 when problems remain)")
