@@ -6,6 +6,7 @@
  */
 import { UsageError } from './errors'
 
+/** Filter values by key, in the order given. */
 export type Filters = Map<string, string[]>
 
 /** Parses repeated `--filter` values, accepting only the keys the command knows. */

@@ -10,6 +10,7 @@ import { ago, humanSize, json, platformOf, shortDigest, table } from '../format'
 import { out, styles } from '../output'
 import { outputFormat } from './options'
 
+/** The flags of `image ls`, as commander parsed them. */
 export interface ListOptions {
   quiet?: boolean
   noTrunc?: boolean

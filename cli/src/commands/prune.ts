@@ -13,6 +13,7 @@ import { out } from '../output'
 import { confirm, interactive } from '../prompt'
 import { outputFormat } from './options'
 
+/** The flags of `image prune`, as commander parsed them. */
 export interface PruneFlags {
   all?: boolean
   filter: string[]

@@ -13,6 +13,7 @@ import { archiveProgress, pullProgress } from '../progress'
 const POLICIES = ['if-missing', 'always', 'never'] as const
 type Policy = (typeof POLICIES)[number]
 
+/** The flags of `image pull`, as commander parsed them. */
 export interface PullOptions {
   platform?: string
   policy?: string
