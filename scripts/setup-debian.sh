@@ -33,6 +33,6 @@ fi
 $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   skopeo umoci erofs-utils docker-registry busybox-static cpio xz-utils \
   pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates \
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross tmux
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-user qemu-utils linux-image-amd64
