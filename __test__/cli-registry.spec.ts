@@ -55,8 +55,9 @@ test('a pull prints one plain line per event, then the digest, the status and th
   for (const layer of base.layers) {
     const downloads = lines.filter((l) => l.startsWith(`${short(layer.digest)}: downloading `))
     expect(downloads.length).toBeGreaterThan(0)
-    const verified = lines.indexOf(`${short(layer.digest)}: verified, converted`)
+    const verified = lines.indexOf(`${short(layer.digest)}: verified`)
     expect(verified).toBeGreaterThan(lines.indexOf(downloads[downloads.length - 1]))
+    expect(lines.indexOf(`${short(layer.digest)}: converted`)).toBeGreaterThan(verified)
   }
   expect(lines.slice(-4)).toEqual(['root disk: written', `Digest: ${base.manifestDigest}`, `Status: Downloaded newer image for ${ref}`, ref])
   expect(await consistencyProblems(cache.home)).toEqual([])

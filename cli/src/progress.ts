@@ -45,29 +45,26 @@ class Rate {
 
 class PlainProgress implements Progress {
   transferred = false
-  private downloads = new Set<string>()
   constructor(private readonly reference: string) {}
 
   event(e: PullProgressEvent): void {
-    const id = e.digest ? shortDigest(e.digest) : this.reference
+    const id = 'digest' in e && e.digest ? shortDigest(e.digest) : this.reference
     let line: string
     switch (e.type) {
       case 'resolved': {
-        const layers = e.layers ?? []
-        const bytes = layers.reduce((n, l) => n + l.size, 0)
-        line = `${this.reference}: resolved ${e.manifestDigest ?? ''} (${layers.length} layers, ${humanSize(bytes)})`
+        const bytes = e.layers.reduce((n, l) => n + l.size, 0)
+        line = `${this.reference}: resolved ${e.manifestDigest} (${e.layers.length} layers, ${humanSize(bytes)})`
         break
       }
       case 'download':
         this.transferred = true
-        if (e.digest) this.downloads.add(e.digest)
         line = `${id}: downloading ${humanSize(e.downloaded)} / ${humanSize(e.total)}`
         break
       case 'retry':
-        line = `${id}: retrying (attempt ${e.attempt ?? '?'}): ${e.reason ?? ''}`
+        line = `${id}: retrying in ${e.retryAfterMs} ms (attempt ${e.attempt}): ${e.reason}`
         break
       case 'layer':
-        line = `${id}: ${e.digest && !this.downloads.has(e.digest) ? 'already exists' : 'verified, converted'}`
+        line = `${id}: ${e.step === 'cached' ? 'already exists' : e.step}`
         break
       case 'disk':
         line = 'root disk: written'
@@ -75,7 +72,7 @@ class PlainProgress implements Progress {
       case 'complete':
         return
       default:
-        line = `${id}: ${e.type}`
+        line = `${id}: ${(e as { type: string }).type}`
     }
     process.stdout.write(line.replace(/[\x00-\x1f\x7f]/g, ' ') + '\n')
   }
@@ -146,25 +143,25 @@ class LiveProgress implements Progress {
 
   event(e: PullProgressEvent): void {
     if (e.type === 'resolved') {
-      if (!this.multi) this.start(e.layers ?? [])
+      if (!this.multi) this.start(e.layers)
       return
     }
     if (!this.multi) return
-    const row = e.digest ? this.rows.get(e.digest) : undefined
+    const row = 'digest' in e && e.digest ? this.rows.get(e.digest) : undefined
     switch (e.type) {
       case 'download':
         if (!row) return // the config blob
         this.transferred = true
-        row.downloaded = e.downloaded ?? row.downloaded
+        row.downloaded = e.downloaded
         row.rate.add(row.downloaded)
-        row.status = e.total !== undefined && row.downloaded >= e.total ? 'Download complete' : 'Downloading'
+        row.status = row.downloaded >= e.total ? 'Download complete' : 'Downloading'
         break
       case 'retry':
-        if (row) row.status = `Retrying (attempt ${e.attempt ?? '?'})`
+        if (row) row.status = `Retrying in ${Math.ceil(e.retryAfterMs / 1000)} s (attempt ${e.attempt})`
         break
       case 'layer':
         if (!row) return
-        row.status = row.downloaded > 0 || row.status.startsWith('Download') ? 'Verified, converted' : 'Already exists'
+        row.status = { cached: 'Already exists', verified: 'Verified', converted: 'Verified, converted' }[e.step]
         break
       case 'disk':
         this.disk!.status = 'Written'
@@ -174,7 +171,7 @@ class LiveProgress implements Progress {
         this.settle()
         break
       default:
-        if (row) row.status = typeWord(e.type)
+        if (row) row.status = typeWord((e as { type: string }).type)
     }
     this.redraw()
   }
