@@ -130,12 +130,7 @@ impl Cache {
         let images = archive.resolve(options)?;
         let progress = oci::progress::ignore();
         let records = parallel::map(&images, PARALLEL_IMAGES, |image| ingest::ingest(&lease, image, &archive, &progress))?;
-        ingest::record(lease, &records)?;
-        images
-            .iter()
-            .flat_map(|i| &i.references)
-            .map(|r| self.find(r, &r.to_string()))
-            .collect()
+        ingest::record(lease, &records)
     }
 
     /// Brings the image `reference` names into the cache from its registry,
