@@ -18,7 +18,7 @@ use std::fs::File;
 
 use crate::format::{S_IFCHR, S_IFMT};
 use crate::reader::{self, FileMap, Image};
-use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT};
+use crate::tree::{ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
 use crate::writer::{write_image, DeviceSpec, IMPLICIT_XATTR, OPAQUE_XATTR};
 use crate::{Error, FsmetaLayer, FsmetaSummary, BLOCK_SIZE};
 
@@ -62,7 +62,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
             links: HashMap::new(),
         };
         // Depth-first with an explicit stack: archives can nest deeply.
-        let mut stack = vec![(root, ROOT)];
+        let mut stack = vec![(root, ROOT_DIR)];
         while let Some((dir, merged)) = stack.pop() {
             m.apply_dir(&dir, merged, &mut stack)?;
         }
@@ -91,16 +91,17 @@ fn is_whiteout(i: &reader::Inode) -> bool {
 impl Merge<'_> {
     /// Applies one layer directory to its merged counterpart; its
     /// subdirectories are pushed on `stack` for later.
-    fn apply_dir(&mut self, dir: &reader::Inode, merged: InodeId, stack: &mut Vec<(reader::Inode, InodeId)>) -> Result<(), Error> {
+    fn apply_dir(&mut self, dir: &reader::Inode, merged: DirId, stack: &mut Vec<(reader::Inode, DirId)>) -> Result<(), Error> {
         let mut xattrs = self.img.xattrs(dir)?;
         let implicit = xattrs.iter().any(|(n, _)| n == IMPLICIT_XATTR);
         let opaque = xattrs.iter().any(|(n, v)| n == OPAQUE_XATTR && v == b"y");
         xattrs.retain(|(n, _)| n != IMPLICIT_XATTR && n != OPAQUE_XATTR);
         if opaque {
-            self.tree.children_mut(merged).expect("directory").clear();
+            self.tree.dir_mut(merged).children.clear();
         }
         if !implicit {
-            let m = &mut self.tree.inodes[merged];
+            let id = self.tree.dir(merged).inode;
+            let m = &mut self.tree.inodes[id];
             m.mode = dir.mode;
             m.uid = dir.uid;
             m.gid = dir.gid;
@@ -110,20 +111,18 @@ impl Merge<'_> {
         }
         for entry in self.img.read_dir(dir)? {
             let child = self.img.inode(entry.nid)?;
-            let existing = self.tree.children(merged).expect("directory").get(&entry.name).copied();
             if is_whiteout(&child) {
-                if existing.is_some() {
-                    self.tree.children_mut(merged).expect("directory").remove(&entry.name);
-                }
+                self.tree.dir_mut(merged).children.remove(&entry.name);
                 continue;
             }
             if child.is_dir() {
-                let target = match existing.filter(|&id| self.tree.inodes[id].is_dir()) {
-                    Some(id) => id,
+                let target = match self.tree.child_dir(merged, &entry.name) {
+                    Some(d) => d,
                     None => {
-                        let id = self.tree.add(Inode::implicit_dir());
-                        self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
-                        id
+                        let d = self.tree.add_implicit_dir();
+                        let id = self.tree.dir(d).inode;
+                        self.tree.dir_mut(merged).children.insert(entry.name, id);
+                        d
                     }
                 };
                 stack.push((child, target));
@@ -137,7 +136,7 @@ impl Merge<'_> {
                     id
                 }
             };
-            self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
+            self.tree.dir_mut(merged).children.insert(entry.name, id);
         }
         Ok(())
     }

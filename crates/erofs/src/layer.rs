@@ -22,7 +22,7 @@ use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 use crate::format::*;
 use crate::framing::Recorder;
 use crate::tar::{Entry, EntryKind, TarReader};
-use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT};
+use crate::tree::{ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
 use crate::writer::{write_image, IMPLICIT_XATTR};
 use crate::{xattr, Error, LayerSummary, Xattrs, BLOCK_SIZE};
 
@@ -111,7 +111,7 @@ impl Builder<'_> {
                     message: "root entry is not a directory".into(),
                 });
             }
-            return self.set_dir_meta(ROOT, &e);
+            return self.set_dir_meta(ROOT_DIR, &e);
         };
         let name: &[u8] = name;
         // A whiteout under a path this layer made a non-directory (umoci
@@ -122,9 +122,7 @@ impl Builder<'_> {
         }
         if name == b".wh..wh..opq" {
             let dir = self.tree.ensure_dir(parents);
-            if let Kind::Dir { opaque, .. } = &mut self.tree.inodes[dir].kind {
-                *opaque = true;
-            }
+            self.tree.dir_mut(dir).opaque = true;
             return Ok(());
         }
         if name.starts_with(b".wh..wh.") {
@@ -144,16 +142,15 @@ impl Builder<'_> {
         let (fmt, kind) = match e.kind {
             EntryKind::Directory => {
                 let parent = self.tree.ensure_dir(parents);
-                let existing = self.tree.children(parent).and_then(|c| c.get(name).copied());
-                if let Some(id) = existing.filter(|&id| self.tree.inodes[id].is_dir()) {
-                    return self.set_dir_meta(id, &e);
+                if let Some(dir) = self.tree.child_dir(parent, name) {
+                    return self.set_dir_meta(dir, &e);
                 }
-                let kind = Kind::Dir {
-                    children: Default::default(),
-                    implicit: false,
-                    opaque: false,
-                };
-                (S_IFDIR, kind)
+                let xattrs = checked_xattrs(&e.xattrs)?;
+                let dir = self.tree.add_implicit_dir();
+                self.set_meta(dir, &e, xattrs);
+                let id = self.tree.dir(dir).inode;
+                self.link(parent, name, id);
+                return Ok(());
             }
             EntryKind::HardLink => {
                 let target = components(&e.link, e.offset)?;
@@ -205,11 +202,8 @@ impl Builder<'_> {
         Ok(())
     }
 
-    fn link(&mut self, parent: InodeId, name: &[u8], id: InodeId) {
-        self.tree
-            .children_mut(parent)
-            .expect("parent is a directory")
-            .insert(name.to_vec(), id);
+    fn link(&mut self, parent: DirId, name: &[u8], id: InodeId) {
+        self.tree.dir_mut(parent).children.insert(name.to_vec(), id);
     }
 
     fn new_inode(&mut self, e: &Entry, fmt: u32, kind: Kind) -> Result<InodeId, Error> {
@@ -224,8 +218,19 @@ impl Builder<'_> {
         }))
     }
 
-    fn set_dir_meta(&mut self, id: InodeId, e: &Entry) -> Result<(), Error> {
+    /// A directory entry describes an existing directory: its metadata
+    /// replaces whatever the directory had (a later entry wins).
+    fn set_dir_meta(&mut self, dir: DirId, e: &Entry) -> Result<(), Error> {
         let xattrs = checked_xattrs(&e.xattrs)?;
+        self.set_meta(dir, e, xattrs);
+        Ok(())
+    }
+
+    /// Gives `dir` the metadata of entry `e`, which makes it explicit.
+    fn set_meta(&mut self, dir: DirId, e: &Entry, xattrs: Xattrs) {
+        let d = self.tree.dir_mut(dir);
+        d.implicit = false;
+        let id = d.inode;
         let inode = &mut self.tree.inodes[id];
         inode.mode = S_IFDIR | e.mode;
         inode.uid = e.uid;
@@ -233,10 +238,6 @@ impl Builder<'_> {
         inode.mtime = e.mtime;
         inode.mtime_nsec = e.mtime_nsec;
         inode.xattrs = xattrs;
-        if let Kind::Dir { implicit, .. } = &mut inode.kind {
-            *implicit = false;
-        }
-        Ok(())
     }
 
     /// Streams a regular file's data into the image.

@@ -4,16 +4,28 @@
 //! hardlink is simply a second name for the same id. Replaced inodes stay
 //! in the arena but become unreachable; the image writer only emits what
 //! it reaches from the root, and counts links itself.
+//!
+//! Directory contents live in a second arena, indexed by [`DirId`]. Only
+//! the tree hands out `DirId`s, and only for directories, so code holding
+//! one needs no "is this really a directory?" check.
 
 use std::collections::BTreeMap;
 
-use crate::format::{S_IFDIR, S_IFMT};
+use crate::format::S_IFDIR;
 
 /// Arena index of an inode.
 pub type InodeId = usize;
 
-/// Id of the root directory in every [`Tree`].
+/// Id of the root directory's inode in every [`Tree`].
 pub const ROOT: InodeId = 0;
+
+/// A directory of a [`Tree`]: obtainable only from the tree (for inodes
+/// that are directories), so its contents always exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirId(usize);
+
+/// The root directory of every [`Tree`].
+pub const ROOT_DIR: DirId = DirId(0);
 
 /// Where a regular file's bytes are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,13 +53,8 @@ pub struct ChunkRun {
 
 #[derive(Debug, Clone)]
 pub enum Kind {
-    Dir {
-        children: BTreeMap<Vec<u8>, InodeId>,
-        /// Created only because a deeper path needed it.
-        implicit: bool,
-        /// Hides lower layers' children (overlay opaque directory).
-        opaque: bool,
-    },
+    /// A directory; its contents are [`Tree::dir`].
+    Dir(DirId),
     File {
         size: u64,
         data: FileData,
@@ -73,68 +80,97 @@ pub struct Inode {
 }
 
 impl Inode {
-    /// A directory with the defaults for directories nobody described:
-    /// 0755 root:root, mtime 0.
-    pub fn implicit_dir() -> Inode {
-        Inode {
+    pub fn is_dir(&self) -> bool {
+        matches!(self.kind, Kind::Dir(_))
+    }
+}
+
+/// A directory's contents and layer markers.
+#[derive(Debug, Clone)]
+pub struct Dir {
+    /// The directory's own inode.
+    pub inode: InodeId,
+    pub children: BTreeMap<Vec<u8>, InodeId>,
+    /// Created only because a deeper path needed it.
+    pub implicit: bool,
+    /// Hides lower layers' children (overlay opaque directory).
+    pub opaque: bool,
+}
+
+/// The tree: `inodes[ROOT]` is the root directory, [`ROOT_DIR`] its contents.
+#[derive(Debug, Clone)]
+pub struct Tree {
+    pub inodes: Vec<Inode>,
+    dirs: Vec<Dir>,
+}
+
+impl Default for Tree {
+    fn default() -> Self {
+        let mut tree = Tree {
+            inodes: Vec::new(),
+            dirs: Vec::new(),
+        };
+        tree.add_implicit_dir();
+        tree
+    }
+}
+
+impl Tree {
+    /// Adds a non-directory inode (directories come from [`Tree::add_implicit_dir`]).
+    pub fn add(&mut self, inode: Inode) -> InodeId {
+        debug_assert!(!inode.is_dir(), "directories are added with add_implicit_dir");
+        self.inodes.push(inode);
+        self.inodes.len() - 1
+    }
+
+    /// Adds an empty directory with the defaults for directories nobody
+    /// described: 0755 root:root, mtime 0, marked implicit.
+    pub fn add_implicit_dir(&mut self) -> DirId {
+        let dir = DirId(self.dirs.len());
+        self.dirs.push(Dir {
+            inode: self.inodes.len(),
+            children: BTreeMap::new(),
+            implicit: true,
+            opaque: false,
+        });
+        self.inodes.push(Inode {
             mode: S_IFDIR | 0o755,
             uid: 0,
             gid: 0,
             mtime: 0,
             mtime_nsec: 0,
             xattrs: Vec::new(),
-            kind: Kind::Dir {
-                children: BTreeMap::new(),
-                implicit: true,
-                opaque: false,
-            },
-        }
+            kind: Kind::Dir(dir),
+        });
+        dir
     }
 
-    pub fn is_dir(&self) -> bool {
-        self.mode & S_IFMT == S_IFDIR
-    }
-}
-
-/// The tree: `inodes[ROOT]` is the root directory.
-#[derive(Debug, Clone)]
-pub struct Tree {
-    pub inodes: Vec<Inode>,
-}
-
-impl Default for Tree {
-    fn default() -> Self {
-        Tree {
-            inodes: vec![Inode::implicit_dir()],
-        }
-    }
-}
-
-impl Tree {
-    pub fn add(&mut self, inode: Inode) -> InodeId {
-        self.inodes.push(inode);
-        self.inodes.len() - 1
+    pub fn dir(&self, dir: DirId) -> &Dir {
+        &self.dirs[dir.0]
     }
 
-    pub fn children(&self, dir: InodeId) -> Option<&BTreeMap<Vec<u8>, InodeId>> {
-        match &self.inodes[dir].kind {
-            Kind::Dir { children, .. } => Some(children),
+    pub fn dir_mut(&mut self, dir: DirId) -> &mut Dir {
+        &mut self.dirs[dir.0]
+    }
+
+    /// The directory an inode is, if it is one.
+    pub fn as_dir(&self, id: InodeId) -> Option<DirId> {
+        match self.inodes[id].kind {
+            Kind::Dir(d) => Some(d),
             _ => None,
         }
     }
 
-    pub fn children_mut(&mut self, dir: InodeId) -> Option<&mut BTreeMap<Vec<u8>, InodeId>> {
-        match &mut self.inodes[dir].kind {
-            Kind::Dir { children, .. } => Some(children),
-            _ => None,
-        }
+    /// The directory child `name` of `dir`, if there is one.
+    pub fn child_dir(&self, dir: DirId, name: &[u8]) -> Option<DirId> {
+        self.dir(dir).children.get(name).and_then(|&id| self.as_dir(id))
     }
 
     /// Follows `components` from the root without creating anything.
     pub fn lookup(&self, components: &[&[u8]]) -> Option<InodeId> {
         let mut cur = ROOT;
         for c in components {
-            cur = *self.children(cur)?.get(*c)?;
+            cur = *self.dir(self.as_dir(cur)?).children.get(*c)?;
         }
         Some(cur)
     }
@@ -142,11 +178,13 @@ impl Tree {
     /// Whether some prefix of `components` is a non-directory: a path under
     /// it cannot exist, and a whiteout under it has nothing left to hide.
     pub fn under_non_dir(&self, components: &[&[u8]]) -> bool {
-        let mut cur = ROOT;
+        let mut cur = ROOT_DIR;
         for c in components {
-            match self.children(cur).and_then(|ch| ch.get(*c)) {
-                Some(&id) if self.inodes[id].is_dir() => cur = id,
-                Some(_) => return true,
+            match self.dir(cur).children.get(*c) {
+                Some(&id) => match self.as_dir(id) {
+                    Some(d) => cur = d,
+                    None => return true,
+                },
                 None => return false,
             }
         }
@@ -156,16 +194,16 @@ impl Tree {
     /// Returns the directory at `components`, creating implicit
     /// directories for missing ones and replacing non-directories in the
     /// way (a later entry wins, as when extracting).
-    pub fn ensure_dir(&mut self, components: &[&[u8]]) -> InodeId {
-        let mut cur = ROOT;
+    pub fn ensure_dir(&mut self, components: &[&[u8]]) -> DirId {
+        let mut cur = ROOT_DIR;
         for c in components {
-            let existing = self.children(cur).and_then(|ch| ch.get(*c).copied());
-            cur = match existing {
-                Some(id) if self.inodes[id].is_dir() => id,
-                _ => {
-                    let id = self.add(Inode::implicit_dir());
-                    self.children_mut(cur).expect("parent is a directory").insert(c.to_vec(), id);
-                    id
+            cur = match self.child_dir(cur, c) {
+                Some(d) => d,
+                None => {
+                    let d = self.add_implicit_dir();
+                    let id = self.dir(d).inode;
+                    self.dir_mut(cur).children.insert(c.to_vec(), id);
+                    d
                 }
             };
         }
