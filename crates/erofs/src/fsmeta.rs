@@ -20,6 +20,7 @@ use crate::format::{S_IFCHR, S_IFMT};
 use crate::reader::{self, FileMap, Image};
 use crate::tree::{ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
 use crate::writer::{write_image, DeviceSpec, IMPLICIT_XATTR, OPAQUE_XATTR};
+use crate::xattr::Interner;
 use crate::{Error, FsmetaLayer, FsmetaSummary, BLOCK_SIZE};
 
 /// Largest chunk used for contiguous files, as block bits (64 MiB).
@@ -32,6 +33,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
         });
     }
     let mut tree = Tree::default();
+    let mut xattrs = Interner::default();
     let mut devices = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         if layer.tag.len() > 64 {
@@ -60,6 +62,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
             tree: &mut tree,
             device_id: i as u16 + 1,
             links: HashMap::new(),
+            xattrs: &mut xattrs,
         };
         // Depth-first with an explicit stack: archives can nest deeply.
         let mut stack = vec![(root, ROOT_DIR)];
@@ -82,6 +85,8 @@ struct Merge<'a> {
     device_id: u16,
     /// Layer nid -> merged inode, so hardlinks stay one inode.
     links: HashMap<u64, InodeId>,
+    /// One copy of each distinct xattr set, across all layers.
+    xattrs: &'a mut Interner,
 }
 
 fn is_whiteout(i: &reader::Inode) -> bool {
@@ -107,12 +112,12 @@ impl Merge<'_> {
             m.gid = dir.gid;
             m.mtime = dir.mtime;
             m.mtime_nsec = dir.mtime_nsec;
-            m.xattrs = xattrs;
+            m.xattrs = self.xattrs.intern(xattrs).0;
         }
         for entry in self.img.read_dir(dir)? {
             let child = self.img.inode(entry.nid)?;
             if is_whiteout(&child) {
-                self.tree.dir_mut(merged).children.remove(&entry.name);
+                self.tree.dir_mut(merged).children.remove(entry.name.as_slice());
                 continue;
             }
             if child.is_dir() {
@@ -121,7 +126,7 @@ impl Merge<'_> {
                     None => {
                         let d = self.tree.add_implicit_dir();
                         let id = self.tree.dir(d).inode;
-                        self.tree.dir_mut(merged).children.insert(entry.name, id);
+                        self.tree.link(merged, &entry.name, id);
                         d
                     }
                 };
@@ -136,7 +141,7 @@ impl Merge<'_> {
                     id
                 }
             };
-            self.tree.dir_mut(merged).children.insert(entry.name, id);
+            self.tree.link(merged, &entry.name, id);
         }
         Ok(())
     }
@@ -148,7 +153,7 @@ impl Merge<'_> {
                 data: self.file_data(i)?,
             }
         } else if i.is_symlink() {
-            Kind::Symlink(self.img.symlink_target(i)?)
+            Kind::Symlink(self.img.symlink_target(i)?.into())
         } else {
             let (major, minor) = i.device_number();
             Kind::Special {
@@ -157,6 +162,7 @@ impl Merge<'_> {
         };
         let mut xattrs = self.img.xattrs(i)?;
         xattrs.retain(|(n, _)| n != IMPLICIT_XATTR && n != OPAQUE_XATTR);
+        let xattrs = self.xattrs.intern(xattrs).0;
         Ok(self.tree.add(Inode {
             mode: i.mode,
             uid: i.uid,
@@ -182,10 +188,10 @@ impl Merge<'_> {
                 Ok(FileData::Chunked {
                     chunkbits: bits,
                     device_id,
-                    runs: vec![ChunkRun {
+                    runs: Box::new([ChunkRun {
                         count,
                         blkaddr: Some(blkaddr),
-                    }],
+                    }]),
                 })
             }
             FileMap::Chunked { chunkbits, chunks } => {
@@ -207,7 +213,7 @@ impl Merge<'_> {
                 Ok(FileData::Chunked {
                     chunkbits,
                     device_id,
-                    runs,
+                    runs: runs.into(),
                 })
             }
         }

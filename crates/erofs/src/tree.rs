@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 
 use crate::format::S_IFDIR;
+use crate::xattr::Shared;
 
 /// Arena index of an inode.
 pub type InodeId = usize;
@@ -39,7 +40,7 @@ pub enum FileData {
         /// Device id written into 8-byte chunk indexes; `None` writes the
         /// compact 4-byte block map (primary device only).
         device_id: Option<u16>,
-        runs: Vec<ChunkRun>,
+        runs: Box<[ChunkRun]>,
     },
 }
 
@@ -59,7 +60,7 @@ pub enum Kind {
         size: u64,
         data: FileData,
     },
-    Symlink(Vec<u8>),
+    Symlink(Box<[u8]>),
     /// Character/block device, fifo or socket; `rdev` is the encoded number.
     Special {
         rdev: u32,
@@ -75,7 +76,7 @@ pub struct Inode {
     pub mtime: i64,
     pub mtime_nsec: u32,
     /// Full attribute names (`user.x`), each accepted by `xattr::split_name`.
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    pub xattrs: Shared,
     pub kind: Kind,
 }
 
@@ -90,7 +91,7 @@ impl Inode {
 pub struct Dir {
     /// The directory's own inode.
     pub inode: InodeId,
-    pub children: BTreeMap<Vec<u8>, InodeId>,
+    pub children: BTreeMap<Box<[u8]>, InodeId>,
     /// Created only because a deeper path needed it.
     pub implicit: bool,
     /// Hides lower layers' children (overlay opaque directory).
@@ -102,13 +103,30 @@ pub struct Dir {
 pub struct Tree {
     pub inodes: Vec<Inode>,
     dirs: Vec<Dir>,
+    /// Estimate of the memory the tree and [`crate::writer::write_image`]
+    /// hold for it, counted as it grows (see [`Tree::memory`]).
+    memory: u64,
 }
+
+/// Heap bytes glibc's malloc takes for an allocation of `n` bytes.
+pub fn alloc_cost(n: usize) -> u64 {
+    (n as u64 + 8).next_multiple_of(16).max(32)
+}
+
+/// Memory of one name slot in a directory's B-tree: nodes are at least
+/// half full, so a slot costs at most twice its key and value.
+const SLOT_COST: u64 = 2 * (std::mem::size_of::<Box<[u8]>>() + std::mem::size_of::<InodeId>()) as u64;
+
+/// Memory of a directory besides its names: its entry in the directory
+/// arena and the first node of its B-tree (11 slots and a header).
+const DIR_COST: u64 = std::mem::size_of::<Dir>() as u64 + 11 * SLOT_COST / 2 + 32;
 
 impl Default for Tree {
     fn default() -> Self {
         let mut tree = Tree {
             inodes: Vec::new(),
             dirs: Vec::new(),
+            memory: 0,
         };
         tree.add_implicit_dir();
         tree
@@ -116,16 +134,51 @@ impl Default for Tree {
 }
 
 impl Tree {
+    /// What the tree holds in memory, and what writing it will add, in
+    /// bytes: every inode with its symlink target or chunk runs, every
+    /// directory and name, and the writer's per-inode plan. Xattr sets
+    /// are shared, so their owner counts them ([`Tree::charge`]).
+    pub fn memory(&self) -> u64 {
+        self.memory
+    }
+
+    /// Counts `bytes` held for the tree elsewhere.
+    pub fn charge(&mut self, bytes: u64) {
+        self.memory += bytes;
+    }
+
     /// Adds a non-directory inode (directories come from [`Tree::add_implicit_dir`]).
     pub fn add(&mut self, inode: Inode) -> InodeId {
         debug_assert!(!inode.is_dir(), "directories are added with add_implicit_dir");
+        self.memory += inode_cost()
+            + match &inode.kind {
+                Kind::Symlink(target) => alloc_cost(target.len()),
+                Kind::File {
+                    data: FileData::Chunked { runs, .. },
+                    ..
+                } => alloc_cost(std::mem::size_of_val(&**runs)),
+                _ => 0,
+            };
         self.inodes.push(inode);
         self.inodes.len() - 1
+    }
+
+    /// Names `id` `name` in `dir`, replacing what had that name.
+    pub fn link(&mut self, dir: DirId, name: &[u8], id: InodeId) {
+        let children = &mut self.dirs[dir.0].children;
+        match children.get_mut(name) {
+            Some(slot) => *slot = id,
+            None => {
+                children.insert(name.into(), id);
+                self.memory += alloc_cost(name.len()) + SLOT_COST;
+            }
+        }
     }
 
     /// Adds an empty directory with the defaults for directories nobody
     /// described: 0755 root:root, mtime 0, marked implicit.
     pub fn add_implicit_dir(&mut self) -> DirId {
+        self.memory += inode_cost() + DIR_COST;
         let dir = DirId(self.dirs.len());
         self.dirs.push(Dir {
             inode: self.inodes.len(),
@@ -139,7 +192,7 @@ impl Tree {
             gid: 0,
             mtime: 0,
             mtime_nsec: 0,
-            xattrs: Vec::new(),
+            xattrs: Shared::default(),
             kind: Kind::Dir(dir),
         });
         dir
@@ -191,6 +244,23 @@ impl Tree {
         false
     }
 
+    /// The memory [`Tree::ensure_dir`] would add for `components`: the
+    /// directories it would create, counted before they exist.
+    pub fn missing_dirs_cost(&self, components: &[&[u8]]) -> u64 {
+        let mut cur = ROOT_DIR;
+        for (i, c) in components.iter().enumerate() {
+            match self.child_dir(cur, c) {
+                Some(d) => cur = d,
+                None => {
+                    let names: usize = components[i..].iter().map(|c| c.len()).sum();
+                    let dirs = (components.len() - i) as u64;
+                    return dirs * (inode_cost() + DIR_COST + SLOT_COST + 32) + names as u64;
+                }
+            }
+        }
+        0
+    }
+
     /// Returns the directory at `components`, creating implicit
     /// directories for missing ones and replacing non-directories in the
     /// way (a later entry wins, as when extracting).
@@ -202,11 +272,16 @@ impl Tree {
                 None => {
                     let d = self.add_implicit_dir();
                     let id = self.dir(d).inode;
-                    self.dir_mut(cur).children.insert(c.to_vec(), id);
+                    self.link(cur, c, id);
                     d
                 }
             };
         }
         cur
     }
+}
+
+/// Memory of one inode: its arena slot and the writer's plan for it.
+fn inode_cost() -> u64 {
+    std::mem::size_of::<Inode>() as u64 + crate::writer::MEMORY_PER_INODE
 }

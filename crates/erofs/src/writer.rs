@@ -30,6 +30,7 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
 
 use crate::dir::{self, Dirent};
 use crate::format::*;
@@ -58,22 +59,26 @@ pub struct Written {
 
 const BLOCK: usize = BLOCK_SIZE as usize;
 
-/// Per-inode layout decisions.
+/// Per-inode layout decisions, kept for every inode until the image is
+/// written (so kept small: see [`MEMORY_PER_INODE`]).
 struct Plan {
-    id: InodeId,
     nid: u64,
-    xattrs: Vec<(Vec<u8>, Vec<u8>)>,
-    xattr_size: usize,
-    layout: u16,
     size: u64,
+    data_blkaddr: u64,
+    xattr_size: u32,
     /// Bytes stored right after the xattrs (chunk table or inline tail),
     /// including alignment padding before a chunk table.
-    extra: usize,
+    extra: u32,
     /// Blocks of plain data in the metadata area (directories, symlinks).
-    data_blocks: u64,
-    data_blkaddr: u64,
+    data_blocks: u32,
     nlink: u32,
+    layout: u16,
 }
+
+/// Memory [`write_image`] holds per inode of the tree while it works:
+/// its plan and its entries in [`Order`]. Builders count it in their
+/// memory budget.
+pub const MEMORY_PER_INODE: u64 = (std::mem::size_of::<Plan>() + 3 * 4 + std::mem::size_of::<InodeId>()) as u64;
 
 fn too_large(message: impl Into<String>) -> Error {
     Error::TooLarge { message: message.into() }
@@ -98,10 +103,13 @@ pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec
     if plans[0].nid > u64::from(u16::MAX) {
         return Err(too_large("root nid does not fit 16 bits"));
     }
-    let meta = encode_metadata(tree, &order, &plans, meta_blkaddr, total_blocks)?;
-    let mut file = out;
-    file.seek(SeekFrom::Start(meta_blkaddr * BLOCK_SIZE))?;
-    file.write_all(&meta)?;
+    let layout = Layout {
+        meta_blkaddr,
+        inode_blocks,
+        total_blocks,
+        markers,
+    };
+    encode_metadata(tree, &order, &plans, &layout, out)?;
     let sb = Superblock {
         checksum: 0,
         feature_compat: COMPAT_SB_CHKSUM,
@@ -109,7 +117,7 @@ pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec
         blkszbits: BLKSZ_BITS,
         root_nid: plans[0].nid as u16,
         inos: plans.len() as u64,
-        build_time: plans.iter().map(|p| tree.inodes[p.id].mtime).fold(0, i64::max) as u64,
+        build_time: order.inodes.iter().map(|&id| tree.inodes[id].mtime).fold(0, i64::max) as u64,
         blocks: total_blocks as u32,
         meta_blkaddr: to_u32(meta_blkaddr, "metadata block address")?,
         extra_devices: devices.len() as u16,
@@ -133,8 +141,8 @@ struct Order {
     index: Vec<u32>,
     /// Link count of each arena id.
     nlink: Vec<u32>,
-    /// Parent directory's inode of each directory.
-    parent: Vec<InodeId>,
+    /// Position in `inodes` of each directory's parent.
+    parent: Vec<u32>,
 }
 
 /// Phase 1: walks the tree breadth-first from the root. The arena also
@@ -147,7 +155,7 @@ fn collect(tree: &Tree) -> Order {
         inodes: vec![ROOT],
         index: vec![u32::MAX; n],
         nlink: vec![0u32; n],
-        parent: vec![ROOT; n],
+        parent: vec![0; n],
     };
     order.index[ROOT] = 0;
     let mut queue = VecDeque::from([ROOT_DIR]);
@@ -158,7 +166,7 @@ fn collect(tree: &Tree) -> Order {
             let child_dir = tree.as_dir(c);
             if child_dir.is_some() {
                 order.nlink[dir.inode] += 1;
-                order.parent[c] = dir.inode;
+                order.parent[c] = order.index[dir.inode];
             } else {
                 order.nlink[c] += 1;
             }
@@ -178,8 +186,7 @@ fn collect(tree: &Tree) -> Order {
 /// carry a chunk table, everything else is the bare inode.
 fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool) -> Result<Plan, Error> {
     let inode = &tree.inodes[id];
-    let xattrs = xattrs_of(tree, inode, markers);
-    let xattr_size = xattr::body_size(&xattrs);
+    let xattr_size = xattr::body_size(&xattrs_of(tree, inode, markers));
     if xattr_size > XATTR_HEADER_SIZE + 4 * (usize::from(u16::MAX) - 1) {
         return Err(too_large("extended attributes of one inode exceed 256 KiB"));
     }
@@ -214,28 +221,26 @@ fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool) -> Result<Plan, Err
         Kind::Special { .. } => {}
     }
     Ok(Plan {
-        id,
         nid: 0,
-        xattrs,
-        xattr_size,
-        layout,
         size,
-        extra,
-        data_blocks,
         data_blkaddr: 0,
+        xattr_size: xattr_size as u32,
+        extra: u32::try_from(extra).map_err(|_| too_large("chunk table does not fit 32 bits"))?,
+        data_blocks: to_u32(data_blocks, "directory size in blocks")?,
         nlink,
+        layout,
     })
 }
 
 /// Final xattr list: the inode's own plus, in layer images, the
 /// implicit/opaque markers fsmeta needs (fsmeta itself writes none).
-fn xattrs_of(tree: &Tree, inode: &Inode, markers: bool) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut x = inode.xattrs.clone();
+fn xattrs_of<'a>(tree: &Tree, inode: &'a Inode, markers: bool) -> Vec<(&'a [u8], &'a [u8])> {
+    let mut x: Vec<(&[u8], &[u8])> = inode.xattrs.as_slice().iter().map(|(n, v)| (&n[..], &v[..])).collect();
     if let (true, Kind::Dir(d)) = (markers, &inode.kind) {
         let dir = tree.dir(*d);
         for (flag, name) in [(dir.implicit, IMPLICIT_XATTR), (dir.opaque, OPAQUE_XATTR)] {
-            if flag && !x.iter().any(|(n, _)| n == name) {
-                x.push((name.to_vec(), b"y".to_vec()));
+            if flag && !x.iter().any(|(n, _)| *n == name) {
+                x.push((name, b"y"));
             }
         }
     }
@@ -253,7 +258,7 @@ fn chunk_entry_size(device_id: Option<u16>) -> usize {
 }
 
 fn dirents_size(dir: &Dir) -> u64 {
-    dir::dir_size(sorted_names(dir.children.keys().map(|k| k.as_slice())).into_iter().map(|n| n.len()))
+    dir::dir_size(sorted_names(dir.children.keys().map(|k| &k[..])).into_iter().map(|n| n.len()))
 }
 
 /// Children names merged with `.` and `..`, in on-disk order.
@@ -271,7 +276,7 @@ fn sorted_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
 fn assign_nids(plans: &mut [Plan]) -> u64 {
     let mut pos = NID_UNIT as usize;
     for p in plans.iter_mut() {
-        let len = INODE_SIZE + p.xattr_size + p.extra;
+        let len = INODE_SIZE + p.xattr_size as usize + p.extra as usize;
         if len <= BLOCK && pos % BLOCK + len > BLOCK {
             pos = pos.next_multiple_of(BLOCK);
         }
@@ -288,29 +293,46 @@ fn place_blocks(plans: &mut [Plan], first: u64) -> Result<u64, Error> {
     let mut next_blk = first;
     for p in plans.iter_mut() {
         p.data_blkaddr = next_blk;
-        next_blk += p.data_blocks;
+        next_blk += u64::from(p.data_blocks);
     }
     to_u32(next_blk, "image size in blocks")?;
     Ok(next_blk)
 }
 
-/// Phase 5: encodes the whole metadata area (blocks `meta_blkaddr` to
-/// `total_blocks`) in memory: every inode with its xattrs and its chunk
-/// table or inline tail, then directory and symlink blocks.
-fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], meta_blkaddr: u64, total_blocks: u64) -> Result<Vec<u8>, Error> {
-    let mut meta = vec![0u8; ((total_blocks - meta_blkaddr) * BLOCK_SIZE) as usize];
-    let nid_of = |id: InodeId| plans[order.index[id] as usize].nid;
-    for (ino, p) in plans.iter().enumerate() {
-        let inode = &tree.inodes[p.id];
-        let at = (p.nid * NID_UNIT) as usize;
-        let tail_at = at + INODE_SIZE + p.xattr_size;
-        xattr::encode_body(&p.xattrs, &mut meta[at + INODE_SIZE..tail_at]);
+/// Where the metadata area goes, as [`write_image`] laid it out.
+struct Layout {
+    meta_blkaddr: u64,
+    /// Blocks of inode records, from `meta_blkaddr`.
+    inode_blocks: u64,
+    total_blocks: u64,
+    /// Whether directories get the layer markers ([`xattrs_of`]).
+    markers: bool,
+}
+
+/// Phase 5: encodes and writes the metadata area: every inode record
+/// (inode, xattrs, chunk table or inline tail) in nid order, and the
+/// directory and symlink blocks after them in block order. Both only
+/// move forward, so each is streamed through a [`Sequential`] writer
+/// and only one record and one directory are in memory at a time.
+fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout, out: &File) -> Result<(), Error> {
+    let base = layout.meta_blkaddr * BLOCK_SIZE;
+    let blocks_start = (layout.meta_blkaddr + layout.inode_blocks) * BLOCK_SIZE;
+    let mut records = Sequential::new(out, base);
+    let mut blocks = Sequential::new(out, blocks_start);
+    let mut record = Vec::new();
+    for (ino, (p, &id)) in plans.iter().zip(&order.inodes).enumerate() {
+        let inode = &tree.inodes[id];
+        record.clear();
+        record.resize(INODE_SIZE + p.xattr_size as usize, 0);
+        xattr::encode_body(&xattrs_of(tree, inode, layout.markers), &mut record[INODE_SIZE..]);
         let i_u = match &inode.kind {
             Kind::Dir(d) => {
-                let bytes = encode_dir(tree, tree.dir(*d), p.size, nid_of(p.id), nid_of(order.parent[p.id]), &nid_of);
-                encode_flat_data(&mut meta, p, &bytes, meta_blkaddr, tail_at)?
+                let nid_of = |id: InodeId| plans[order.index[id] as usize].nid;
+                let parent = plans[order.parent[id] as usize].nid;
+                let bytes = encode_dir(tree, tree.dir(*d), p.size, p.nid, parent, &nid_of);
+                encode_flat_data(&mut blocks, &mut record, p, &bytes)?
             }
-            Kind::Symlink(target) => encode_flat_data(&mut meta, p, target, meta_blkaddr, tail_at)?,
+            Kind::Symlink(target) => encode_flat_data(&mut blocks, &mut record, p, target)?,
             Kind::File {
                 data: FileData::Flat { blkaddr },
                 size,
@@ -329,12 +351,12 @@ fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], meta_blkaddr: u64
                         runs,
                     },
                 ..
-            } => encode_chunks(&mut meta, tail_at, *chunkbits, *device_id, runs)?,
+            } => encode_chunks(&mut record, *chunkbits, *device_id, runs)?,
             Kind::Special { rdev } => *rdev,
         };
         RawInode {
             layout: p.layout,
-            xattr_icount: xattr::icount(p.xattr_size),
+            xattr_icount: xattr::icount(p.xattr_size as usize),
             mode: inode.mode as u16,
             size: p.size,
             i_u,
@@ -345,20 +367,83 @@ fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], meta_blkaddr: u64
             mtime_nsec: inode.mtime_nsec,
             nlink: p.nlink,
         }
-        .encode(&mut meta[at..]);
+        .encode(&mut record);
+        records.write_at(base + p.nid * NID_UNIT, &record)?;
     }
-    Ok(meta)
+    records.finish(blocks_start)?;
+    blocks.finish(layout.total_blocks * BLOCK_SIZE)?;
+    Ok(())
+}
+
+/// Buffered writes to `file` at offsets that only move forward; the
+/// gaps between them are written as zeros, so the area is fully written
+/// whatever the file held.
+struct Sequential<'a> {
+    file: &'a File,
+    /// File offset of `buf[0]`.
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Sequential<'a> {
+    fn new(file: &'a File, pos: u64) -> Self {
+        Sequential {
+            file,
+            pos,
+            buf: Vec::new(),
+        }
+    }
+
+    fn write_at(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.zeros_to(at)?;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Zero-fills up to `at`, which must not be behind what was written.
+    fn zeros_to(&mut self, at: u64) -> std::io::Result<()> {
+        let end = self.pos + self.buf.len() as u64;
+        debug_assert!(at >= end, "writes only move forward");
+        let mut gap = at - end;
+        while gap > 0 {
+            let k = gap.min(1 << 20);
+            self.buf.resize(self.buf.len() + k as usize, 0);
+            gap -= k;
+            if self.buf.len() >= 1 << 20 {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.buf, self.pos)?;
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Zero-fills up to `end` and writes everything out.
+    fn finish(mut self, end: u64) -> std::io::Result<()> {
+        self.zeros_to(end)?;
+        self.flush()
+    }
 }
 
 /// Stores a directory's or symlink's `bytes`: whole blocks at the
-/// planned block address, the tail inline after the xattrs when the
-/// plan says so. Returns the inode's startblk (0 without blocks).
-fn encode_flat_data(meta: &mut [u8], p: &Plan, bytes: &[u8], meta_blkaddr: u64, tail_at: usize) -> Result<u32, Error> {
-    let plain = ((p.data_blocks * BLOCK_SIZE) as usize).min(bytes.len());
-    let off = ((p.data_blkaddr - meta_blkaddr) * BLOCK_SIZE) as usize;
-    meta[off..off + plain].copy_from_slice(&bytes[..plain]);
+/// planned block address, the tail inline after the xattrs in `record`
+/// when the plan says so. Returns the inode's startblk (0 without
+/// blocks).
+fn encode_flat_data(blocks: &mut Sequential<'_>, record: &mut Vec<u8>, p: &Plan, bytes: &[u8]) -> Result<u32, Error> {
+    let plain = ((u64::from(p.data_blocks) * BLOCK_SIZE) as usize).min(bytes.len());
+    if plain > 0 {
+        blocks.write_at(p.data_blkaddr * BLOCK_SIZE, &bytes[..plain])?;
+    }
     if p.layout == LAYOUT_FLAT_INLINE {
-        meta[tail_at..tail_at + p.extra].copy_from_slice(&bytes[plain..]);
+        record.extend_from_slice(&bytes[plain..]);
     }
     if p.data_blocks > 0 {
         to_u32(p.data_blkaddr, "block address")
@@ -367,12 +452,12 @@ fn encode_flat_data(meta: &mut [u8], p: &Plan, bytes: &[u8], meta_blkaddr: u64, 
     }
 }
 
-/// Writes a chunk-based file's table after its xattrs (aligned to the
-/// entry size): one entry per chunk, holes as null addresses. Returns
-/// the inode's chunk format.
-fn encode_chunks(meta: &mut [u8], tail_at: usize, chunkbits: u8, device_id: Option<u16>, runs: &[ChunkRun]) -> Result<u32, Error> {
+/// Appends a chunk-based file's table to its `record` (after the
+/// xattrs, aligned to the entry size): one entry per chunk, holes as
+/// null addresses. Returns the inode's chunk format.
+fn encode_chunks(record: &mut Vec<u8>, chunkbits: u8, device_id: Option<u16>, runs: &[ChunkRun]) -> Result<u32, Error> {
     let unit = chunk_entry_size(device_id);
-    let mut e = tail_at.next_multiple_of(unit);
+    record.resize(record.len().next_multiple_of(unit), 0);
     for run in runs {
         for i in 0..run.count {
             let blk = match run.blkaddr {
@@ -381,12 +466,13 @@ fn encode_chunks(meta: &mut [u8], tail_at: usize, chunkbits: u8, device_id: Opti
             };
             match device_id {
                 Some(dev) => {
-                    put16(meta, e + 2, if run.blkaddr.is_some() { dev } else { 0 });
-                    put32(meta, e + 4, blk);
+                    let dev = if run.blkaddr.is_some() { dev } else { 0 };
+                    record.extend_from_slice(&[0, 0]);
+                    record.extend_from_slice(&dev.to_le_bytes());
+                    record.extend_from_slice(&blk.to_le_bytes());
                 }
-                None => put32(meta, e, blk),
+                None => record.extend_from_slice(&blk.to_le_bytes()),
             }
-            e += unit;
         }
     }
     let indexes = if device_id.is_some() { CHUNK_FORMAT_INDEXES } else { 0 };

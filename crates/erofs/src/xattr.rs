@@ -4,8 +4,58 @@
 //! images are written once, and per-inode storage keeps fsmeta a simple
 //! copy of the layers' attributes.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use crate::format::{le16, XATTR_HEADER_SIZE};
 use crate::Xattrs;
+
+/// One inode's xattrs, shared by every inode with the same set: a global
+/// pax header gives thousands of entries the same attributes, and real
+/// images repeat the same capability or label on many files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Shared(Option<Arc<Xattrs>>);
+
+impl Shared {
+    /// A set of its own (shared only by clones of the result).
+    pub fn new(x: Xattrs) -> Shared {
+        Shared((!x.is_empty()).then(|| Arc::new(x)))
+    }
+
+    pub fn as_slice(&self) -> &[(Vec<u8>, Vec<u8>)] {
+        self.0.as_deref().map_or(&[], |x| x.as_slice())
+    }
+
+    /// Whether both are the same allocation (or both empty): the same
+    /// set, known without comparing contents.
+    pub fn same(&self, other: &Shared) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+/// Hands out one [`Shared`] per distinct xattr set.
+#[derive(Default)]
+pub struct Interner(HashSet<Arc<Xattrs>>);
+
+impl Interner {
+    /// The shared copy of `x`, and whether it is new (so its memory is
+    /// spent now).
+    pub fn intern(&mut self, x: Xattrs) -> (Shared, bool) {
+        if x.is_empty() {
+            return (Shared(None), false);
+        }
+        if let Some(a) = self.0.get(&x) {
+            return (Shared(Some(a.clone())), false);
+        }
+        let a = Arc::new(x);
+        self.0.insert(a.clone());
+        (Shared(Some(a)), true)
+    }
+}
 
 /// EROFS short name-prefix indexes (`EROFS_XATTR_INDEX_*`). Longer
 /// prefixes go first so `system.posix_acl_access` is not cut at `system.`.
@@ -47,22 +97,23 @@ fn entry_size(suffix_len: usize, value_len: usize) -> usize {
 
 /// Size of the inline xattr body for `xattrs` (0 when empty). Callers must
 /// have checked every name with [`split_name`].
-pub fn body_size(xattrs: &[(Vec<u8>, Vec<u8>)]) -> usize {
+pub fn body_size<N: AsRef<[u8]>, V: AsRef<[u8]>>(xattrs: &[(N, V)]) -> usize {
     if xattrs.is_empty() {
         return 0;
     }
     XATTR_HEADER_SIZE
         + xattrs
             .iter()
-            .map(|(n, v)| entry_size(split_name(n).map_or(0, |s| s.1.len()), v.len()))
+            .map(|(n, v)| entry_size(split_name(n.as_ref()).map_or(0, |s| s.1.len()), v.as_ref().len()))
             .sum::<usize>()
 }
 
 /// Encodes the inline body; `out.len()` must equal [`body_size`].
-pub fn encode_body(xattrs: &[(Vec<u8>, Vec<u8>)], out: &mut [u8]) {
+pub fn encode_body<N: AsRef<[u8]>, V: AsRef<[u8]>>(xattrs: &[(N, V)], out: &mut [u8]) {
     out.fill(0);
     let mut pos = XATTR_HEADER_SIZE;
     for (name, value) in xattrs {
+        let (name, value) = (name.as_ref(), value.as_ref());
         let (index, suffix) = split_name(name).expect("xattr names are checked on insert");
         out[pos] = suffix.len() as u8;
         out[pos + 1] = index;

@@ -9,6 +9,7 @@ use std::io::{self, Read};
 use super::header::BLOCK;
 use super::invalid;
 use crate::framing::Recorder;
+use crate::limits::EXTENSION_HEADER_MAX;
 use crate::Error;
 
 /// The stream and the framing record of everything read from it.
@@ -115,11 +116,13 @@ impl<'f, R: Read> Input<'f, R> {
         Ok(k)
     }
 
-    /// Reads a whole (small) entry body, e.g. a pax header or long name,
-    /// of at most `max` bytes.
-    pub fn read_body(&mut self, size: u64, max: u64, offset: u64) -> Result<Vec<u8>, Error> {
-        if size > max {
-            return Err(invalid(offset, format!("extension header of {size} bytes is absurd")));
+    /// Reads a whole extension header body (a pax header or GNU long
+    /// name), refused beyond [`EXTENSION_HEADER_MAX`] before it is read.
+    pub fn read_body(&mut self, size: u64, offset: u64) -> Result<Vec<u8>, Error> {
+        if size > EXTENSION_HEADER_MAX {
+            return Err(Error::TooLarge {
+                message: format!("extension header of {size} bytes at byte {offset} (at most {EXTENSION_HEADER_MAX})"),
+            });
         }
         let mut body = vec![0u8; size as usize];
         self.read_exact(&mut body)?;

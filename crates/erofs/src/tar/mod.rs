@@ -25,12 +25,35 @@ mod sparse;
 use std::io::Read;
 
 use crate::framing::Recorder;
+use crate::limits::{GLOBAL_RECORDS_MAX, SPARSE_SEGMENTS_MAX};
+use crate::xattr::Shared;
 use crate::{Error, Xattrs};
 use header::BLOCK;
 use input::Input;
 
-/// Largest pax/GNU long-name body we buffer in memory.
-const MAX_META_BODY: u64 = 64 << 20;
+/// Pax keywords this reader applies (besides the xattr prefixes): only
+/// these are kept from global headers.
+const APPLIED: &[&[u8]] = &[
+    b"path",
+    b"linkpath",
+    b"mtime",
+    b"size",
+    b"uid",
+    b"gid",
+    b"GNU.sparse.major",
+    b"GNU.sparse.minor",
+    b"GNU.sparse.realsize",
+    b"GNU.sparse.map",
+    b"GNU.sparse.size",
+    b"GNU.sparse.name",
+];
+
+/// Pax keyword prefixes of extended attributes.
+const XATTR_PREFIXES: &[&[u8]] = &[b"SCHILY.xattr.", b"LIBARCHIVE.xattr."];
+
+fn is_xattr_record(key: &[u8]) -> bool {
+    XATTR_PREFIXES.iter().any(|p| key.starts_with(p))
+}
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,7 +86,9 @@ pub struct Entry {
     pub devminor: u32,
     /// Logical file size (the real size for sparse files).
     pub size: u64,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Shared with every entry that has the same global xattrs and no
+    /// local ones.
+    pub xattrs: Shared,
     /// Data segments for sparse files; the stored data is their concatenation.
     pub sparse: Option<Vec<(u64, u64)>>,
 }
@@ -72,8 +97,12 @@ pub struct Entry {
 /// [`TarReader::read_data`] (unread data is skipped by the next call).
 pub struct TarReader<'f, R> {
     input: Input<'f, R>,
-    /// Records of global pax headers, which apply to every later entry.
+    /// Records of global pax headers that this reader applies (to every
+    /// later entry); their keys and values add up to `globals_size`.
     globals: Xattrs,
+    globals_size: usize,
+    /// The xattrs the global records give, for entries without local ones.
+    global_xattrs: Shared,
 }
 
 fn invalid(offset: u64, message: impl Into<String>) -> Error {
@@ -130,6 +159,8 @@ impl<'f, R: Read> TarReader<'f, R> {
         TarReader {
             input: Input::new(inner, framing),
             globals: Vec::new(),
+            globals_size: 0,
+            global_xattrs: Shared::default(),
         }
     }
 
@@ -168,20 +199,16 @@ impl<'f, R: Read> TarReader<'f, R> {
     fn extension(&mut self, h: &[u8; BLOCK], size: u64, here: u64, pending: &mut Pending) -> Result<bool, Error> {
         match h[header::TYPEFLAG] {
             b'x' | b'X' => {
-                let body = self.input.read_body(size, MAX_META_BODY, here)?;
+                let body = self.input.read_body(size, here)?;
                 pending.locals.extend(pax::parse_records(&body).map_err(|e| invalid(here, e))?);
             }
             b'g' => {
-                let body = self.input.read_body(size, MAX_META_BODY, here)?;
-                for (k, v) in pax::parse_records(&body).map_err(|e| invalid(here, e))? {
-                    self.globals.retain(|(gk, _)| *gk != k);
-                    if !v.is_empty() {
-                        self.globals.push((k, v));
-                    }
-                }
+                let body = self.input.read_body(size, here)?;
+                let records = pax::parse_records(&body).map_err(|e| invalid(here, e))?;
+                self.set_globals(records, here)?;
             }
             t @ (b'L' | b'K') => {
-                let mut body = self.input.read_body(size, MAX_META_BODY, here)?;
+                let mut body = self.input.read_body(size, here)?;
                 while body.last() == Some(&0) {
                     body.pop();
                 }
@@ -196,6 +223,40 @@ impl<'f, R: Read> TarReader<'f, R> {
             _ => return Ok(false),
         }
         Ok(true)
+    }
+
+    /// Applies a global header's records: each replaces the global
+    /// record of its key (an empty value just removes it). Records this
+    /// reader never applies are dropped, so they cost nothing per entry.
+    fn set_globals(&mut self, records: Xattrs, here: u64) -> Result<(), Error> {
+        for (k, v) in records {
+            if !APPLIED.contains(&k.as_slice()) && !is_xattr_record(&k) {
+                continue;
+            }
+            if let Some(i) = self.globals.iter().position(|(gk, _)| *gk == k) {
+                let (gk, gv) = self.globals.remove(i);
+                self.globals_size -= gk.len() + gv.len();
+            }
+            if !v.is_empty() {
+                self.globals_size += k.len() + v.len();
+                self.globals.push((k, v));
+            }
+        }
+        if self.globals_size > GLOBAL_RECORDS_MAX {
+            return Err(Error::TooLarge {
+                message: format!(
+                    "global pax records of {} bytes at byte {here} (at most {GLOBAL_RECORDS_MAX})",
+                    self.globals_size
+                ),
+            });
+        }
+        let recs = Records {
+            locals: &[],
+            globals: &self.globals,
+            offset: here,
+        };
+        self.global_xattrs = Shared::new(merged_xattrs(&recs)?);
+        Ok(())
     }
 
     /// Builds the entry of header `h` (data of `stored` bytes, first
@@ -226,7 +287,10 @@ impl<'f, R: Read> TarReader<'f, R> {
             ..Entry::default()
         };
         attributes(h, &recs, &mut e)?;
-        e.xattrs = xattrs_of(&recs)?;
+        e.xattrs = match recs.locals.iter().any(|(k, _)| is_xattr_record(k)) {
+            true => Shared::new(merged_xattrs(&recs)?),
+            false => self.global_xattrs.clone(),
+        };
         let stored = recs.u64(b"size")?.unwrap_or(stored);
         if stored > i64::MAX as u64 {
             return Err(invalid(offset, format!("entry size {stored} is absurd")));
@@ -318,11 +382,12 @@ fn header_path(h: &[u8; BLOCK]) -> Vec<u8> {
     }
 }
 
-/// The entry's xattrs from `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*`
-/// records, globals first, a later record of a name replacing earlier ones.
-fn xattrs_of(recs: &Records<'_>) -> Result<Xattrs, Error> {
-    let mut xattrs: Xattrs = Vec::new();
-    for (k, v) in recs.globals.iter().chain(recs.locals.iter()) {
+/// The xattrs of `SCHILY.xattr.*` and `LIBARCHIVE.xattr.*` records,
+/// globals first; a later record of a name replaces earlier ones, and
+/// the attributes are in the order of their last records.
+fn merged_xattrs(recs: &Records<'_>) -> Result<Xattrs, Error> {
+    let mut named: std::collections::HashMap<Vec<u8>, (usize, Vec<u8>)> = std::collections::HashMap::new();
+    for (seq, (k, v)) in recs.globals.iter().chain(recs.locals.iter()).enumerate() {
         let (name, value) = if let Some(n) = k.strip_prefix(b"SCHILY.xattr.") {
             (n.to_vec(), v.clone())
         } else if let Some(n) = k.strip_prefix(b"LIBARCHIVE.xattr.") {
@@ -332,10 +397,11 @@ fn xattrs_of(recs: &Records<'_>) -> Result<Xattrs, Error> {
         } else {
             continue;
         };
-        xattrs.retain(|(n, _)| *n != name);
-        xattrs.push((name, value));
+        named.insert(name, (seq, value));
     }
-    Ok(xattrs)
+    let mut xattrs: Vec<(usize, Vec<u8>, Vec<u8>)> = named.into_iter().map(|(n, (seq, v))| (seq, n, v)).collect();
+    xattrs.sort_unstable_by_key(|x| x.0);
+    Ok(xattrs.into_iter().map(|(_, n, v)| (n, v)).collect())
 }
 
 /// The data segments and real size of a sparse entry, in whichever of
@@ -353,9 +419,7 @@ fn sparse_map<R: Read>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records
             input.read_exact(&mut ext)?;
             sparse::gnu_pairs(&ext, 0, 21, &mut segs).map_err(bad)?;
             extended = ext[header::GNU_EXT_ISEXTENDED] != 0;
-            if segs.len() > 1 << 24 {
-                return Err(bad("absurd sparse map".into()));
-            }
+            segments_within_limit(segs.len())?;
         }
         let size = u64::try_from(num(header::GNU_REALSIZE)?).map_err(|_| bad("bad sparse real size".into()))?;
         return Ok(Some((segs, size)));
@@ -377,6 +441,7 @@ fn sparse_map<R: Read>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records
             let mut b = [0u8; BLOCK];
             input.read_exact(&mut b)?;
             input.remaining -= BLOCK as u64;
+            segments_within_limit(map.segments())?;
             if let Some(s) = map.feed(&b).map_err(bad)? {
                 break s;
             }
@@ -388,6 +453,7 @@ fn sparse_map<R: Read>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records
     }
     if let Some(map) = recs.get(b"GNU.sparse.map") {
         let segs = sparse::parse_map_01(map).map_err(bad)?;
+        segments_within_limit(segs.len())?;
         let size = recs.u64(b"GNU.sparse.size")?.ok_or_else(|| bad("sparse 0.1 without size".into()))?;
         return Ok(Some((segs, size)));
     }
@@ -399,8 +465,19 @@ fn sparse_map<R: Read>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records
             let parse = |v: &[u8]| pax::parse_u64(v).ok_or_else(|| bad("bad sparse 0.0 number".into()));
             segs.push((parse(o)?, parse(l)?));
         }
+        segments_within_limit(segs.len())?;
         let size = recs.u64(b"GNU.sparse.size")?.ok_or_else(|| bad("sparse 0.0 without size".into()))?;
         return Ok(Some((segs, size)));
     }
     Ok(None)
+}
+
+/// Refuses sparse maps of more than [`SPARSE_SEGMENTS_MAX`] segments.
+fn segments_within_limit(n: usize) -> Result<(), Error> {
+    if n > SPARSE_SEGMENTS_MAX {
+        return Err(Error::TooLarge {
+            message: format!("sparse map of {n} segments (at most {SPARSE_SEGMENTS_MAX})"),
+        });
+    }
+    Ok(())
 }
