@@ -44,6 +44,7 @@ mod fsmeta;
 mod layer;
 pub mod limits;
 pub mod reader;
+mod sequential;
 mod sparse;
 mod tar;
 mod tree;

@@ -22,7 +22,8 @@
 //!    with link counts and parents;
 //! 2. [`plan`]: each inode's xattrs, data layout and record size;
 //! 3. [`assign_nids`]: where each inode record goes;
-//! 4. [`place_blocks`]: where each directory's and symlink's blocks go;
+//! 4. [`place_blocks`]: where each directory's and symlink's blocks go
+//!    (and the shared xattr area after them, see [`SharedArea`]);
 //! 5. [`encode_metadata`]: inodes, xattrs, chunk tables, directories;
 //! 6. [`write_block0`]: device table and checksummed superblock, which
 //!    record totals only known once everything else is placed.
@@ -30,12 +31,13 @@
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
-use std::os::unix::fs::FileExt;
 
-use crate::dir::{self, Dirent};
+use crate::dir;
 use crate::format::*;
-use crate::tree::{ChunkRun, Dir, FileData, Inode, InodeId, Kind, Tree, ROOT, ROOT_DIR};
-use crate::{xattr, Error, BLOCK_SIZE};
+use crate::sequential::Sequential;
+use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT, ROOT_DIR};
+use crate::xattr::{self, SharedArea};
+use crate::{Error, BLOCK_SIZE};
 
 /// Name of the xattr marking directories that had no entry of their own
 /// in a layer's tar (created for a deeper path). It lives in `trusted.`,
@@ -94,20 +96,29 @@ pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec
     let order = collect(tree);
     let devt_end = (SUPER_OFFSET + SUPER_SIZE + devices.len() * DEVICE_SLOT_SIZE) as u64;
     let meta_blkaddr = data_end.max(devt_end.div_ceil(BLOCK_SIZE));
+    let sets: Vec<_> = order.inodes.iter().map(|&id| &tree.inodes[id].xattrs).collect();
+    let area = SharedArea::build(&sets);
+    drop(sets);
     let mut plans = Vec::with_capacity(order.inodes.len());
     for &id in &order.inodes {
-        plans.push(plan(tree, id, order.nlink[id], markers)?);
+        plans.push(plan(tree, id, order.nlink[id], markers, &area)?);
     }
     let inode_blocks = assign_nids(&mut plans);
-    let total_blocks = place_blocks(&mut plans, meta_blkaddr + inode_blocks)?;
+    let blocks_end = place_blocks(&mut plans, meta_blkaddr + inode_blocks)?;
     if plans[0].nid > u64::from(u16::MAX) {
         return Err(too_large("root nid does not fit 16 bits"));
     }
+    // The shared xattr area, if any, comes last.
+    let xattr_blkaddr = if area.bytes().is_empty() { 0 } else { blocks_end };
+    let total_blocks = blocks_end + (area.bytes().len() as u64).div_ceil(BLOCK_SIZE);
+    to_u32(total_blocks, "image size in blocks")?;
     let layout = Layout {
         meta_blkaddr,
         inode_blocks,
+        xattr_blkaddr,
         total_blocks,
         markers,
+        area,
     };
     encode_metadata(tree, &order, &plans, &layout, out)?;
     let sb = Superblock {
@@ -120,6 +131,7 @@ pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec
         build_time: order.inodes.iter().map(|&id| tree.inodes[id].mtime).fold(0, i64::max) as u64,
         blocks: total_blocks as u32,
         meta_blkaddr: to_u32(meta_blkaddr, "metadata block address")?,
+        xattr_blkaddr: xattr_blkaddr as u32,
         extra_devices: devices.len() as u16,
         devt_slotoff: 0,
     };
@@ -184,9 +196,10 @@ fn collect(tree: &Tree) -> Order {
 /// size of its record: directories and symlinks inline their last
 /// partial block when it fits beside the inode, sparse and fsmeta files
 /// carry a chunk table, everything else is the bare inode.
-fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool) -> Result<Plan, Error> {
+fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool, area: &SharedArea<'_>) -> Result<Plan, Error> {
     let inode = &tree.inodes[id];
-    let xattr_size = xattr::body_size(&xattrs_of(tree, inode, markers));
+    let (shared, inline) = area.split(&xattrs_of(tree, inode, markers));
+    let xattr_size = xattr::body_size(shared.len(), &inline);
     if xattr_size > XATTR_HEADER_SIZE + 4 * (usize::from(u16::MAX) - 1) {
         return Err(too_large("extended attributes of one inode exceed 256 KiB"));
     }
@@ -202,7 +215,7 @@ fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool) -> Result<Plan, Err
     let (mut layout, mut size, mut extra, mut data_blocks) = (LAYOUT_FLAT_PLAIN, 0, 0, 0);
     match &inode.kind {
         Kind::Dir(d) => {
-            size = dirents_size(tree.dir(*d));
+            size = dir::dirents_size(tree.dir(*d));
             (layout, extra, data_blocks) = inline(size);
         }
         Kind::Symlink(target) => {
@@ -257,19 +270,6 @@ fn chunk_entry_size(device_id: Option<u16>) -> usize {
     }
 }
 
-fn dirents_size(dir: &Dir) -> u64 {
-    dir::dir_size(sorted_names(dir.children.keys().map(|k| &k[..])).into_iter().map(|n| n.len()))
-}
-
-/// Children names merged with `.` and `..`, in on-disk order.
-fn sorted_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
-    let mut v: Vec<&[u8]> = names.collect();
-    v.push(b".");
-    v.push(b"..");
-    v.sort_unstable();
-    v
-}
-
 /// Phase 3: places inode records one after the other in 32-byte slots
 /// (a nid is a slot number), moving a record that would straddle a
 /// block boundary to the next block; returns the blocks they fill.
@@ -300,21 +300,25 @@ fn place_blocks(plans: &mut [Plan], first: u64) -> Result<u64, Error> {
 }
 
 /// Where the metadata area goes, as [`write_image`] laid it out.
-struct Layout {
+struct Layout<'a> {
     meta_blkaddr: u64,
     /// Blocks of inode records, from `meta_blkaddr`.
     inode_blocks: u64,
+    /// Start of the shared xattr area, after the directory blocks.
+    xattr_blkaddr: u64,
     total_blocks: u64,
     /// Whether directories get the layer markers ([`xattrs_of`]).
     markers: bool,
+    area: SharedArea<'a>,
 }
 
 /// Phase 5: encodes and writes the metadata area: every inode record
 /// (inode, xattrs, chunk table or inline tail) in nid order, and the
-/// directory and symlink blocks after them in block order. Both only
+/// directory and symlink blocks after them in block order, then the
+/// shared xattr area. Both only
 /// move forward, so each is streamed through a [`Sequential`] writer
 /// and only one record and one directory are in memory at a time.
-fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout, out: &File) -> Result<(), Error> {
+fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout<'_>, out: &File) -> Result<(), Error> {
     let base = layout.meta_blkaddr * BLOCK_SIZE;
     let blocks_start = (layout.meta_blkaddr + layout.inode_blocks) * BLOCK_SIZE;
     let mut records = Sequential::new(out, base);
@@ -324,12 +328,13 @@ fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout, 
         let inode = &tree.inodes[id];
         record.clear();
         record.resize(INODE_SIZE + p.xattr_size as usize, 0);
-        xattr::encode_body(&xattrs_of(tree, inode, layout.markers), &mut record[INODE_SIZE..]);
+        let (shared, inline) = layout.area.split(&xattrs_of(tree, inode, layout.markers));
+        xattr::encode_body(&shared, &inline, &mut record[INODE_SIZE..]);
         let i_u = match &inode.kind {
             Kind::Dir(d) => {
                 let nid_of = |id: InodeId| plans[order.index[id] as usize].nid;
                 let parent = plans[order.parent[id] as usize].nid;
-                let bytes = encode_dir(tree, tree.dir(*d), p.size, p.nid, parent, &nid_of);
+                let bytes = dir::encode_dir(tree, tree.dir(*d), p.size, p.nid, parent, &nid_of);
                 encode_flat_data(&mut blocks, &mut record, p, &bytes)?
             }
             Kind::Symlink(target) => encode_flat_data(&mut blocks, &mut record, p, target)?,
@@ -371,66 +376,11 @@ fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout, 
         records.write_at(base + p.nid * NID_UNIT, &record)?;
     }
     records.finish(blocks_start)?;
+    if !layout.area.bytes().is_empty() {
+        blocks.write_at(layout.xattr_blkaddr * BLOCK_SIZE, layout.area.bytes())?;
+    }
     blocks.finish(layout.total_blocks * BLOCK_SIZE)?;
     Ok(())
-}
-
-/// Buffered writes to `file` at offsets that only move forward; the
-/// gaps between them are written as zeros, so the area is fully written
-/// whatever the file held.
-struct Sequential<'a> {
-    file: &'a File,
-    /// File offset of `buf[0]`.
-    pos: u64,
-    buf: Vec<u8>,
-}
-
-impl<'a> Sequential<'a> {
-    fn new(file: &'a File, pos: u64) -> Self {
-        Sequential {
-            file,
-            pos,
-            buf: Vec::new(),
-        }
-    }
-
-    fn write_at(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
-        self.zeros_to(at)?;
-        self.buf.extend_from_slice(bytes);
-        if self.buf.len() >= 1 << 20 {
-            self.flush()?;
-        }
-        Ok(())
-    }
-
-    /// Zero-fills up to `at`, which must not be behind what was written.
-    fn zeros_to(&mut self, at: u64) -> std::io::Result<()> {
-        let end = self.pos + self.buf.len() as u64;
-        debug_assert!(at >= end, "writes only move forward");
-        let mut gap = at - end;
-        while gap > 0 {
-            let k = gap.min(1 << 20);
-            self.buf.resize(self.buf.len() + k as usize, 0);
-            gap -= k;
-            if self.buf.len() >= 1 << 20 {
-                self.flush()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.write_all_at(&self.buf, self.pos)?;
-        self.pos += self.buf.len() as u64;
-        self.buf.clear();
-        Ok(())
-    }
-
-    /// Zero-fills up to `end` and writes everything out.
-    fn finish(mut self, end: u64) -> std::io::Result<()> {
-        self.zeros_to(end)?;
-        self.flush()
-    }
 }
 
 /// Stores a directory's or symlink's `bytes`: whole blocks at the
@@ -516,31 +466,4 @@ fn write_block0(
     file.write_all(&block0)?;
     file.flush()?;
     Ok(mapped)
-}
-
-/// Encodes a directory's entries (with `.` and `..`) into `size` bytes.
-fn encode_dir(tree: &Tree, dir: &Dir, size: u64, self_nid: u64, parent_nid: u64, nid_of: &dyn Fn(InodeId) -> u64) -> Vec<u8> {
-    let mut entries: Vec<Dirent> = dir
-        .children
-        .iter()
-        .map(|(name, &c)| Dirent {
-            name,
-            nid: nid_of(c),
-            file_type: file_type(tree.inodes[c].mode),
-        })
-        .collect();
-    entries.push(Dirent {
-        name: b".",
-        nid: self_nid,
-        file_type: FT_DIR,
-    });
-    entries.push(Dirent {
-        name: b"..",
-        nid: parent_nid,
-        file_type: FT_DIR,
-    });
-    entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
-    let mut out = vec![0u8; size as usize];
-    dir::encode(&entries, &mut out);
-    out
 }

@@ -4,7 +4,7 @@
 //! images are written once, and per-inode storage keeps fsmeta a simple
 //! copy of the layers' attributes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use crate::format::{le16, XATTR_HEADER_SIZE};
@@ -24,6 +24,12 @@ impl Shared {
 
     pub fn as_slice(&self) -> &[(Vec<u8>, Vec<u8>)] {
         self.0.as_deref().map_or(&[], |x| x.as_slice())
+    }
+
+    /// Where the set lives (null when empty): the same for every inode
+    /// that shares it.
+    pub fn ptr(&self) -> *const Xattrs {
+        self.0.as_ref().map_or(std::ptr::null(), Arc::as_ptr)
     }
 
     /// Whether both are the same allocation (or both empty): the same
@@ -95,33 +101,48 @@ fn entry_size(suffix_len: usize, value_len: usize) -> usize {
     (4 + suffix_len + value_len).next_multiple_of(4)
 }
 
-/// Size of the inline xattr body for `xattrs` (0 when empty). Callers must
-/// have checked every name with [`split_name`].
-pub fn body_size<N: AsRef<[u8]>, V: AsRef<[u8]>>(xattrs: &[(N, V)]) -> usize {
-    if xattrs.is_empty() {
-        return 0;
-    }
-    XATTR_HEADER_SIZE
-        + xattrs
-            .iter()
-            .map(|(n, v)| entry_size(split_name(n.as_ref()).map_or(0, |s| s.1.len()), v.as_ref().len()))
-            .sum::<usize>()
+/// Bytes one xattr entry takes on disk (header, name suffix, value,
+/// padding). `name` must be accepted by [`split_name`].
+pub fn entry_len(name: &[u8], value: &[u8]) -> usize {
+    entry_size(split_name(name).map_or(0, |s| s.1.len()), value.len())
 }
 
-/// Encodes the inline body; `out.len()` must equal [`body_size`].
-pub fn encode_body<N: AsRef<[u8]>, V: AsRef<[u8]>>(xattrs: &[(N, V)], out: &mut [u8]) {
+/// Encodes one entry at the start of `out` (at least [`entry_len`]
+/// bytes, zeroed); returns its length.
+fn encode_entry(name: &[u8], value: &[u8], out: &mut [u8]) -> usize {
+    let (index, suffix) = split_name(name).expect("xattr names are checked on insert");
+    out[0] = suffix.len() as u8;
+    out[1] = index;
+    out[2..4].copy_from_slice(&(value.len() as u16).to_le_bytes());
+    out[4..4 + suffix.len()].copy_from_slice(suffix);
+    out[4 + suffix.len()..4 + suffix.len() + value.len()].copy_from_slice(value);
+    entry_size(suffix.len(), value.len())
+}
+
+/// Size of the xattr body after an inode: the header, `shared` ids of
+/// entries in the shared area, then the `inline` entries (0 when there
+/// are none). Callers must have checked every name with [`split_name`].
+pub fn body_size<N: AsRef<[u8]>, V: AsRef<[u8]>>(shared: usize, inline: &[(N, V)]) -> usize {
+    if shared == 0 && inline.is_empty() {
+        return 0;
+    }
+    XATTR_HEADER_SIZE + 4 * shared + inline.iter().map(|(n, v)| entry_len(n.as_ref(), v.as_ref())).sum::<usize>()
+}
+
+/// Encodes the body; `out.len()` must equal [`body_size`].
+pub fn encode_body<N: AsRef<[u8]>, V: AsRef<[u8]>>(shared: &[u32], inline: &[(N, V)], out: &mut [u8]) {
     out.fill(0);
+    if out.is_empty() {
+        return;
+    }
+    out[4] = shared.len() as u8;
     let mut pos = XATTR_HEADER_SIZE;
-    for (name, value) in xattrs {
-        let (name, value) = (name.as_ref(), value.as_ref());
-        let (index, suffix) = split_name(name).expect("xattr names are checked on insert");
-        out[pos] = suffix.len() as u8;
-        out[pos + 1] = index;
-        out[pos + 2..pos + 4].copy_from_slice(&(value.len() as u16).to_le_bytes());
-        out[pos + 4..pos + 4 + suffix.len()].copy_from_slice(suffix);
-        let v = pos + 4 + suffix.len();
-        out[v..v + value.len()].copy_from_slice(value);
-        pos += entry_size(suffix.len(), value.len());
+    for id in shared {
+        out[pos..pos + 4].copy_from_slice(&id.to_le_bytes());
+        pos += 4;
+    }
+    for (name, value) in inline {
+        pos += encode_entry(name.as_ref(), value.as_ref(), &mut out[pos..]);
     }
 }
 
@@ -143,35 +164,112 @@ pub fn body_size_from_icount(icount: u16) -> usize {
     }
 }
 
-/// Decodes an inline body. Shared xattrs are not supported (this crate
-/// never writes them); entries with unknown prefixes are skipped.
-pub fn decode_body(body: &[u8]) -> Result<Xattrs, String> {
+/// An xattr by reference: (full name, value).
+pub type XattrRef<'a> = (&'a [u8], &'a [u8]);
+
+/// A decoded entry: its (full name, value), `None` for a prefix index
+/// EROFS defines but this crate does not know; and its length on disk.
+pub type Decoded = (Option<(Vec<u8>, Vec<u8>)>, usize);
+
+/// Decodes one entry at the start of `bytes`.
+pub fn decode_entry(bytes: &[u8]) -> Result<Decoded, String> {
+    let head = bytes.get(..4).ok_or("xattr entry runs past its area")?;
+    let (name_len, index, value_len) = (usize::from(head[0]), head[1], usize::from(le16(head, 2)));
+    let entry = bytes.get(4..4 + name_len + value_len).ok_or("xattr entry runs past its area")?;
+    let named = join_name(index, &entry[..name_len]).map(|name| (name, entry[name_len..].to_vec()));
+    Ok((named, entry_size(name_len, value_len)))
+}
+
+/// Decodes a body: the ids of its shared entries, and its inline
+/// entries (those with unknown prefixes skipped).
+pub fn decode_body(body: &[u8]) -> Result<(Vec<u32>, Xattrs), String> {
     if body.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), Vec::new()));
     }
     if body.len() < XATTR_HEADER_SIZE {
         return Err("xattr body shorter than its header".into());
     }
-    if body[4] != 0 {
-        return Err("shared xattrs are not supported".into());
-    }
+    let ids_end = XATTR_HEADER_SIZE + 4 * usize::from(body[4]);
+    let ids = body
+        .get(XATTR_HEADER_SIZE..ids_end)
+        .ok_or("shared xattr ids run past the xattr body")?;
+    let ids = ids.chunks(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
     let mut out = Vec::new();
-    let mut pos = XATTR_HEADER_SIZE;
+    let mut pos = ids_end;
     while pos + 4 <= body.len() {
-        let name_len = usize::from(body[pos]);
-        let index = body[pos + 1];
-        let value_len = usize::from(le16(body, pos + 2));
-        let end = pos + 4 + name_len + value_len;
-        if end > body.len() {
-            return Err("xattr entry runs past the xattr body".into());
-        }
-        let suffix = &body[pos + 4..pos + 4 + name_len];
-        if let Some(name) = join_name(index, suffix) {
-            out.push((name, body[pos + 4 + name_len..end].to_vec()));
-        }
-        pos += entry_size(name_len, value_len);
+        let (named, len) = decode_entry(&body[pos..]).map_err(|_| "xattr entry runs past the xattr body")?;
+        out.extend(named);
+        pos += len;
     }
-    Ok(out)
+    Ok((ids, out))
+}
+
+/// Entries at least this long (header, name and value) that more than
+/// one inode has are stored once, in the image's shared xattr area,
+/// instead of inline after each inode. Smaller ones (capabilities,
+/// SELinux labels, ACLs) stay inline, where reading them costs no extra
+/// block; large repeated ones (a global pax xattr on every file) would
+/// otherwise multiply the image.
+pub const SHARE_MIN: usize = 256;
+
+/// The shared xattr area of an image: which entries are in it (by id,
+/// its offset in 4-byte units) and its bytes.
+#[derive(Default)]
+pub struct SharedArea<'a> {
+    ids: HashMap<XattrRef<'a>, u32>,
+    bytes: Vec<u8>,
+}
+
+impl<'a> SharedArea<'a> {
+    /// Picks the entries to share among the xattr sets of an image's
+    /// inodes (in inode order, which fixes the ids).
+    pub fn build(sets: &[&'a Shared]) -> SharedArea<'a> {
+        let mut uses: HashMap<*const Xattrs, u32> = HashMap::new();
+        for set in sets {
+            *uses.entry(set.ptr()).or_default() += 1;
+        }
+        let mut entry_uses: HashMap<XattrRef<'_>, u32> = HashMap::new();
+        let mut counted: HashSet<*const Xattrs> = HashSet::new();
+        for set in sets {
+            if counted.insert(set.ptr()) {
+                for (n, v) in set.as_slice().iter().filter(|(n, v)| entry_len(n, v) >= SHARE_MIN) {
+                    *entry_uses.entry((n, v)).or_default() += uses[&set.ptr()];
+                }
+            }
+        }
+        let mut area = SharedArea::default();
+        for set in sets {
+            for (n, v) in set.as_slice() {
+                let key = (&n[..], &v[..]);
+                if entry_uses.get(&key).is_some_and(|&u| u > 1) && !area.ids.contains_key(&key) {
+                    area.ids.insert(key, (area.bytes.len() / 4) as u32);
+                    let at = area.bytes.len();
+                    area.bytes.resize(at + entry_len(n, v), 0);
+                    encode_entry(n, v, &mut area.bytes[at..]);
+                }
+            }
+        }
+        area
+    }
+
+    /// Splits an inode's xattrs into shared ids and inline entries (at
+    /// most 255 shared: the count is one byte).
+    pub fn split<'x>(&self, xattrs: &[XattrRef<'x>]) -> (Vec<u32>, Vec<XattrRef<'x>>) {
+        let mut ids = Vec::new();
+        let mut inline = Vec::new();
+        for &(n, v) in xattrs {
+            match self.ids.get(&(n, v)) {
+                Some(&id) if ids.len() < 255 => ids.push(id),
+                _ => inline.push((n, v)),
+            }
+        }
+        (ids, inline)
+    }
+
+    /// The area's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 #[cfg(test)]
@@ -195,10 +293,10 @@ mod tests {
             (b"security.capability".to_vec(), vec![1, 0, 0, 2, 0, 0, 0, 0]),
             (b"system.posix_acl_default".to_vec(), vec![]),
         ];
-        let size = body_size(&x);
+        let size = body_size(2, &x);
         let mut buf = vec![0; size];
-        encode_body(&x, &mut buf);
+        encode_body(&[7, 9], &x, &mut buf);
         assert_eq!(body_size_from_icount(icount(size)), size);
-        assert_eq!(decode_body(&buf).unwrap(), x);
+        assert_eq!(decode_body(&buf).unwrap(), (vec![7, 9], x));
     }
 }

@@ -147,15 +147,58 @@ fn xattrs_stop_at_the_kernel_limits() {
 }
 
 #[test]
-fn global_xattrs_are_one_set_for_every_entry() {
+fn repeated_large_xattrs_are_stored_once() {
+    // A global 30 kB xattr on 200 files, a 1 kB one on two of them, a
+    // small one inline: the image holds each large value once (in the
+    // shared xattr area), and the kernel, fsck.erofs and fsmeta read
+    // every value back.
     let mut tar = global(&[format!("SCHILY.xattr.user.g={}", "v".repeat(30_000))]);
-    let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
-    tar.extend(ustar(&names.iter().map(|n| Member::file(n, b"")).collect::<Vec<_>>()));
-    let (_t, img) = build(&tar).unwrap();
-    for n in &names {
-        let x = img.xattrs(&img.lookup(n.as_bytes()).unwrap().unwrap()).unwrap();
-        assert_eq!(x, vec![(b"user.g".to_vec(), vec![b'v'; 30_000])]);
+    let names: Vec<String> = (0..200).map(|i| format!("f{i:03}")).collect();
+    for (i, n) in names.iter().enumerate() {
+        let mut records = vec![format!("SCHILY.xattr.user.small={i}")];
+        if i < 2 {
+            records.push(format!("SCHILY.xattr.security.big={}", "b".repeat(1000)));
+        }
+        tar.extend(pax_header(&records));
+        tar.extend(ustar_members(&[Member::file(n, b"")]));
     }
+    tar.extend_from_slice(&[0; 1024]);
+    let (t, img) = build(&tar).unwrap();
+    let path = t.path().join("img");
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len < 64 << 10, "200 copies of a 30 kB xattr took {len} bytes");
+    let expected = |i: usize| {
+        let mut x = vec![(b"user.small".to_vec(), i.to_string().into_bytes())];
+        if i < 2 {
+            x.push((b"security.big".to_vec(), vec![b'b'; 1000]));
+        }
+        x.push((b"user.g".to_vec(), vec![b'v'; 30_000]));
+        x.sort();
+        x
+    };
+    for (i, n) in names.iter().enumerate() {
+        let mut x = img.xattrs(&img.lookup(n.as_bytes()).unwrap().unwrap()).unwrap();
+        x.sort();
+        assert_eq!(x, expected(i), "{n}");
+    }
+    let mnt = Mount::new(&path, &t.path().join("mnt"));
+    let seen = xattrs(&mnt.dir);
+    assert_eq!(seen.len(), 200 * 2 + 2);
+    for (i, n) in names.iter().enumerate() {
+        for (name, value) in expected(i) {
+            assert_eq!(seen[&(n.as_bytes().to_vec(), name.clone())], value, "{n}");
+        }
+    }
+    drop(mnt);
+    let fsmeta = t.path().join("fsmeta");
+    let layer = erofs::FsmetaLayer { path: &path, tag: b"t" };
+    erofs::build_fsmeta(&[layer], &std::fs::File::create(&fsmeta).unwrap()).unwrap();
+    assert!(std::fs::metadata(&fsmeta).unwrap().len() < 64 << 10);
+    run(Command::new("fsck.erofs").arg(format!("--device={}", path.display())).arg(&fsmeta));
+    let merged = Image::open(&fsmeta).unwrap();
+    let mut x = merged.xattrs(&merged.lookup(b"f001").unwrap().unwrap()).unwrap();
+    x.sort();
+    assert_eq!(x, expected(1));
 }
 
 /// A PAX 0.1 sparse file of `size` bytes with one data byte at its end.
