@@ -36,7 +36,7 @@ use crate::dir;
 use crate::format::*;
 use crate::sequential::Sequential;
 use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT, ROOT_DIR};
-use crate::xattr::{self, SharedArea};
+use crate::xattr::{self, SharedArea, XattrRef};
 use crate::{Error, BLOCK_SIZE};
 
 /// Name of the xattr marking directories that had no entry of their own
@@ -196,9 +196,9 @@ fn collect(tree: &Tree) -> Order {
 /// size of its record: directories and symlinks inline their last
 /// partial block when it fits beside the inode, sparse and fsmeta files
 /// carry a chunk table, everything else is the bare inode.
-fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool, area: &SharedArea<'_>) -> Result<Plan, Error> {
+fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool, area: &SharedArea) -> Result<Plan, Error> {
     let inode = &tree.inodes[id];
-    let (shared, inline) = area.split(&xattrs_of(tree, inode, markers));
+    let (shared, inline) = xattrs_of(tree, inode, markers, area);
     let xattr_size = xattr::body_size(shared.len(), &inline);
     if xattr_size > XATTR_HEADER_SIZE + 4 * (usize::from(u16::MAX) - 1) {
         return Err(too_large("extended attributes of one inode exceed 256 KiB"));
@@ -245,19 +245,20 @@ fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool, area: &SharedArea<'
     })
 }
 
-/// Final xattr list: the inode's own plus, in layer images, the
+/// An inode's xattrs as written: the ids of those in the shared area,
+/// and the inline ones, which in layer images end with the
 /// implicit/opaque markers fsmeta needs (fsmeta itself writes none).
-fn xattrs_of<'a>(tree: &Tree, inode: &'a Inode, markers: bool) -> Vec<(&'a [u8], &'a [u8])> {
-    let mut x: Vec<(&[u8], &[u8])> = inode.xattrs.as_slice().iter().map(|(n, v)| (&n[..], &v[..])).collect();
+fn xattrs_of<'a>(tree: &Tree, inode: &'a Inode, markers: bool, area: &SharedArea) -> (Vec<u32>, Vec<XattrRef<'a>>) {
+    let (shared, mut inline) = area.split(&inode.xattrs);
     if let (true, Kind::Dir(d)) = (markers, &inode.kind) {
         let dir = tree.dir(*d);
         for (flag, name) in [(dir.implicit, IMPLICIT_XATTR), (dir.opaque, OPAQUE_XATTR)] {
-            if flag && !x.iter().any(|(n, _)| *n == name) {
-                x.push((name, b"y"));
+            if flag && !inode.xattrs.as_slice().iter().any(|(n, _)| n == name) {
+                inline.push((name, b"y"));
             }
         }
     }
-    x
+    (shared, inline)
 }
 
 /// Bytes of one chunk-table entry: fsmeta's 8-byte indexes name a
@@ -300,7 +301,7 @@ fn place_blocks(plans: &mut [Plan], first: u64) -> Result<u64, Error> {
 }
 
 /// Where the metadata area goes, as [`write_image`] laid it out.
-struct Layout<'a> {
+struct Layout {
     meta_blkaddr: u64,
     /// Blocks of inode records, from `meta_blkaddr`.
     inode_blocks: u64,
@@ -309,7 +310,7 @@ struct Layout<'a> {
     total_blocks: u64,
     /// Whether directories get the layer markers ([`xattrs_of`]).
     markers: bool,
-    area: SharedArea<'a>,
+    area: SharedArea,
 }
 
 /// Phase 5: encodes and writes the metadata area: every inode record
@@ -318,7 +319,7 @@ struct Layout<'a> {
 /// shared xattr area. Both only
 /// move forward, so each is streamed through a [`Sequential`] writer
 /// and only one record and one directory are in memory at a time.
-fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout<'_>, out: &File) -> Result<(), Error> {
+fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout, out: &File) -> Result<(), Error> {
     let base = layout.meta_blkaddr * BLOCK_SIZE;
     let blocks_start = (layout.meta_blkaddr + layout.inode_blocks) * BLOCK_SIZE;
     let mut records = Sequential::new(out, base);
@@ -328,7 +329,7 @@ fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], layout: &Layout<'
         let inode = &tree.inodes[id];
         record.clear();
         record.resize(INODE_SIZE + p.xattr_size as usize, 0);
-        let (shared, inline) = layout.area.split(&xattrs_of(tree, inode, layout.markers));
+        let (shared, inline) = xattrs_of(tree, inode, layout.markers, &layout.area);
         xattr::encode_body(&shared, &inline, &mut record[INODE_SIZE..]);
         let i_u = match &inode.kind {
             Kind::Dir(d) => {

@@ -212,55 +212,71 @@ pub fn decode_body(body: &[u8]) -> Result<(Vec<u32>, Xattrs), String> {
 /// otherwise multiply the image.
 pub const SHARE_MIN: usize = 256;
 
-/// The shared xattr area of an image: which entries are in it (by id,
-/// its offset in 4-byte units) and its bytes.
+/// The shared xattr area of an image: its bytes, and for each distinct
+/// xattr set of the image which of its entries are in it. Keyed by set,
+/// so an inode's split costs no hashing of its (possibly 64 KiB of)
+/// values, however many inodes share the set.
 #[derive(Default)]
-pub struct SharedArea<'a> {
-    ids: HashMap<XattrRef<'a>, u32>,
+pub struct SharedArea {
+    /// Per set: the shared id (offset in 4-byte units) of each entry, or
+    /// `None` for entries stored inline.
+    by_set: HashMap<*const Xattrs, Vec<Option<u32>>>,
     bytes: Vec<u8>,
 }
 
-impl<'a> SharedArea<'a> {
+impl SharedArea {
     /// Picks the entries to share among the xattr sets of an image's
     /// inodes (in inode order, which fixes the ids).
-    pub fn build(sets: &[&'a Shared]) -> SharedArea<'a> {
+    pub fn build(sets: &[&Shared]) -> SharedArea {
         let mut uses: HashMap<*const Xattrs, u32> = HashMap::new();
-        for set in sets {
-            *uses.entry(set.ptr()).or_default() += 1;
+        let mut distinct = Vec::new();
+        for set in sets.iter().filter(|s| !s.as_slice().is_empty()) {
+            let n = uses.entry(set.ptr()).or_default();
+            if *n == 0 {
+                distinct.push(*set);
+            }
+            *n += 1;
         }
         let mut entry_uses: HashMap<XattrRef<'_>, u32> = HashMap::new();
-        let mut counted: HashSet<*const Xattrs> = HashSet::new();
-        for set in sets {
-            if counted.insert(set.ptr()) {
-                for (n, v) in set.as_slice().iter().filter(|(n, v)| entry_len(n, v) >= SHARE_MIN) {
-                    *entry_uses.entry((n, v)).or_default() += uses[&set.ptr()];
-                }
+        for set in &distinct {
+            for (n, v) in set.as_slice().iter().filter(|(n, v)| entry_len(n, v) >= SHARE_MIN) {
+                *entry_uses.entry((n, v)).or_default() += uses[&set.ptr()];
             }
         }
         let mut area = SharedArea::default();
-        for set in sets {
+        let mut ids: HashMap<XattrRef<'_>, u32> = HashMap::new();
+        for set in &distinct {
+            let mut of_set = Vec::with_capacity(set.as_slice().len());
             for (n, v) in set.as_slice() {
                 let key = (&n[..], &v[..]);
-                if entry_uses.get(&key).is_some_and(|&u| u > 1) && !area.ids.contains_key(&key) {
-                    area.ids.insert(key, (area.bytes.len() / 4) as u32);
-                    let at = area.bytes.len();
-                    area.bytes.resize(at + entry_len(n, v), 0);
-                    encode_entry(n, v, &mut area.bytes[at..]);
-                }
+                let id = match (ids.get(&key), entry_uses.get(&key)) {
+                    (Some(&id), _) => Some(id),
+                    (None, Some(&u)) if u > 1 => {
+                        let id = (area.bytes.len() / 4) as u32;
+                        ids.insert(key, id);
+                        let at = area.bytes.len();
+                        area.bytes.resize(at + entry_len(n, v), 0);
+                        encode_entry(n, v, &mut area.bytes[at..]);
+                        Some(id)
+                    }
+                    _ => None,
+                };
+                of_set.push(id);
             }
+            area.by_set.insert(set.ptr(), of_set);
         }
         area
     }
 
-    /// Splits an inode's xattrs into shared ids and inline entries (at
+    /// Splits an inode's xattr set into shared ids and inline entries (at
     /// most 255 shared: the count is one byte).
-    pub fn split<'x>(&self, xattrs: &[XattrRef<'x>]) -> (Vec<u32>, Vec<XattrRef<'x>>) {
-        let mut ids = Vec::new();
-        let mut inline = Vec::new();
-        for &(n, v) in xattrs {
-            match self.ids.get(&(n, v)) {
-                Some(&id) if ids.len() < 255 => ids.push(id),
-                _ => inline.push((n, v)),
+    pub fn split<'x>(&self, set: &'x Shared) -> (Vec<u32>, Vec<XattrRef<'x>>) {
+        let (mut ids, mut inline) = (Vec::new(), Vec::new());
+        let of_set = self.by_set.get(&set.ptr());
+        for (i, (n, v)) in set.as_slice().iter().enumerate() {
+            match of_set.and_then(|s| s[i]) {
+                Some(id) if ids.len() < 255 => ids.push(id),
+                _ => inline.push((&n[..], &v[..])),
             }
         }
         (ids, inline)

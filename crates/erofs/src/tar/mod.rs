@@ -22,6 +22,7 @@ mod input;
 mod pax;
 mod sparse;
 
+use std::collections::HashMap;
 use std::io::Read;
 
 use crate::framing::Recorder;
@@ -98,9 +99,8 @@ pub struct Entry {
 pub struct TarReader<'f, R> {
     input: Input<'f, R>,
     /// Records of global pax headers that this reader applies (to every
-    /// later entry); their keys and values add up to `globals_size`.
-    globals: Xattrs,
-    globals_size: usize,
+    /// later entry).
+    globals: Globals,
     /// The xattrs the global records give, for entries without local ones.
     global_xattrs: Shared,
 }
@@ -131,8 +131,44 @@ fn last<'a>(records: &'a [(Vec<u8>, Vec<u8>)], key: &[u8]) -> Option<&'a [u8]> {
 /// The pax records that apply to one entry: its own over the global ones.
 struct Records<'a> {
     locals: &'a [(Vec<u8>, Vec<u8>)],
-    globals: &'a [(Vec<u8>, Vec<u8>)],
+    globals: &'a Globals,
     offset: u64,
+}
+
+/// Global pax records by key, each with the sequence number of the
+/// header that set it last (their order, for xattrs): a header of many
+/// records costs O(n), not O(n) per record.
+#[derive(Default)]
+struct Globals {
+    records: HashMap<Vec<u8>, (u64, Vec<u8>)>,
+    next: u64,
+    /// Keys plus values of all records.
+    size: usize,
+}
+
+impl Globals {
+    fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        self.records.get(key).map(|(_, v)| v.as_slice())
+    }
+
+    /// Sets `key` to `value`; an empty value removes it.
+    fn set(&mut self, key: Vec<u8>, value: Vec<u8>) {
+        if let Some((_, old)) = self.records.remove(&key) {
+            self.size -= key.len() + old.len();
+        }
+        if !value.is_empty() {
+            self.size += key.len() + value.len();
+            self.records.insert(key, (self.next, value));
+            self.next += 1;
+        }
+    }
+
+    /// The records in the order they were last set.
+    fn ordered(&self) -> Vec<(&[u8], &[u8])> {
+        let mut v: Vec<_> = self.records.iter().map(|(k, (seq, v))| (*seq, &k[..], &v[..])).collect();
+        v.sort_unstable_by_key(|r| r.0);
+        v.into_iter().map(|(_, k, v)| (k, v)).collect()
+    }
 }
 
 impl<'a> Records<'a> {
@@ -142,7 +178,7 @@ impl<'a> Records<'a> {
         match last(self.locals, key) {
             Some([]) => None,
             Some(v) => Some(v),
-            None => last(self.globals, key),
+            None => self.globals.get(key),
         }
     }
 
@@ -158,8 +194,7 @@ impl<'f, R: Read> TarReader<'f, R> {
     pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         TarReader {
             input: Input::new(inner, framing),
-            globals: Vec::new(),
-            globals_size: 0,
+            globals: Globals::default(),
             global_xattrs: Shared::default(),
         }
     }
@@ -233,20 +268,13 @@ impl<'f, R: Read> TarReader<'f, R> {
             if !APPLIED.contains(&k.as_slice()) && !is_xattr_record(&k) {
                 continue;
             }
-            if let Some(i) = self.globals.iter().position(|(gk, _)| *gk == k) {
-                let (gk, gv) = self.globals.remove(i);
-                self.globals_size -= gk.len() + gv.len();
-            }
-            if !v.is_empty() {
-                self.globals_size += k.len() + v.len();
-                self.globals.push((k, v));
-            }
+            self.globals.set(k, v);
         }
-        if self.globals_size > GLOBAL_RECORDS_MAX {
+        if self.globals.size > GLOBAL_RECORDS_MAX {
             return Err(Error::TooLarge {
                 message: format!(
                     "global pax records of {} bytes at byte {here} (at most {GLOBAL_RECORDS_MAX})",
-                    self.globals_size
+                    self.globals.size
                 ),
             });
         }
@@ -386,10 +414,11 @@ fn header_path(h: &[u8; BLOCK]) -> Vec<u8> {
 /// globals first; a later record of a name replaces earlier ones, and
 /// the attributes are in the order of their last records.
 fn merged_xattrs(recs: &Records<'_>) -> Result<Xattrs, Error> {
-    let mut named: std::collections::HashMap<Vec<u8>, (usize, Vec<u8>)> = std::collections::HashMap::new();
-    for (seq, (k, v)) in recs.globals.iter().chain(recs.locals.iter()).enumerate() {
+    let mut named: HashMap<Vec<u8>, (usize, Vec<u8>)> = HashMap::new();
+    let locals = recs.locals.iter().map(|(k, v)| (&k[..], &v[..]));
+    for (seq, (k, v)) in recs.globals.ordered().into_iter().chain(locals).enumerate() {
         let (name, value) = if let Some(n) = k.strip_prefix(b"SCHILY.xattr.") {
-            (n.to_vec(), v.clone())
+            (n.to_vec(), v.to_vec())
         } else if let Some(n) = k.strip_prefix(b"LIBARCHIVE.xattr.") {
             let name = pax::url_decode(n).ok_or_else(|| invalid(recs.offset, "bad LIBARCHIVE.xattr name"))?;
             let value = pax::base64_decode(v).ok_or_else(|| invalid(recs.offset, "bad LIBARCHIVE.xattr value"))?;
