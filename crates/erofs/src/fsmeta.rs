@@ -13,7 +13,7 @@
 //! whole chunk at once). Sparse layer files keep their chunk size and
 //! their holes stay null chunks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 
 use crate::format::{S_IFCHR, S_IFMT};
@@ -65,8 +65,16 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
             xattrs: &mut xattrs,
         };
         // Depth-first with an explicit stack: archives can nest deeply.
+        // A directory reached twice (a damaged image naming an ancestor,
+        // or a directory hardlink) would make the walk endless.
         let mut stack = vec![(root, ROOT_DIR)];
+        let mut visited = HashSet::new();
         while let Some((dir, merged)) = stack.pop() {
+            if !visited.insert(dir.nid) {
+                return Err(Error::InvalidImage {
+                    message: format!("{}: directory nid {} is reached twice", layer.path.display(), dir.nid),
+                });
+            }
             m.apply_dir(&dir, merged, &mut stack)?;
         }
     }

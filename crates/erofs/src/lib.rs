@@ -36,6 +36,9 @@
 //!   indexes naming device `layer index + 1`.
 
 #![warn(missing_docs)]
+// Format code over untrusted bytes: memory safety must not depend on
+// getting every offset right, and fuzzing can run without sanitizers.
+#![forbid(unsafe_code)]
 
 mod dir;
 mod format;
