@@ -16,6 +16,7 @@ pub struct Sequential<'a> {
 }
 
 impl<'a> Sequential<'a> {
+    /// Writes to `file` from offset `pos` on.
     pub fn new(file: &'a File, pos: u64) -> Self {
         Sequential {
             file,
@@ -24,6 +25,7 @@ impl<'a> Sequential<'a> {
         }
     }
 
+    /// Writes `bytes` at `at`, zero-filling from the previous write.
     pub fn write_at(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.zeros_to(at)?;
         self.buf.extend_from_slice(bytes);

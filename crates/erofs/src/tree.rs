@@ -52,6 +52,7 @@ pub struct ChunkRun {
     pub blkaddr: Option<u64>,
 }
 
+/// What an inode is, with what only that type has.
 #[derive(Debug, Clone)]
 pub enum Kind {
     /// A directory; its contents are [`Tree::dir`].
@@ -67,6 +68,7 @@ pub enum Kind {
     },
 }
 
+/// An inode: the metadata every type has, and its [`Kind`].
 #[derive(Debug, Clone)]
 pub struct Inode {
     /// Full `st_mode` (type and permission bits).
@@ -81,6 +83,7 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// Directories are the inodes with contents in the tree ([`Tree::dir`]).
     pub fn is_dir(&self) -> bool {
         matches!(self.kind, Kind::Dir(_))
     }
@@ -198,10 +201,13 @@ impl Tree {
         dir
     }
 
+    /// A directory's contents: always there, since only directories have a `DirId`.
     pub fn dir(&self, dir: DirId) -> &Dir {
         &self.dirs[dir.0]
     }
 
+    /// [`Tree::dir`], to change markers or remove names (adding names
+    /// goes through [`Tree::link`], which counts their memory).
     pub fn dir_mut(&mut self, dir: DirId) -> &mut Dir {
         &mut self.dirs[dir.0]
     }

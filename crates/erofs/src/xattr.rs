@@ -1,8 +1,11 @@
-//! Inline extended attributes: name-prefix indexes and the in-inode body.
+//! Extended attributes: name-prefix indexes, the body after each inode,
+//! the shared xattr area, and sets shared in memory.
 //!
-//! Every xattr is stored inline after its inode (no shared xattr area):
-//! images are written once, and per-inode storage keeps fsmeta a simple
-//! copy of the layers' attributes.
+//! Xattrs are stored inline after their inode, where reading them costs
+//! no extra block, except entries of at least [`SHARE_MIN`] bytes that
+//! several inodes have: those are stored once in the image's shared
+//! area and the inodes name them by id ([`SharedArea`]). In memory, each
+//! distinct set is held once ([`Shared`], [`Interner`]).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -22,6 +25,7 @@ impl Shared {
         Shared((!x.is_empty()).then(|| Arc::new(x)))
     }
 
+    /// The attributes, in the order they are written.
     pub fn as_slice(&self) -> &[(Vec<u8>, Vec<u8>)] {
         self.0.as_deref().map_or(&[], |x| x.as_slice())
     }
@@ -314,5 +318,34 @@ mod tests {
         encode_body(&[7, 9], &x, &mut buf);
         assert_eq!(body_size_from_icount(icount(size)), size);
         assert_eq!(decode_body(&buf).unwrap(), (vec![7, 9], x));
+    }
+
+    #[test]
+    fn large_entries_several_sets_have_are_shared_once() {
+        let big = vec![b'v'; SHARE_MIN];
+        let mut interner = Interner::default();
+        let set = |x: Xattrs, i: &mut Interner| i.intern(x).0;
+        let both = set(
+            vec![(b"user.big".to_vec(), big.clone()), (b"user.s".to_vec(), b"1".to_vec())],
+            &mut interner,
+        );
+        let again = set(
+            vec![(b"user.big".to_vec(), big.clone()), (b"user.s".to_vec(), b"1".to_vec())],
+            &mut interner,
+        );
+        let other = set(
+            vec![(b"user.s".to_vec(), b"2".to_vec()), (b"user.big".to_vec(), big.clone())],
+            &mut interner,
+        );
+        let alone = set(vec![(b"user.once".to_vec(), big.clone())], &mut interner);
+        assert!(both.same(&again), "equal sets are interned as one");
+        let area = SharedArea::build(&[&both, &again, &other, &alone]);
+        // One copy of the big entry; the entry used once stays inline.
+        assert_eq!(area.bytes().len(), entry_len(b"user.big", &big));
+        assert_eq!(decode_entry(area.bytes()).unwrap().0, Some((b"user.big".to_vec(), big.clone())));
+        let (ids, inline) = area.split(&other);
+        assert_eq!((ids, inline), (vec![0], vec![(&b"user.s"[..], &b"2"[..])]));
+        let (ids, inline) = area.split(&alone);
+        assert!(ids.is_empty() && inline.len() == 1);
     }
 }

@@ -25,6 +25,7 @@ pub struct Input<'f, R> {
 }
 
 impl<'f, R: Read> Input<'f, R> {
+    /// Reads `inner` from its start, recording into `framing`.
     pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         Input {
             inner,
@@ -55,6 +56,7 @@ impl<'f, R: Read> Input<'f, R> {
         Ok(n)
     }
 
+    /// Fills `buf` (framed literally); a short stream is a truncated archive.
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), Error> {
         if self.fill(buf, None)? < buf.len() {
             return Err(invalid(self.pos, "archive is truncated"));
@@ -62,6 +64,7 @@ impl<'f, R: Read> Input<'f, R> {
         Ok(())
     }
 
+    /// Reads and drops `n` bytes (still framed: the tar must be rebuilt).
     pub fn skip(&mut self, mut n: u64) -> Result<(), Error> {
         let mut buf = [0u8; 8192];
         while n > 0 {

@@ -191,6 +191,7 @@ impl<'a> Records<'a> {
 }
 
 impl<'f, R: Read> TarReader<'f, R> {
+    /// Reads the archive `inner`, recording its framing into `framing`.
     pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         TarReader {
             input: Input::new(inner, framing),
