@@ -188,9 +188,15 @@ impl Merge<'_> {
             return Ok(FileData::Flat { blkaddr: 0 });
         }
         let device_id = Some(self.device_id);
+        let past_end = || Error::InvalidImage {
+            message: format!("nid {}: file data runs past the end of the layer", i.nid),
+        };
         match self.img.file_map(i)? {
             FileMap::Contiguous { blkaddr } => {
                 let blocks = i.size.div_ceil(BLOCK_SIZE);
+                if blkaddr.checked_add(blocks).is_none_or(|end| end > self.img.blocks()) {
+                    return Err(past_end());
+                }
                 let bits = (u64::BITS - (blocks - 1).leading_zeros()).min(u32::from(MAX_CHUNKBITS)) as u8;
                 let count = blocks.div_ceil(1 << bits);
                 Ok(FileData::Chunked {
@@ -210,6 +216,9 @@ impl Merge<'_> {
                         return Err(Error::InvalidImage {
                             message: "layer file points at another device".into(),
                         });
+                    }
+                    if c.is_some_and(|c| c.blkaddr >= self.img.blocks()) {
+                        return Err(past_end());
                     }
                     let blk = c.map(|c| c.blkaddr);
                     match (runs.last_mut(), blk) {

@@ -93,8 +93,13 @@ pub fn split_name(name: &[u8]) -> Option<(u8, &[u8])> {
     None
 }
 
-/// Rebuilds the full name from an on-disk (index, suffix) pair.
+/// Rebuilds the full name from an on-disk (index, suffix) pair; `None`
+/// for pairs [`split_name`] would not give (unknown indexes, an ACL name
+/// with a suffix), so every name read back can be written again.
 pub fn join_name(index: u8, suffix: &[u8]) -> Option<Vec<u8>> {
+    if (index == 2 || index == 3) && !suffix.is_empty() {
+        return None;
+    }
     let prefix = PREFIXES.iter().find(|p| p.0 == index)?.1;
     let mut name = prefix.to_vec();
     name.extend_from_slice(suffix);
