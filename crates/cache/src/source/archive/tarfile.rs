@@ -28,7 +28,7 @@ pub struct TarIndex {
 impl TarIndex {
     /// Reads every header of the tar at `path`.
     pub fn open(path: &Path) -> Result<TarIndex> {
-        let file = File::open(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
+        let file = super::open_regular(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
         let entries = archive
@@ -102,7 +102,7 @@ impl TarIndex {
     /// Opens member `name` for reading.
     pub fn open_member(&self, name: &str) -> Result<impl Read + Send + use<>> {
         let (offset, size) = self.locate(name)?;
-        let mut file = File::open(&self.path).map_err(|e| Error::archive(&self.path, format!("cannot open: {e}")))?;
+        let mut file = super::open_regular(&self.path).map_err(|e| Error::archive(&self.path, format!("cannot open: {e}")))?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::archive(&self.path, format!("cannot seek: {e}")))?;
         Ok(Truncation {
