@@ -21,7 +21,7 @@ use oci::manifest;
 use oci::{Descriptor, Digest, Reference};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Store, Watched};
 use output::Output;
 
 /// Which archive format to write.
@@ -53,7 +53,10 @@ pub struct SaveImage {
 pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) -> Result<()> {
     let destination = Output::open(output, store.root())?;
     let file = destination.file().try_clone().map_err(|e| write_error(output, e))?;
-    let mut builder = tar::Builder::new(BufWriter::new(file));
+    let mut builder = tar::Builder::new(BufWriter::new(Watched {
+        inner: file,
+        space: destination.space(),
+    }));
     let mut writer = ArchiveWriter {
         store,
         builder: &mut builder,
@@ -71,7 +74,7 @@ pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) 
 
 struct ArchiveWriter<'a> {
     store: &'a Store,
-    builder: &'a mut tar::Builder<BufWriter<File>>,
+    builder: &'a mut tar::Builder<BufWriter<Watched<File>>>,
     /// Members written so far, with their sizes.
     sizes: HashMap<String, u64>,
     output: &'a Path,
@@ -167,8 +170,9 @@ impl ArchiveWriter<'_> {
         let mut tmp = self.store.temp_file()?;
         let tmp_path = tmp.path().to_path_buf();
         let mut write_error = None;
+        let space = self.store.watch_space(format!("the tar of layer {diff_id}"));
         let mut out = HashingWriter::new(BufWriter::new(Blame {
-            inner: tmp.file(),
+            inner: Watched { inner: tmp.file(), space },
             error: &mut write_error,
         }));
         let rebuilt = zstd::stream::decode_all(framing)

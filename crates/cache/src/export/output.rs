@@ -22,6 +22,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::write_error;
 use crate::error::{Error, Result};
+use crate::store::SpaceWatch;
 
 /// An archive being written.
 pub enum Output {
@@ -38,8 +39,6 @@ pub enum Output {
     },
     /// Written straight into a device or FIFO.
     Stream {
-        /// What it is written into.
-        dest: PathBuf,
         /// The open device or FIFO.
         file: File,
     },
@@ -105,10 +104,17 @@ impl Output {
         })?;
         #[cfg(unix)]
         blocking(&file).map_err(|e| write_error(dest, e))?;
-        Ok(Output::Stream {
-            dest: dest.to_path_buf(),
-            file,
-        })
+        Ok(Output::Stream { file })
+    }
+
+    /// What watches the free space where the archive is written: a save
+    /// leaves the destination's file system its reserve as the cache does
+    /// its own (a device or FIFO keeps nothing).
+    pub fn space(&self) -> SpaceWatch {
+        match self {
+            Output::Replace { path, .. } => SpaceWatch::on(path.parent().unwrap_or(Path::new("/")).to_path_buf(), "the archive"),
+            Output::Stream { .. } => SpaceWatch::unlimited(),
+        }
     }
 
     /// The file the archive is written into.

@@ -13,9 +13,10 @@ use oci::{Descriptor, Digest, Reference};
 pub use lease::Lease;
 
 use crate::disk;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, read, Index};
+use crate::model::ImageSummary;
 use crate::parallel;
 use crate::source::BlobSource;
 use crate::store::Store;
@@ -43,10 +44,15 @@ pub struct ResolvedImage {
 }
 
 /// Points `reference` at `manifest` if the cache holds it (a pull of a tag
-/// whose manifest is cached downloads nothing else); false if it does not.
-/// Runs under the caller's lease.
-pub fn add_reference(index: &Index, reference: &Reference, manifest: &Digest) -> Result<bool> {
-    index.write(|tx| write::add_reference(tx, reference, manifest, now_ms()))
+/// whose manifest is cached downloads nothing else) and returns what it now
+/// names; none if the manifest is not there. Runs under the caller's
+/// lease, and reads the answer in the same transaction: a collection
+/// that starts once the lease is gone cannot take it away first.
+pub fn add_reference(index: &Index, reference: &Reference, manifest: &Digest) -> Result<Option<ImageSummary>> {
+    index.write(|tx| match write::add_reference(tx, reference, manifest, now_ms())? {
+        true => read::find(tx, reference),
+        false => Ok(None),
+    })
 }
 
 /// Whether every layer `diff_ids` names is in the cache: recorded with its
@@ -95,10 +101,21 @@ pub fn ingest(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource,
     })
 }
 
-/// Records ingested images in one transaction, committing the lease: an
-/// archive's images enter the index together or not at all.
-pub fn record(lease: Lease<'_>, images: &[ImageRecord]) -> Result<()> {
-    lease.commit(|tx| images.iter().try_for_each(|image| write::record_image(tx, image, now_ms())))
+/// Records ingested images in one transaction, committing the lease (an
+/// archive's images enter the index together or not at all), and returns
+/// what their references now name, read in that same transaction: once
+/// the lease is gone a collection may delete unrooted references, and the
+/// caller is owed the images it brought in.
+pub fn record(lease: Lease<'_>, images: &[ImageRecord]) -> Result<Vec<ImageSummary>> {
+    lease.commit(|tx| {
+        let now = now_ms();
+        images.iter().try_for_each(|image| write::record_image(tx, image, now))?;
+        images
+            .iter()
+            .flat_map(|image| &image.references)
+            .map(|r| read::find(tx, r)?.ok_or_else(|| Error::Internal(format!("{r} vanished inside its own transaction"))))
+            .collect()
+    })
 }
 
 /// Converts the image's layers, a few at a time: downloads overlap, and each

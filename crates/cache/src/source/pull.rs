@@ -73,10 +73,7 @@ pub fn pull(store: &Store, index: &Index, reference: &Reference, asked: &str, re
     };
     let summary = match cached {
         Some(summary) => summary,
-        None => {
-            fetch(store, index, reference, request)?;
-            find()?
-        }
+        None => fetch(store, index, reference, request)?,
     };
     (request.progress)(Progress::Complete {
         reference: summary.reference.clone(),
@@ -96,8 +93,9 @@ fn settings(home: &Path, request: &PullRequest<'_>) -> Result<PullOptions> {
     Ok(options)
 }
 
-/// Resolves `reference` in its registry and ingests what the cache lacks.
-fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequest<'_>) -> Result<Digest> {
+/// Resolves `reference` in its registry, ingests what the cache lacks, and
+/// returns what the reference names then.
+fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequest<'_>) -> Result<ImageSummary> {
     let options = settings(store.root(), request)?;
     let client = Client::new(reference, &options)?;
     let (digest, manifest_bytes, parsed) = client.resolve_manifest()?;
@@ -113,7 +111,8 @@ fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequ
         .into_iter()
         .map(|l| l.diff_id)
         .collect();
-    if ingest::layers_present(store, index, &cached)? && ingest::add_reference(index, reference, &digest)? {
+    let present = ingest::layers_present(store, index, &cached)?;
+    if let Some(summary) = present.then(|| ingest::add_reference(index, reference, &digest)).transpose()?.flatten() {
         for (layer, diff_id) in parsed.layers.iter().zip(cached) {
             progress(Progress::Layer {
                 digest: layer.digest.clone(),
@@ -125,7 +124,7 @@ fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequ
             fsmeta: store.fsmeta_path(&digest),
             vmdk: store.vmdk_path(&digest),
         });
-        return Ok(digest);
+        return Ok(summary);
     }
     let config_bytes = client.fetch_config(&parsed)?;
     let config = oci::manifest::parse_config(&config_bytes, &parsed.config.digest, parsed.layers.len()).map_err(|message| {
@@ -146,8 +145,8 @@ fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequ
         config,
     };
     let record = ingest::ingest(&lease, &image, &client, progress)?;
-    ingest::record(lease, &[record])?;
-    Ok(digest)
+    let mut recorded = ingest::record(lease, &[record])?;
+    recorded.pop().ok_or_else(|| Error::Internal("a pull recorded no reference".into()))
 }
 
 /// Whether every layer of a cached image is still on disk (a lost one

@@ -15,6 +15,7 @@
 //! ```
 
 mod lock;
+mod space;
 mod temp;
 
 use std::fs::{self, File};
@@ -25,6 +26,7 @@ use oci::Digest;
 
 use crate::error::{Error, Result};
 pub use lock::FileLock;
+pub use space::{SpaceWatch, Watched};
 pub use temp::TempFile;
 
 /// Directories of a cache besides the artifact directories ([`Kind::dir`]),

@@ -11,8 +11,13 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use oci::progress::Sink;
 use oci::{Descriptor, Platform, Reference};
 
+use super::meter::Meter;
 use super::BlobSource;
 use crate::error::{Error, Result};
 use crate::ingest::ResolvedImage;
@@ -21,12 +26,23 @@ use crate::stream::compression::Decoder;
 use tarfile::TarIndex;
 
 /// How to import an archive.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// Name the (single) image this instead of the names in the archive.
     pub tag: Option<Reference>,
     /// Platform to pick from multi-platform indexes (default: the host's).
     pub platform: Option<Platform>,
+    /// Receives `archive` (bytes read) and `layer` events.
+    pub progress: Option<Sink>,
+    /// Set to true to abort: the load stops at its next read with `Aborted`.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl LoadOptions {
+    /// Whether the caller has cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// Where an archive's members live.
@@ -43,11 +59,14 @@ pub struct Archive {
     named_blobs: Vec<(Descriptor, String)>,
     /// Keeps a decompressed copy of a compressed archive alive.
     _decompressed: Option<TempFile>,
+    /// Counts what the load reads, and carries its cancellation.
+    meter: Meter,
 }
 
 impl Archive {
-    /// Opens `path`, detecting directory or tar, compressed or not.
-    pub fn open(path: &Path, store: &Store) -> Result<Archive> {
+    /// Opens `path`, detecting directory or tar, compressed or not; a
+    /// compressed one is decompressed now, its bytes read counted by `meter`.
+    pub fn open(path: &Path, store: &Store, meter: Meter) -> Result<Archive> {
         let meta = fs::metadata(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
         if !meta.is_dir() && !meta.is_file() {
             return Err(Error::archive(path, NOT_REGULAR));
@@ -59,9 +78,10 @@ impl Archive {
                 container: Container::Dir(root),
                 named_blobs: Vec::new(),
                 _decompressed: None,
+                meter,
             });
         }
-        let decompressed = decompress_if_needed(path, store)?;
+        let decompressed = decompress_if_needed(path, store, &meter)?;
         let tar_path = decompressed.as_ref().map_or(path, |t| t.path());
         let container = Container::Tar(TarIndex::open(tar_path).map_err(|e| match e {
             Error::Archive { message, .. } => Error::archive(path, message),
@@ -72,6 +92,7 @@ impl Archive {
             container,
             named_blobs: Vec::new(),
             _decompressed: decompressed,
+            meter,
         })
     }
 
@@ -101,6 +122,11 @@ impl Archive {
         if let Some(unnamed) = images.iter().find(|i| i.references.is_empty()) {
             return Err(self.error(format!("image {} has no name in the archive; pass a tag", unnamed.manifest_digest)));
         }
+        // From here on the load reads the layers: count towards their bytes.
+        let mut layers: Vec<&Descriptor> = images.iter().flat_map(|i| &i.manifest.layers).collect();
+        layers.sort_by(|a, b| a.digest.cmp(&b.digest));
+        layers.dedup_by(|a, b| a.digest == b.digest);
+        self.meter.start(layers.iter().map(|l| l.size).sum());
         Ok(images)
     }
 
@@ -185,7 +211,7 @@ impl Archive {
 
 impl BlobSource for Archive {
     fn open(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        self.open_member(&self.blob_member(blob))
+        Ok(Box::new(self.meter.reader(self.open_member(&self.blob_member(blob))?)))
     }
 
     fn read_error(&self, blob: &Descriptor, error: io::Error) -> Error {
@@ -195,13 +221,17 @@ impl BlobSource for Archive {
 
 /// `docker save | gzip` is a common way to ship images: decompress such
 /// archives into a temp file so members can be read in place.
-fn decompress_if_needed(path: &Path, store: &Store) -> Result<Option<TempFile>> {
+fn decompress_if_needed(path: &Path, store: &Store, meter: &Meter) -> Result<Option<TempFile>> {
     let file = open_regular(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
-    let mut decoder = Decoder::sniff(BufReader::new(file)).map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
+    let size = file.metadata().map_err(|e| Error::archive(path, format!("cannot read: {e}")))?.len();
+    let mut decoder =
+        Decoder::sniff(BufReader::new(meter.reader(file))).map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
     if !decoder.is_compressed() {
         return Ok(None);
     }
-    let (tmp, _) = store.temp_file_from(&mut decoder, |e| Error::archive(path, format!("corrupt compressed archive: {e}")))?;
+    meter.start(size);
+    let what = format!("the decompressed copy of {}", path.display());
+    let (tmp, _) = store.temp_file_from(&mut decoder, &what, |e| Error::archive(path, format!("corrupt compressed archive: {e}")))?;
     Ok(Some(tmp))
 }
 
