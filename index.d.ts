@@ -149,9 +149,12 @@ export declare class Image {
    * image layout directory, or an OCI layout tarball (optionally gzip- or
    * zstd-compressed). Every blob is verified. `tag` names the archive's
    * single image; `platform` (`os/arch[/variant]`, default the host's)
-   * picks from multi-platform indexes. Resolves to one handle per reference.
+   * picks from multi-platform indexes. Progress (`archive` bytes read,
+   * then `layer` steps) goes to `onProgress`; `signal` aborts with
+   * `AbortError`, leaving the cache as it was. Resolves to one handle per
+   * reference.
    */
-  static load(path: string, opts?: { tag?: string; platform?: string }): Promise<ImageHandle[]>
+  static load(path: string, opts?: { tag?: string; platform?: string; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }): Promise<ImageHandle[]>
   /**
    * Pull an image from its registry into the cache (OCI distribution:
    * anonymous, Basic or Bearer auth, credentials from `auth` or Docker's
@@ -341,7 +344,10 @@ export interface PullLayer {
 }
 
 /**
- * One step of a pull, passed to `onProgress`, in this order per pull:
+ * One step of a pull or a load, passed to `onProgress`. A load reports
+ * `archive` (bytes read so far of `total`: while a compressed archive is
+ * decompressed, of the file; then of the layers being converted), then
+ * `layer` and `disk` as a pull does. A pull reports, in this order:
  * `resolved` (the manifest chosen for the platform, its layers bottom to
  * top), then per layer `download` (bytes received of one blob, at most
  * every 100 ms) and `retry` (why the previous try failed, which retry,
@@ -355,5 +361,6 @@ export type PullProgressEvent =
   | { type: 'download'; digest: string; downloaded: number; total: number }
   | { type: 'retry'; digest?: string; attempt: number; reason: string; retryAfterMs: number }
   | { type: 'layer'; digest: string; diffId: string; step: 'cached' | 'verified' | 'converted' }
+  | { type: 'archive'; read: number; total: number }
   | { type: 'disk'; fsmetaPath: string; vmdkPath: string }
   | { type: 'complete'; reference: string; manifestDigest: string }

@@ -62,11 +62,24 @@ pub fn to_js(env: &Env, error: &cache::Error) -> Error {
             .as_ref()
             .ok_or_else(|| Error::from_reason("microsandbox error classes are not installed"))?;
         let create = factory.borrow_back(env)?;
-        let value = create.call((error.code().to_string(), error.to_string(), details).into())?;
+        let details = details.map(printable);
+        let value = create.call((error.code().to_string(), error.message(), details).into())?;
         Ok(Error::from(value))
     });
     // Without the classes (never expected), still reject with the code.
-    built.unwrap_or_else(|_| Error::from_reason(format!("[{}] {error}", error.code())))
+    built.unwrap_or_else(|_| Error::from_reason(format!("[{}] {}", error.code(), error.message())))
+}
+
+/// The details with control characters escaped in every string, as in
+/// the message: they quote the same input.
+fn printable(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(cache::error::printable(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(printable).collect()),
+        Value::Object(fields) => Value::Object(fields.into_iter().map(|(k, v)| (k, printable(v))).collect()),
+        other => other,
+    }
 }
 
 include!(concat!(env!("OUT_DIR"), "/error_classes.rs"));

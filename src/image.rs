@@ -11,6 +11,7 @@ use cache::backend::Backend;
 use cache::{parse_reference, Cache, Format, LoadOptions, PullRequest};
 
 use crate::args;
+use crate::callbacks;
 use crate::pull;
 use crate::task::{run, run_then};
 use crate::types::{AcquiredImage, ImageDetail, ImageHandle, ImagePruneReport};
@@ -92,9 +93,12 @@ impl Image {
     /// image layout directory, or an OCI layout tarball (optionally gzip- or
     /// zstd-compressed). Every blob is verified. `tag` names the archive's
     /// single image; `platform` (`os/arch[/variant]`, default the host's)
-    /// picks from multi-platform indexes. Resolves to one handle per reference.
+    /// picks from multi-platform indexes. Progress (`archive` bytes read,
+    /// then `layer` steps) goes to `onProgress`; `signal` aborts with
+    /// `AbortError`, leaving the cache as it was. Resolves to one handle per
+    /// reference.
     #[napi(
-        ts_args_type = "path: string, opts?: { tag?: string; platform?: string }",
+        ts_args_type = "path: string, opts?: { tag?: string; platform?: string; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }",
         ts_return_type = "Promise<ImageHandle[]>"
     )]
     pub fn load<'env>(
@@ -103,6 +107,7 @@ impl Image {
         opts: Option<Unknown<'env>>,
     ) -> Result<PromiseRaw<'env, Vec<ImageHandle>>> {
         let cache = configured("load");
+        let mut hook = None;
         let parsed = (|| -> cache::Result<_> {
             let path = args::string(path, "path")?;
             let opts = args::options(opts, "opts")?;
@@ -110,15 +115,32 @@ impl Image {
             let platform = args::opt_string(&opts, "platform")?
                 .map(|p| oci::Platform::parse(&p).map_err(cache::Error::InvalidArgument))
                 .transpose()?;
-            Ok((path, LoadOptions { tag, platform }))
+            let progress = Some(callbacks::progress(&opts)?);
+            let (cancel, abort) = callbacks::signal(env, &opts)?;
+            hook = abort;
+            let cancel = Some(cancel);
+            Ok((
+                path,
+                LoadOptions {
+                    tag,
+                    platform,
+                    progress,
+                    cancel,
+                },
+            ))
         })();
-        run(
+        run_then(
             env,
             move || {
                 let (path, options) = parsed?;
                 cache()?.load(std::path::Path::new(&path), &options)
             },
-            |all| all.into_iter().map(ImageHandle::from).collect(),
+            move |env, result| {
+                if let Some(hook) = hook {
+                    hook.detach(env);
+                }
+                result.map(|all| all.into_iter().map(ImageHandle::from).collect())
+            },
         )
     }
 

@@ -5,6 +5,7 @@
 #![warn(missing_docs)]
 
 mod args;
+mod callbacks;
 mod errors;
 mod image;
 mod progress;

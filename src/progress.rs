@@ -5,7 +5,10 @@
 use napi_derive::napi;
 use oci::progress::{LayerStep, Progress};
 
-/// One step of a pull, passed to `onProgress`, in this order per pull:
+/// One step of a pull or a load, passed to `onProgress`. A load reports
+/// `archive` (bytes read so far of `total`: while a compressed archive is
+/// decompressed, of the file; then of the layers being converted), then
+/// `layer` and `disk` as a pull does. A pull reports, in this order:
 /// `resolved` (the manifest chosen for the platform, its layers bottom to
 /// top), then per layer `download` (bytes received of one blob, at most
 /// every 100 ms) and `retry` (why the previous try failed, which retry,
@@ -34,6 +37,8 @@ pub enum PullProgressEvent {
         #[napi(ts_type = "'cached' | 'verified' | 'converted'")]
         step: String,
     },
+    /// Bytes of an archive a load has read.
+    Archive { read: f64, total: f64 },
     /// fsmeta and the VMDK are written.
     Disk { fsmeta_path: String, vmdk_path: String },
     /// The reference is in the cache.
@@ -87,6 +92,10 @@ impl From<Progress> for PullProgressEvent {
                     LayerStep::Converted => "converted",
                 }
                 .to_string(),
+            },
+            Progress::Archive { read, total } => PullProgressEvent::Archive {
+                read: read as f64,
+                total: total as f64,
             },
             Progress::Disk { fsmeta, vmdk } => PullProgressEvent::Disk {
                 fsmeta_path: fsmeta.display().to_string(),

@@ -6,7 +6,8 @@
 //! would not fit; the last block is stored short (the directory's i_size
 //! ends where its last name ends).
 
-use crate::format::{put16, put64, DIRENT_SIZE};
+use crate::format::{file_type, put16, put64, DIRENT_SIZE, FT_DIR};
+use crate::tree::{Dir, InodeId, Tree};
 use crate::BLOCK_SIZE;
 
 const BLOCK: usize = BLOCK_SIZE as usize;
@@ -69,6 +70,47 @@ pub fn encode(entries: &[Dirent<'_>], out: &mut [u8]) {
         }
         blk += 1;
     });
+}
+
+/// i_size of a tree directory (see [`dir_size`]).
+pub fn dirents_size(dir: &Dir) -> u64 {
+    dir_size(sorted_names(dir.children.keys().map(|k| &k[..])).into_iter().map(|n| n.len()))
+}
+
+/// Children names merged with `.` and `..`, in on-disk order.
+fn sorted_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
+    let mut v: Vec<&[u8]> = names.collect();
+    v.push(b".");
+    v.push(b"..");
+    v.sort_unstable();
+    v
+}
+
+/// Encodes a directory's entries (with `.` and `..`) into `size` bytes.
+pub fn encode_dir(tree: &Tree, dir: &Dir, size: u64, self_nid: u64, parent_nid: u64, nid_of: &dyn Fn(InodeId) -> u64) -> Vec<u8> {
+    let mut entries: Vec<Dirent> = dir
+        .children
+        .iter()
+        .map(|(name, &c)| Dirent {
+            name,
+            nid: nid_of(c),
+            file_type: file_type(tree.inodes[c].mode),
+        })
+        .collect();
+    entries.push(Dirent {
+        name: b".",
+        nid: self_nid,
+        file_type: FT_DIR,
+    });
+    entries.push(Dirent {
+        name: b"..",
+        nid: parent_nid,
+        file_type: FT_DIR,
+    });
+    entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
+    let mut out = vec![0u8; size as usize];
+    encode(&entries, &mut out);
+    out
 }
 
 #[cfg(test)]

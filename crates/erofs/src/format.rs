@@ -92,6 +92,8 @@ pub struct Superblock {
     pub build_time: u64,
     pub blocks: u32,
     pub meta_blkaddr: u32,
+    /// Start of the shared xattr area (0 when there is none).
+    pub xattr_blkaddr: u32,
     pub extra_devices: u16,
     pub devt_slotoff: u16,
 }
@@ -112,7 +114,7 @@ impl Superblock {
         put32(b, 32, 0); // build_time_nsec
         put32(b, 36, self.blocks);
         put32(b, 40, self.meta_blkaddr);
-        put32(b, 44, 0); // xattr_blkaddr: no shared xattrs
+        put32(b, 44, self.xattr_blkaddr);
         put32(b, 80, self.feature_incompat);
         put16(b, 86, self.extra_devices);
         put16(b, 88, self.devt_slotoff);
@@ -134,6 +136,7 @@ impl Superblock {
             build_time: le64(b, 24),
             blocks: le32(b, 36),
             meta_blkaddr: le32(b, 40),
+            xattr_blkaddr: le32(b, 44),
             feature_incompat: le32(b, 80),
             extra_devices: le16(b, 86),
             devt_slotoff: le16(b, 88),

@@ -13,13 +13,14 @@
 //! whole chunk at once). Sparse layer files keep their chunk size and
 //! their holes stay null chunks.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 
 use crate::format::{S_IFCHR, S_IFMT};
 use crate::reader::{self, FileMap, Image};
-use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT};
+use crate::tree::{ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
 use crate::writer::{write_image, DeviceSpec, IMPLICIT_XATTR, OPAQUE_XATTR};
+use crate::xattr::Interner;
 use crate::{Error, FsmetaLayer, FsmetaSummary, BLOCK_SIZE};
 
 /// Largest chunk used for contiguous files, as block bits (64 MiB).
@@ -32,6 +33,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
         });
     }
     let mut tree = Tree::default();
+    let mut xattrs = Interner::default();
     let mut devices = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         if layer.tag.len() > 64 {
@@ -60,10 +62,19 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
             tree: &mut tree,
             device_id: i as u16 + 1,
             links: HashMap::new(),
+            xattrs: &mut xattrs,
         };
         // Depth-first with an explicit stack: archives can nest deeply.
-        let mut stack = vec![(root, ROOT)];
+        // A directory reached twice (a damaged image naming an ancestor,
+        // or a directory hardlink) would make the walk endless.
+        let mut stack = vec![(root, ROOT_DIR)];
+        let mut visited = HashSet::new();
         while let Some((dir, merged)) = stack.pop() {
+            if !visited.insert(dir.nid) {
+                return Err(Error::InvalidImage {
+                    message: format!("{}: directory nid {} is reached twice", layer.path.display(), dir.nid),
+                });
+            }
             m.apply_dir(&dir, merged, &mut stack)?;
         }
     }
@@ -82,6 +93,8 @@ struct Merge<'a> {
     device_id: u16,
     /// Layer nid -> merged inode, so hardlinks stay one inode.
     links: HashMap<u64, InodeId>,
+    /// One copy of each distinct xattr set, across all layers.
+    xattrs: &'a mut Interner,
 }
 
 fn is_whiteout(i: &reader::Inode) -> bool {
@@ -91,39 +104,38 @@ fn is_whiteout(i: &reader::Inode) -> bool {
 impl Merge<'_> {
     /// Applies one layer directory to its merged counterpart; its
     /// subdirectories are pushed on `stack` for later.
-    fn apply_dir(&mut self, dir: &reader::Inode, merged: InodeId, stack: &mut Vec<(reader::Inode, InodeId)>) -> Result<(), Error> {
+    fn apply_dir(&mut self, dir: &reader::Inode, merged: DirId, stack: &mut Vec<(reader::Inode, DirId)>) -> Result<(), Error> {
         let mut xattrs = self.img.xattrs(dir)?;
         let implicit = xattrs.iter().any(|(n, _)| n == IMPLICIT_XATTR);
         let opaque = xattrs.iter().any(|(n, v)| n == OPAQUE_XATTR && v == b"y");
         xattrs.retain(|(n, _)| n != IMPLICIT_XATTR && n != OPAQUE_XATTR);
         if opaque {
-            self.tree.children_mut(merged).expect("directory").clear();
+            self.tree.dir_mut(merged).children.clear();
         }
         if !implicit {
-            let m = &mut self.tree.inodes[merged];
+            let id = self.tree.dir(merged).inode;
+            let m = &mut self.tree.inodes[id];
             m.mode = dir.mode;
             m.uid = dir.uid;
             m.gid = dir.gid;
             m.mtime = dir.mtime;
             m.mtime_nsec = dir.mtime_nsec;
-            m.xattrs = xattrs;
+            m.xattrs = self.xattrs.intern(xattrs).0;
         }
         for entry in self.img.read_dir(dir)? {
             let child = self.img.inode(entry.nid)?;
-            let existing = self.tree.children(merged).expect("directory").get(&entry.name).copied();
             if is_whiteout(&child) {
-                if existing.is_some() {
-                    self.tree.children_mut(merged).expect("directory").remove(&entry.name);
-                }
+                self.tree.dir_mut(merged).children.remove(entry.name.as_slice());
                 continue;
             }
             if child.is_dir() {
-                let target = match existing.filter(|&id| self.tree.inodes[id].is_dir()) {
-                    Some(id) => id,
+                let target = match self.tree.child_dir(merged, &entry.name) {
+                    Some(d) => d,
                     None => {
-                        let id = self.tree.add(Inode::implicit_dir());
-                        self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
-                        id
+                        let d = self.tree.add_implicit_dir();
+                        let id = self.tree.dir(d).inode;
+                        self.tree.link(merged, &entry.name, id);
+                        d
                     }
                 };
                 stack.push((child, target));
@@ -137,7 +149,7 @@ impl Merge<'_> {
                     id
                 }
             };
-            self.tree.children_mut(merged).expect("directory").insert(entry.name, id);
+            self.tree.link(merged, &entry.name, id);
         }
         Ok(())
     }
@@ -149,7 +161,7 @@ impl Merge<'_> {
                 data: self.file_data(i)?,
             }
         } else if i.is_symlink() {
-            Kind::Symlink(self.img.symlink_target(i)?)
+            Kind::Symlink(self.img.symlink_target(i)?.into())
         } else {
             let (major, minor) = i.device_number();
             Kind::Special {
@@ -158,6 +170,7 @@ impl Merge<'_> {
         };
         let mut xattrs = self.img.xattrs(i)?;
         xattrs.retain(|(n, _)| n != IMPLICIT_XATTR && n != OPAQUE_XATTR);
+        let xattrs = self.xattrs.intern(xattrs).0;
         Ok(self.tree.add(Inode {
             mode: i.mode,
             uid: i.uid,
@@ -175,18 +188,24 @@ impl Merge<'_> {
             return Ok(FileData::Flat { blkaddr: 0 });
         }
         let device_id = Some(self.device_id);
+        let past_end = || Error::InvalidImage {
+            message: format!("nid {}: file data runs past the end of the layer", i.nid),
+        };
         match self.img.file_map(i)? {
             FileMap::Contiguous { blkaddr } => {
                 let blocks = i.size.div_ceil(BLOCK_SIZE);
+                if blkaddr.checked_add(blocks).is_none_or(|end| end > self.img.blocks()) {
+                    return Err(past_end());
+                }
                 let bits = (u64::BITS - (blocks - 1).leading_zeros()).min(u32::from(MAX_CHUNKBITS)) as u8;
                 let count = blocks.div_ceil(1 << bits);
                 Ok(FileData::Chunked {
                     chunkbits: bits,
                     device_id,
-                    runs: vec![ChunkRun {
+                    runs: Box::new([ChunkRun {
                         count,
                         blkaddr: Some(blkaddr),
-                    }],
+                    }]),
                 })
             }
             FileMap::Chunked { chunkbits, chunks } => {
@@ -198,6 +217,9 @@ impl Merge<'_> {
                             message: "layer file points at another device".into(),
                         });
                     }
+                    if c.is_some_and(|c| c.blkaddr >= self.img.blocks()) {
+                        return Err(past_end());
+                    }
                     let blk = c.map(|c| c.blkaddr);
                     match (runs.last_mut(), blk) {
                         (Some(r), None) if r.blkaddr.is_none() => r.count += 1,
@@ -208,7 +230,7 @@ impl Merge<'_> {
                 Ok(FileData::Chunked {
                     chunkbits,
                     device_id,
-                    runs,
+                    runs: runs.into(),
                 })
             }
         }

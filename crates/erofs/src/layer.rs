@@ -8,43 +8,60 @@
 //! the image, everything else literally.
 //!
 //! Sparse files become chunk-based inodes whose hole chunks are null
-//! entries of a 4-byte block map. The chunk size is chosen per file to
-//! minimise "map bytes + stored bytes": small chunks store fewer zeros,
-//! large chunks need fewer map entries (see [`plan_sparse`]). For 1 GiB
-//! with one block of data at each end that is 64 KiB chunks: a 128 KiB
-//! map in fsmeta and 128 KiB stored. The map is capped at 2^20 chunks,
-//! so only files beyond 4 TiB of logical size with scattered data store
-//! noticeable zeros.
+//! entries of a 4-byte block map ([`crate::sparse`]).
+//!
+//! What an archive makes the builder hold is bounded by
+//! [`crate::limits`]: the tree counts its memory as it grows and the
+//! build stops with [`Error::TooLarge`] once it passes
+//! [`MEMORY_BASE`] plus [`MEMORY_PER_ENTRY`] per entry read; growth
+//! that one entry could make large (implicit directories, sparse maps)
+//! is checked before it happens.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
 
 use crate::format::*;
 use crate::framing::Recorder;
+use crate::limits::*;
+use crate::sparse::plan_sparse;
 use crate::tar::{Entry, EntryKind, TarReader};
-use crate::tree::{ChunkRun, FileData, Inode, InodeId, Kind, Tree, ROOT};
+use crate::tree::{alloc_cost, ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
 use crate::writer::{write_image, IMPLICIT_XATTR};
+use crate::xattr::{Interner, Shared};
 use crate::{xattr, Error, LayerSummary, Xattrs, BLOCK_SIZE};
 
-/// Longest symlink target Linux accepts (PATH_MAX without the NUL).
-const SYMLINK_MAX: usize = 4095;
 /// Largest block address a 32-bit block field can hold, plus one.
 const MAX_BLOCKS: u64 = 1 << 32;
 
+/// Size of each of the read, write and copy buffers.
+const BUFFER: usize = 1 << 20;
+
+/// Memory a build holds whatever the archive: its three buffers, one
+/// extension header body, the framing's buffers and the process itself
+/// (stack, allocator). Counted against [`MEMORY_BASE`].
+const RESERVED: u64 = 3 * BUFFER as u64 + EXTENSION_HEADER_MAX + (4 << 20);
+
 pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Result<LayerSummary, Error> {
-    let mut reader = TarReader::new(BufReader::with_capacity(1 << 20, tar), Recorder::new(framing));
+    let mut reader = TarReader::new(BufReader::with_capacity(BUFFER, tar), Recorder::new(framing));
     let mut file = out;
     file.seek(SeekFrom::Start(BLOCK_SIZE))?;
     let mut b = Builder {
         tree: Tree::default(),
-        out: BufWriter::with_capacity(1 << 20, out),
+        out: BufWriter::with_capacity(BUFFER, out),
         next_blk: 1,
         pos: BLOCK_SIZE,
         data_bytes: 0,
-        buf: vec![0u8; 1 << 20],
+        buf: vec![0u8; BUFFER],
+        entries: 0,
+        xattrs: Interner::default(),
+        last_xattrs: (Shared::default(), Shared::default()),
+        sparse_data: 0,
+        sparse_zeros: 0,
     };
     while let Some(entry) = reader.next_entry()? {
+        b.entries += 1;
         b.add(&mut reader, entry)?;
+        b.room_for(0)?;
     }
     reader.finish()?;
     b.out.flush()?;
@@ -67,6 +84,16 @@ struct Builder<'a> {
     pos: u64,
     data_bytes: u64,
     buf: Vec<u8>,
+    /// Archive entries read so far, which set the memory budget.
+    entries: u64,
+    xattrs: Interner,
+    /// The last entry's xattrs as the reader gave them and as checked and
+    /// shared: entries under one global header share one set, which is
+    /// then checked once.
+    last_xattrs: (Shared, Shared),
+    /// Sparse data bytes stored so far, and zeros stored beside them.
+    sparse_data: u64,
+    sparse_zeros: u64,
 }
 
 fn unsafe_path(path: &[u8], message: &str) -> Error {
@@ -76,8 +103,13 @@ fn unsafe_path(path: &[u8], message: &str) -> Error {
     }
 }
 
+fn too_large(message: String) -> Error {
+    Error::TooLarge { message }
+}
+
 /// Splits a tar path into components: leading `/` and `./`, empty and
-/// `.` components vanish; `..` anywhere is refused.
+/// `.` components vanish; `..` anywhere is refused, and so is a path
+/// whose normal form is not shorter than [`PATH_MAX`].
 fn components(path: &[u8], offset: u64) -> Result<Vec<&[u8]>, Error> {
     if path.contains(&0) {
         return Err(Error::InvalidTar {
@@ -86,22 +118,31 @@ fn components(path: &[u8], offset: u64) -> Result<Vec<&[u8]>, Error> {
         });
     }
     let mut out = Vec::new();
+    let mut len = 0;
     for c in path.split(|&b| b == b'/') {
         match c {
-            b"" | b"." => {}
+            b"" | b"." => continue,
             b".." => return Err(unsafe_path(path, "path contains a `..` component")),
             _ if c.len() > NAME_MAX => {
-                return Err(Error::TooLarge {
-                    message: format!("file name of {} bytes in {}", c.len(), String::from_utf8_lossy(path)),
-                })
+                return Err(too_large(format!(
+                    "file name of {} bytes in {}",
+                    c.len(),
+                    String::from_utf8_lossy(path)
+                )))
             }
             _ => out.push(c),
+        }
+        len += c.len() + usize::from(out.len() > 1);
+        if len >= PATH_MAX {
+            let shown = String::from_utf8_lossy(&path[..path.len().min(100)]);
+            return Err(too_large(format!("path {shown:?}... is {PATH_MAX} bytes or longer")));
         }
     }
     Ok(out)
 }
 
 impl Builder<'_> {
+    /// Adds one archive entry to the tree (and its data to the image).
     fn add<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: Entry) -> Result<(), Error> {
         let comps = components(&e.path, e.offset)?;
         let Some((name, parents)) = comps.split_last() else {
@@ -111,49 +152,23 @@ impl Builder<'_> {
                     message: "root entry is not a directory".into(),
                 });
             }
-            return self.set_dir_meta(ROOT, &e);
+            return self.set_dir_meta(ROOT_DIR, &e);
         };
-        let name: &[u8] = name;
-        // A whiteout under a path this layer made a non-directory (umoci
-        // writes `d` as a file, then `d/.wh.child`) hides nothing more: the
-        // file already replaces everything below `d`.
-        if name.starts_with(b".wh.") && self.tree.under_non_dir(parents) {
-            return Ok(());
+        self.room_for(self.tree.missing_dirs_cost(parents))?;
+        if name.starts_with(b".wh.") {
+            return self.whiteout(&e, name, parents);
         }
-        if name == b".wh..wh..opq" {
-            let dir = self.tree.ensure_dir(parents);
-            if let Kind::Dir { opaque, .. } = &mut self.tree.inodes[dir].kind {
-                *opaque = true;
-            }
-            return Ok(());
-        }
-        if name.starts_with(b".wh..wh.") {
-            return Ok(());
-        }
-        if let Some(target) = name.strip_prefix(b".wh.") {
-            match target {
-                b"" | b"." => return Ok(()),
-                b".." => return Err(unsafe_path(&e.path, "whiteout of `..`")),
-                _ => {}
-            }
-            let id = self.new_inode(&e, S_IFCHR, Kind::Special { rdev: 0 })?;
-            let parent = self.tree.ensure_dir(parents);
-            self.link(parent, target, id);
-            return Ok(());
-        }
-        let (fmt, kind) = match e.kind {
+        match e.kind {
             EntryKind::Directory => {
                 let parent = self.tree.ensure_dir(parents);
-                let existing = self.tree.children(parent).and_then(|c| c.get(name).copied());
-                if let Some(id) = existing.filter(|&id| self.tree.inodes[id].is_dir()) {
-                    return self.set_dir_meta(id, &e);
+                if let Some(dir) = self.tree.child_dir(parent, name) {
+                    return self.set_dir_meta(dir, &e);
                 }
-                let kind = Kind::Dir {
-                    children: Default::default(),
-                    implicit: false,
-                    opaque: false,
-                };
-                (S_IFDIR, kind)
+                let xattrs = self.checked_xattrs(&e.xattrs)?;
+                let dir = self.tree.add_implicit_dir();
+                self.set_meta(dir, &e, xattrs);
+                let id = self.tree.dir(dir).inode;
+                self.tree.link(parent, name, id);
             }
             EntryKind::HardLink => {
                 let target = components(&e.link, e.offset)?;
@@ -164,9 +179,51 @@ impl Builder<'_> {
                     return Err(unsafe_path(&e.link, "hardlink target is a directory"));
                 }
                 let parent = self.tree.ensure_dir(parents);
-                self.link(parent, name, id);
-                return Ok(());
+                self.tree.link(parent, name, id);
             }
+            _ => {
+                let (fmt, kind) = self.node(tar, &e)?;
+                let id = self.new_inode(&e, fmt, kind)?;
+                let parent = self.tree.ensure_dir(parents);
+                self.tree.link(parent, name, id);
+            }
+        }
+        Ok(())
+    }
+
+    /// An entry named `.wh.*`: an overlay whiteout (a 0/0 character
+    /// device), the opaque marker, or a marker of no meaning here.
+    fn whiteout(&mut self, e: &Entry, name: &[u8], parents: &[&[u8]]) -> Result<(), Error> {
+        // A whiteout under a path this layer made a non-directory (umoci
+        // writes `d` as a file, then `d/.wh.child`) hides nothing more: the
+        // file already replaces everything below `d`.
+        if self.tree.under_non_dir(parents) {
+            return Ok(());
+        }
+        if name == b".wh..wh..opq" {
+            let dir = self.tree.ensure_dir(parents);
+            self.tree.dir_mut(dir).opaque = true;
+            return Ok(());
+        }
+        if name.starts_with(b".wh..wh.") {
+            return Ok(());
+        }
+        let target = &name[4..];
+        match target {
+            b"" | b"." => return Ok(()),
+            b".." => return Err(unsafe_path(&e.path, "whiteout of `..`")),
+            _ => {}
+        }
+        let id = self.new_inode(e, S_IFCHR, Kind::Special { rdev: 0 })?;
+        let parent = self.tree.ensure_dir(parents);
+        self.tree.link(parent, target, id);
+        Ok(())
+    }
+
+    /// The type and contents of a symlink, device, fifo or regular file
+    /// (whose data goes into the image now).
+    fn node<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<(u32, Kind), Error> {
+        Ok(match e.kind {
             EntryKind::Symlink => {
                 if e.link.is_empty() || e.link.len() > SYMLINK_MAX || e.link.contains(&0) {
                     return Err(Error::InvalidTar {
@@ -174,58 +231,66 @@ impl Builder<'_> {
                         message: format!("symlink target of {} bytes is not valid", e.link.len()),
                     });
                 }
-                (S_IFLNK, Kind::Symlink(e.link.clone()))
+                (S_IFLNK, Kind::Symlink(e.link.as_slice().into()))
             }
             EntryKind::CharDevice | EntryKind::BlockDevice => {
                 if e.devmajor > 0xfff || e.devminor > 0xfffff {
-                    return Err(Error::TooLarge {
-                        message: format!("device number {}:{} does not fit 32 bits", e.devmajor, e.devminor),
-                    });
+                    return Err(too_large(format!(
+                        "device number {}:{} does not fit 32 bits",
+                        e.devmajor, e.devminor
+                    )));
                 }
                 let fmt = if e.kind == EntryKind::CharDevice { S_IFCHR } else { S_IFBLK };
-                (
-                    fmt,
-                    Kind::Special {
-                        rdev: encode_rdev(e.devmajor, e.devminor),
-                    },
-                )
+                let rdev = encode_rdev(e.devmajor, e.devminor);
+                (fmt, Kind::Special { rdev })
             }
             EntryKind::Fifo => (S_IFIFO, Kind::Special { rdev: 0 }),
-            EntryKind::Regular => (
-                S_IFREG,
-                Kind::File {
-                    size: e.size,
-                    data: self.write_data(tar, &e)?,
-                },
-            ),
-        };
-        let id = self.new_inode(&e, fmt, kind)?;
-        let parent = self.tree.ensure_dir(parents);
-        self.link(parent, name, id);
+            _ => {
+                let data = self.write_data(tar, e)?;
+                (S_IFREG, Kind::File { size: e.size, data })
+            }
+        })
+    }
+
+    /// Fails unless `extra` more bytes of metadata fit the memory budget.
+    fn room_for(&self, extra: u64) -> Result<(), Error> {
+        let budget = MEMORY_BASE + MEMORY_PER_ENTRY * self.entries;
+        let need = RESERVED + self.tree.memory() + extra;
+        if need > budget {
+            return Err(too_large(format!(
+                "the archive's metadata needs more than {need} bytes of memory after {} entries (the limit is {MEMORY_BASE} bytes plus {MEMORY_PER_ENTRY} per entry)",
+                self.entries
+            )));
+        }
         Ok(())
     }
 
-    fn link(&mut self, parent: InodeId, name: &[u8], id: InodeId) {
-        self.tree
-            .children_mut(parent)
-            .expect("parent is a directory")
-            .insert(name.to_vec(), id);
-    }
-
     fn new_inode(&mut self, e: &Entry, fmt: u32, kind: Kind) -> Result<InodeId, Error> {
+        let xattrs = self.checked_xattrs(&e.xattrs)?;
         Ok(self.tree.add(Inode {
             mode: fmt | e.mode,
             uid: e.uid,
             gid: e.gid,
             mtime: e.mtime,
             mtime_nsec: e.mtime_nsec,
-            xattrs: checked_xattrs(&e.xattrs)?,
+            xattrs,
             kind,
         }))
     }
 
-    fn set_dir_meta(&mut self, id: InodeId, e: &Entry) -> Result<(), Error> {
-        let xattrs = checked_xattrs(&e.xattrs)?;
+    /// A directory entry describes an existing directory: its metadata
+    /// replaces whatever the directory had (a later entry wins).
+    fn set_dir_meta(&mut self, dir: DirId, e: &Entry) -> Result<(), Error> {
+        let xattrs = self.checked_xattrs(&e.xattrs)?;
+        self.set_meta(dir, e, xattrs);
+        Ok(())
+    }
+
+    /// Gives `dir` the metadata of entry `e`, which makes it explicit.
+    fn set_meta(&mut self, dir: DirId, e: &Entry, xattrs: Shared) {
+        let d = self.tree.dir_mut(dir);
+        d.implicit = false;
+        let id = d.inode;
         let inode = &mut self.tree.inodes[id];
         inode.mode = S_IFDIR | e.mode;
         inode.uid = e.uid;
@@ -233,24 +298,34 @@ impl Builder<'_> {
         inode.mtime = e.mtime;
         inode.mtime_nsec = e.mtime_nsec;
         inode.xattrs = xattrs;
-        if let Kind::Dir { implicit, .. } = &mut inode.kind {
-            *implicit = false;
+    }
+
+    /// The entry's xattrs, checked ([`checked_xattrs`]) and shared with
+    /// every inode that has the same set.
+    fn checked_xattrs(&mut self, x: &Shared) -> Result<Shared, Error> {
+        if x.same(&self.last_xattrs.0) {
+            return Ok(self.last_xattrs.1.clone());
         }
-        Ok(())
+        let checked = checked_xattrs(x.as_slice())?;
+        let cost: u64 = checked.iter().map(|(n, v)| alloc_cost(n.len()) + alloc_cost(v.len()) + 48).sum();
+        let (shared, new) = self.xattrs.intern(checked);
+        if new {
+            self.tree.charge(cost + 64);
+        }
+        self.last_xattrs = (x.clone(), shared.clone());
+        Ok(shared)
     }
 
     /// Streams a regular file's data into the image.
     fn write_data<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<FileData, Error> {
         let blocks = e.size.div_ceil(BLOCK_SIZE);
-        let too_large = || Error::TooLarge {
-            message: format!("file of {} bytes does not fit the image", e.size),
-        };
+        let too_big = || too_large(format!("file of {} bytes does not fit the image", e.size));
         if e.size == 0 {
             return Ok(FileData::Flat { blkaddr: 0 });
         }
         let Some(segs) = &e.sparse else {
             if self.next_blk + blocks >= MAX_BLOCKS {
-                return Err(too_large());
+                return Err(too_big());
             }
             let blkaddr = self.next_blk;
             self.copy(tar, e.size)?;
@@ -259,12 +334,29 @@ impl Builder<'_> {
             debug_assert_eq!(self.pos, self.next_blk * BLOCK_SIZE);
             return Ok(FileData::Flat { blkaddr });
         };
+        if e.size > SPARSE_SIZE_MAX {
+            return Err(too_large(format!(
+                "sparse file of {} bytes is larger than {SPARSE_SIZE_MAX} bytes",
+                e.size
+            )));
+        }
         let plan = plan_sparse(segs, e.size);
         let chunk = BLOCK_SIZE << plan.chunkbits;
         if self.next_blk + plan.stored_blocks >= MAX_BLOCKS {
-            return Err(too_large());
+            return Err(too_big());
         }
-        let mut runs = Vec::new();
+        let data: u64 = segs.iter().map(|s| s.1).sum();
+        let zeros = plan.zeros(data);
+        if self.sparse_zeros + zeros > self.sparse_data + data + SPARSE_ZEROS_MAX {
+            return Err(too_large(format!(
+                "sparse files would store {} bytes of zeros beside {} bytes of data (at most {SPARSE_ZEROS_MAX} more zeros than data)",
+                self.sparse_zeros + zeros,
+                self.sparse_data + data
+            )));
+        }
+        self.room_for(alloc_cost((2 * plan.mapped.len() + 1) * std::mem::size_of::<ChunkRun>()))?;
+        (self.sparse_data, self.sparse_zeros) = (self.sparse_data + data, self.sparse_zeros + zeros);
+        let mut runs = Vec::with_capacity(2 * plan.mapped.len() + 1);
         let mut next_chunk = 0u64;
         let mut seg = segs.iter().peekable();
         for &(first, count) in &plan.mapped {
@@ -303,15 +395,22 @@ impl Builder<'_> {
                 blkaddr: None,
             });
         }
-        if plan.mapped == [(0, total)] {
-            // Nothing to leave out: an ordinary contiguous file.
-            let blkaddr = runs[0].blkaddr.expect("mapped run");
-            return Ok(FileData::Flat { blkaddr });
+        if let (
+            [(0, n)],
+            [ChunkRun {
+                blkaddr: Some(blkaddr), ..
+            }],
+        ) = (&plan.mapped[..], &runs[..])
+        {
+            if *n == total {
+                // Nothing to leave out: an ordinary contiguous file.
+                return Ok(FileData::Flat { blkaddr: *blkaddr });
+            }
         }
         Ok(FileData::Chunked {
             chunkbits: plan.chunkbits,
             device_id: None,
-            runs,
+            runs: runs.into(),
         })
     }
 
@@ -351,111 +450,30 @@ impl Builder<'_> {
 
 /// Keeps the xattrs EROFS can name (dropping other namespaces, which
 /// Linux does not have, and our own implicit-directory marker, which an
-/// archive must not be able to forge) and checks the format's limits.
+/// archive must not be able to forge) and checks them against
+/// [`XATTR_NAME_MAX`], [`XATTR_VALUE_MAX`] and [`XATTRS_SIZE_MAX`].
 fn checked_xattrs(x: &[(Vec<u8>, Vec<u8>)]) -> Result<Xattrs, Error> {
     let mut out = Vec::with_capacity(x.len());
+    let mut total = 0;
     for (name, value) in x {
-        if name == IMPLICIT_XATTR {
+        if name == IMPLICIT_XATTR || xattr::split_name(name).is_none() {
             continue;
         }
-        let Some((_, suffix)) = xattr::split_name(name) else {
-            continue;
-        };
-        if suffix.len() > NAME_MAX || value.len() > usize::from(u16::MAX) {
-            return Err(Error::TooLarge {
-                message: format!("xattr {} is too large", String::from_utf8_lossy(name)),
-            });
+        if name.len() > XATTR_NAME_MAX || value.len() > XATTR_VALUE_MAX {
+            return Err(too_large(format!("xattr {} is too large", String::from_utf8_lossy(name))));
+        }
+        total += name.len() + value.len();
+        if total > XATTRS_SIZE_MAX {
+            return Err(too_large(format!("xattrs of one entry exceed {XATTRS_SIZE_MAX} bytes")));
         }
         out.push((name.clone(), value.clone()));
     }
     Ok(out)
 }
 
-/// Chunk layout of a sparse file.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct SparsePlan {
-    /// Chunk size is `BLOCK_SIZE << chunkbits`.
-    pub chunkbits: u8,
-    /// Ranges of chunks holding data, as (first chunk, count), sorted.
-    pub mapped: Vec<(u64, u64)>,
-    /// Blocks the mapped chunks occupy in the image.
-    pub stored_blocks: u64,
-}
-
-/// Bytes a chunk costs in the map: fsmeta turns each layer chunk into an
-/// 8-byte index, so that is the size that matters.
-const INDEX_COST: u128 = 8;
-
-/// Most chunks a sparse file's map may have (8 MiB of fsmeta indexes):
-/// bounds metadata for absurd logical sizes, at the price of storing
-/// zeros inside chunks that are only partly data.
-const MAX_CHUNKS: u64 = 1 << 20;
-
-/// Picks the chunk size minimising map bytes plus stored bytes for the
-/// data segments `segs` (sorted, non-overlapping, within `size`), among
-/// chunk sizes giving at most [`MAX_CHUNKS`] chunks (or the largest).
-pub(crate) fn plan_sparse(segs: &[(u64, u64)], size: u64) -> SparsePlan {
-    let mut best: Option<(u128, SparsePlan)> = None;
-    for bits in 0..=CHUNK_BLKBITS_MAX {
-        let chunk = BLOCK_SIZE << bits;
-        let nchunks = size.div_ceil(chunk);
-        let mut mapped: Vec<(u64, u64)> = Vec::new();
-        for &(off, len) in segs {
-            let (first, last) = (off / chunk, (off + len - 1) / chunk);
-            match mapped.last_mut() {
-                Some((f, c)) if *f + *c >= first => *c = (*c).max(last + 1 - *f),
-                _ => mapped.push((first, last + 1 - first)),
-            }
-        }
-        let stored_blocks: u64 = mapped
-            .iter()
-            .map(|&(f, c)| ((f + c) * chunk).min(size).div_ceil(BLOCK_SIZE) - f * (chunk / BLOCK_SIZE))
-            .sum();
-        let cost = u128::from(nchunks) * INDEX_COST + u128::from(stored_blocks) * u128::from(BLOCK_SIZE);
-        let allowed = nchunks <= MAX_CHUNKS || bits == CHUNK_BLKBITS_MAX;
-        if allowed && best.as_ref().is_none_or(|(c, _)| cost <= *c) {
-            best = Some((
-                cost,
-                SparsePlan {
-                    chunkbits: bits,
-                    mapped,
-                    stored_blocks,
-                },
-            ));
-        }
-        if chunk >= size {
-            break;
-        }
-    }
-    best.expect("at least one chunk size is tried").1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sparse_plan_prefers_holes_over_zeros() {
-        // 1 GiB file with 4 KiB of data at each end: tiny chunks would need a
-        // huge map, huge chunks would store zeros; the plan must store only
-        // a few blocks and keep the map small.
-        let size = 1 << 30;
-        let plan = plan_sparse(&[(0, 4096), (size - 4096, 4096)], size);
-        let chunk = BLOCK_SIZE << plan.chunkbits;
-        assert_eq!(plan.mapped.len(), 2);
-        assert!(plan.mapped.iter().all(|&(_, c)| c == 1));
-        let cost = size / chunk * 8 + 2 * chunk;
-        assert!(cost <= 256 << 10, "{plan:?}");
-    }
-
-    #[test]
-    fn sparse_plan_handles_empty_and_dense() {
-        assert!(plan_sparse(&[], 1 << 40).mapped.is_empty());
-        let absurd = plan_sparse(&[(0, 1), (1 << 60, 1)], (1 << 60) + 1);
-        assert!(((1u64 << 60) + 1).div_ceil(BLOCK_SIZE << absurd.chunkbits) <= MAX_CHUNKS);
-        let dense = plan_sparse(&[(0, 10_000)], 10_000);
-        assert_eq!(dense.mapped, vec![(0, 1)]);
-    }
 
     #[test]
     fn paths_normalise_and_refuse_dotdot() {

@@ -11,13 +11,18 @@
 //! * [`reader`] reads the images back.
 //!
 //! The crate knows nothing about registries or caches: it is the on-disk
-//! format only.
+//! format only. What an archive may make it spend (memory, CPU, disk) is
+//! bounded by the constants of [`limits`], whatever its headers say.
 //!
 //! # On-disk choices
 //!
 //! * 4 KiB blocks, 64-byte extended inodes everywhere (32-bit ids,
-//!   per-inode mtime with nanoseconds), inline xattrs only, superblock
-//!   checksum (crc32c) always set.
+//!   per-inode mtime with nanoseconds), superblock checksum (crc32c)
+//!   always set.
+//! * Xattrs inline after their inode, except entries of 256 bytes or
+//!   more that several inodes have, which go once into the shared xattr
+//!   area after the directory blocks (a global pax xattr must not be
+//!   copied into every file).
 //! * Layer image: block 0 superblock, file data from block 1 (each
 //!   regular file block-aligned and uncompressed), then the metadata area
 //!   at `meta_blkaddr`: inodes (root at nid 1), then directory and large
@@ -36,13 +41,19 @@
 //!   indexes naming device `layer index + 1`.
 
 #![warn(missing_docs)]
+// Format code over untrusted bytes: memory safety must not depend on
+// getting every offset right, and fuzzing can run without sanitizers.
+#![forbid(unsafe_code)]
 
 mod dir;
 mod format;
 mod framing;
 mod fsmeta;
 mod layer;
+pub mod limits;
 pub mod reader;
+mod sequential;
+mod sparse;
 mod tar;
 mod tree;
 mod writer;
@@ -99,7 +110,9 @@ pub enum Error {
         /// What is wrong, for humans.
         message: String,
     },
-    /// Limits of the format exceeded (e.g. more than 2^32 blocks).
+    /// Limits of the format (e.g. more than 2^32 blocks) or of
+    /// [`limits`] (e.g. the memory budget) exceeded: the input may be
+    /// well formed, but this crate will not spend what it asks for.
     #[error("too large for EROFS: {message}")]
     TooLarge {
         /// Which limit, for humans.

@@ -288,11 +288,21 @@ impl Image {
         Ok(inode)
     }
 
-    /// Extended attributes as (full name, value) pairs.
+    /// Extended attributes as (full name, value) pairs: the inline ones,
+    /// then those in the shared area.
     pub fn xattrs(&self, inode: &Inode) -> Result<Xattrs, Error> {
+        let bad = |e: String| invalid(format!("nid {}: {e}", inode.nid));
         let at = self.iloc(inode.nid)? + inode.inode_size;
         let body = self.bytes(at, inode.xattr_size as usize)?;
-        xattr::decode_body(&body).map_err(|e| invalid(format!("nid {}: {e}", inode.nid)))
+        let (shared, mut out) = xattr::decode_body(&body).map_err(bad)?;
+        for id in shared {
+            let at = u64::from(self.sb.xattr_blkaddr) * BLOCK_SIZE + u64::from(id) * 4;
+            let head = self.bytes(at, 4)?;
+            let len = 4 + usize::from(head[0]) + usize::from(le16(&head, 2));
+            let (named, _) = xattr::decode_entry(&self.bytes(at, len)?).map_err(bad)?;
+            out.extend(named);
+        }
+        Ok(out)
     }
 
     /// Reads all data of a flat (plain or tail-inline) inode.

@@ -411,3 +411,29 @@ fn forty_layers_spill_the_device_table_past_block_zero() {
     assert_eq!(fs::read(mnt.dir.join("shared")).unwrap(), b"layer 39");
     assert_eq!(fs::read(mnt.dir.join("f17")).unwrap(), b"layer 17");
 }
+
+/// Layer images damaged the way fuzzing (and a look at what fuzzing
+/// reached) found them, kept in tests/fuzz/erofs_reader/.
+#[test]
+fn damaged_layers_are_refused_or_read_safely() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz/erofs_reader");
+    let t = tempfile::tempdir().unwrap();
+    let merge = |name: &str| {
+        let path = dir.join(name);
+        let layer = erofs::FsmetaLayer { path: &path, tag: b"t" };
+        let out = t.path().join(format!("{name}.fsmeta"));
+        erofs::build_fsmeta(&[layer], &fs::File::create(&out).unwrap()).map(|_| out)
+    };
+    // A directory entry naming an ancestor: the merge looped forever.
+    let cycle = merge("timeout-directory-cycle").unwrap_err();
+    assert!(matches!(cycle, erofs::Error::InvalidImage { .. }), "{cycle:?}");
+    // A file claiming 2^54 bytes of contiguous data in a 5-block layer.
+    let huge = merge("file-past-the-layer-end").unwrap_err();
+    assert!(matches!(huge, erofs::Error::InvalidImage { .. }), "{huge:?}");
+    // An ACL index with a name suffix (no name Linux has): the reader
+    // skips it, as it skips unknown prefixes, so the merge can write what
+    // it read. It panicked in the writer.
+    let out = merge("panic-acl-name-with-suffix").unwrap();
+    let img = erofs::reader::Image::open(&out).unwrap();
+    assert!(img.xattrs(&img.lookup(b"a").unwrap().unwrap()).unwrap().is_empty());
+}

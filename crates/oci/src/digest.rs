@@ -92,6 +92,11 @@ impl<R: Read> HashingReader<R> {
         (Digest::from_sha256(self.hasher), self.count)
     }
 
+    /// The inner reader, to adjust it between reads.
+    pub fn get_mut(&mut self) -> &mut R {
+        &mut self.inner
+    }
+
     /// The digest and length of everything read so far, and the inner reader.
     pub fn into_parts(self) -> (Digest, u64, R) {
         (Digest::from_sha256(self.hasher), self.count, self.inner)

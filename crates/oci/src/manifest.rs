@@ -26,6 +26,11 @@ pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Largest config accepted.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Most layers an image may have. Docker refuses images of more than 125
+/// (overlayfs stacks at most 128 directories); fsmeta's device table
+/// could hold 65,534, but each layer costs a conversion, a file and an
+/// open descriptor at boot, so a hostile manifest is bounded here.
+pub const MAX_LAYERS: usize = 256;
 /// Annotation naming an image inside an OCI layout.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Annotation containerd and Docker use for the full image name in a layout.
@@ -161,6 +166,12 @@ pub fn parse_document(bytes: &[u8], declared: Option<&str>) -> Result<Document, 
     if manifest.schema_version() != 2 {
         return Err(format!("unsupported manifest schema version {}", manifest.schema_version()));
     }
+    if manifest.layers().len() > MAX_LAYERS {
+        return Err(format!(
+            "the manifest has {} layers, more than the {MAX_LAYERS} allowed",
+            manifest.layers().len()
+        ));
+    }
     let layers = manifest.layers().iter().map(descriptor).collect::<Result<Vec<_>, _>>()?;
     for layer in &layers {
         if !is_layer_media_type(&layer.media_type) {
@@ -292,6 +303,18 @@ mod tests {
         assert_eq!(parsed.config.size, 2);
         assert!(parse_document(b"not json", None).is_err());
         assert!(parse_document(m.as_bytes(), Some(DOCKER_MANIFEST)).is_err());
+        // One more layer than allowed: MAX_LAYERS before the manifest's own.
+        let layer = format!(
+            r#"{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":3}}"#,
+            d('b')
+        );
+        let many = m.replace(
+            r#""layers":["#,
+            &format!(r#""layers":[{},"#, vec![layer.as_str(); MAX_LAYERS].join(",")),
+        );
+        assert!(parse_document(many.as_bytes(), None)
+            .unwrap_err()
+            .contains("more than the 256 allowed"));
         let bad_layer = m.replace("tar+gzip", "tar+bzip2");
         assert!(parse_document(bad_layer.as_bytes(), None)
             .unwrap_err()

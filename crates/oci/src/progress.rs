@@ -50,6 +50,16 @@ pub enum Progress {
         /// Which step.
         step: LayerStep,
     },
+    /// Bytes of an archive read so far by a load: while a compressed
+    /// archive is decompressed, of the file; then of the layers being
+    /// converted. Sent when each phase starts, at most every 100 ms, and
+    /// at its end.
+    Archive {
+        /// Bytes read in this phase.
+        read: u64,
+        /// Bytes this phase reads in all.
+        total: u64,
+    },
     /// The image's root disk (fsmeta and VMDK) is written.
     Disk {
         /// The merged metadata image.

@@ -323,10 +323,35 @@ impl Auth {
             _ => {}
         }
         for secret in secrets.iter().filter(|s| s.len() >= 3) {
-            message = message.replace(secret.as_str(), "***");
+            for form in spellings(secret) {
+                message = message.replace(&form, "***");
+            }
         }
         message
     }
+}
+
+/// The ways a secret can reach a message: as it is, percent-encoded (in a
+/// URL or a form), base64 (standard and URL-safe, padded or not), and hex
+/// (either case) — a server echoing a request back may use any of them.
+fn spellings(secret: &str) -> Vec<String> {
+    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = secret.as_bytes();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    let mut forms = vec![
+        secret.to_string(),
+        encode_query(secret),
+        BASE64.encode(bytes),
+        BASE64.encode(bytes).trim_end_matches('=').to_string(),
+        URL_SAFE.encode(bytes),
+        URL_SAFE_NO_PAD.encode(bytes),
+        hex.to_ascii_uppercase(),
+        hex,
+    ];
+    // Longest first, so a form that contains another is replaced whole.
+    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
+    forms.dedup();
+    forms
 }
 
 /// Asks the token service for a pull token: `(token, lifetime in seconds)`.
@@ -476,6 +501,16 @@ mod tests {
         let auth = Auth::new(Ok(Some(basic)), "a/b");
         let header = BASE64.encode("me:hunter22");
         assert_eq!(auth.redact(format!("echo hunter22 {header}")), "echo *** ***");
+        let forms = format!("{} {} {}", BASE64.encode("hunter22"), "68756e7465723232", "68756E7465723232");
+        assert_eq!(auth.redact(forms), "*** *** ***");
+        let spaced = Auth::new(
+            Ok(Some(Credentials::Basic {
+                username: "me".into(),
+                password: "a b/c".into(),
+            })),
+            "a/b",
+        );
+        assert_eq!(spaced.redact("sent a%20b%2Fc".into()), "sent ***");
         assert_eq!(encode_query("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
     }
 }

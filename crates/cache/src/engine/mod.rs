@@ -20,6 +20,7 @@ use crate::ingest::{self, Lease};
 use crate::model::{ImageDetails, ImageSummary, PruneReport};
 use crate::parallel;
 use crate::source::archive::{Archive, LoadOptions};
+use crate::source::meter::Meter;
 use crate::source::pull::{self, PullRequest};
 use crate::store::Store;
 use crate::upgrade;
@@ -124,13 +125,25 @@ impl Cache {
     /// Imports every image of an archive; returns one summary per reference.
     /// The lease holds off the collector throughout, which would otherwise
     /// sweep a decompressed archive in `tmp/` or a reference just recorded.
+    /// Cancelled (`options.cancel`), it stops at its next read, takes back
+    /// what it published, and fails with `Aborted`.
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
-        let lease = Lease::take(&self.store, &self.index)?;
-        let mut archive = Archive::open(path, &self.store)?;
-        let images = archive.resolve(options)?;
-        let progress = oci::progress::ignore();
-        let records = parallel::map(&images, PARALLEL_IMAGES, |image| ingest::ingest(&lease, image, &archive, &progress))?;
-        ingest::record(lease, &records)
+        let progress = options.progress.clone().unwrap_or_else(oci::progress::ignore);
+        let loaded = (|| {
+            let lease = Lease::take(&self.store, &self.index)?;
+            let mut archive = Archive::open(path, &self.store, Meter::new(progress.clone(), options.cancel.clone()))?;
+            let images = archive.resolve(options)?;
+            let records = parallel::map(&images, PARALLEL_IMAGES, |image| match options.cancelled() {
+                true => Err(Error::Aborted),
+                false => ingest::ingest(&lease, image, &archive, &progress),
+            })?;
+            if options.cancelled() {
+                return Err(Error::Aborted);
+            }
+            ingest::record(lease, &records)
+        })();
+        // A read the cancellation cut short fails as whatever it was reading.
+        loaded.map_err(|e| if options.cancelled() { Error::Aborted } else { e })
     }
 
     /// Brings the image `reference` names into the cache from its registry,

@@ -117,6 +117,13 @@ impl Error {
         }
     }
 
+    /// The message as users read it. Messages quote input (names from an
+    /// archive, a registry's error text), so control characters are
+    /// escaped: a terminal that prints the message executes nothing.
+    pub fn message(&self) -> String {
+        printable(&self.to_string())
+    }
+
     /// Wraps an I/O failure on a cache path, keeping which path failed.
     pub fn cache(path: impl AsRef<Path>) -> impl FnOnce(io::Error) -> Error {
         let path = path.as_ref().to_path_buf();
@@ -148,6 +155,23 @@ impl From<oci::Mismatch> for Error {
             actual: m.actual,
         }
     }
+}
+
+/// `text` with every control character (C0, DEL, C1) written as a Rust
+/// escape (`\u{1b}`), everything else as it is.
+pub fn printable(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// Shorthand used across the engine.
@@ -200,6 +224,10 @@ mod tests {
             Error::Internal("x".into()),
         ];
         let codes: Vec<&str> = samples.iter().map(Error::code).collect();
+        assert_eq!(
+            Error::archive("a\u{1b}[2Jb\x07", "x").message(),
+            "image archive a\\u{1b}[2Jb\\u{7}: x"
+        );
         let table: Vec<&str> = KINDS.iter().map(|k| k.0).collect();
         assert_eq!(codes, table);
     }

@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod legacy;
+pub(crate) mod meter;
 pub mod pull;
 mod registry;
 

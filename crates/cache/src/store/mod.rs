@@ -15,6 +15,7 @@
 //! ```
 
 mod lock;
+mod space;
 mod temp;
 
 use std::fs::{self, File};
@@ -25,6 +26,7 @@ use oci::Digest;
 
 use crate::error::{Error, Result};
 pub use lock::FileLock;
+pub use space::{SpaceWatch, Watched};
 pub use temp::TempFile;
 
 /// Directories of a cache besides the artifact directories ([`Kind::dir`]),
@@ -103,16 +105,21 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed, owner-only) the cache rooted at `root`.
     /// The root is made absolute: VMDK descriptors name files by absolute
-    /// path, and the process may change directory later.
+    /// path, and the process may change directory later. The root may be a
+    /// symbolic link (to put the cache on another disk); the directories in
+    /// it may not: temp files are renamed into the artifact directories, so
+    /// all of them must be on the cache's own file system, and a `tmp/`
+    /// that led elsewhere would put files being written outside the cache.
     pub fn open(root: &Path) -> Result<Store> {
         let root = &std::path::absolute(root).map_err(Error::cache(root))?;
         if !root.exists() {
             create_private_dir(root)?;
         }
         for dir in OTHER_DIRS.into_iter().chain(Kind::ALL.map(Kind::dir)) {
-            let path = root.join(dir);
-            if !path.is_dir() {
-                fs::create_dir_all(&path).map_err(Error::cache(&path))?;
+            let mut path = root.to_path_buf();
+            for part in Path::new(dir).components() {
+                path.push(part);
+                real_dir(&path)?;
             }
         }
         Ok(Store { root: root.to_path_buf() })
@@ -170,6 +177,28 @@ impl Store {
             sync_dir(&path).map_err(Error::cache(&path))?;
         }
         Ok(())
+    }
+}
+
+/// Makes sure `path` is a directory of its own, creating it if missing and
+/// refusing a symbolic link or anything else in its place.
+fn real_dir(path: &Path) -> Result<()> {
+    match fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(()),
+        Ok(meta) => {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "not a directory"
+            };
+            let message = format!("{what}; the cache's directories must be its own (to keep the cache elsewhere, point MSB_HOME there)");
+            Err(Error::cache(path)(io::Error::other(message)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => match fs::create_dir(path) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::cache(path)(e)),
+            _ => real_dir(path),
+        },
+        Err(e) => Err(Error::cache(path)(e)),
     }
 }
 

@@ -31,10 +31,17 @@ impl Store {
 
     /// Fills a new temp file from `reader`, returning it and its size. A
     /// failure to read is `read_error`'s to describe (a corrupt source is
-    /// not the cache's fault); a failure to write is the cache's.
-    pub fn temp_file_from(&self, reader: &mut impl Read, read_error: impl FnOnce(io::Error) -> Error) -> Result<(TempFile, u64)> {
+    /// not the cache's fault); a failure to write, or a file that would
+    /// leave the disk without its reserve, is the cache's.
+    pub fn temp_file_from(
+        &self,
+        reader: &mut impl Read,
+        what: &str,
+        read_error: impl FnOnce(io::Error) -> Error,
+    ) -> Result<(TempFile, u64)> {
         let mut tmp = self.temp_file()?;
         let path = tmp.path().to_path_buf();
+        let mut space = self.watch_space(what);
         let mut out = io::BufWriter::new(tmp.file());
         let mut buf = vec![0u8; 1 << 20];
         let mut size = 0u64;
@@ -45,6 +52,7 @@ impl Store {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(read_error(e)),
             };
+            space.wrote(n as u64).map_err(Error::cache(&path))?;
             out.write_all(&buf[..n]).map_err(Error::cache(&path))?;
             size += n as u64;
         }

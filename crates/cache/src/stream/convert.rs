@@ -25,7 +25,7 @@ use crate::index::write::LayerRecord;
 use crate::index::{read, write};
 use crate::ingest::Lease;
 use crate::source::BlobSource;
-use crate::store::{self, Artifact, TempFile};
+use crate::store::{self, Artifact, SpaceWatch, TempFile};
 
 const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -71,7 +71,11 @@ pub fn materialize(
         _ => {
             let mut erofs_tmp = store.temp_file()?;
             let input = source.open(blob)?;
-            let pass = convert(input, &mut erofs_tmp);
+            let pass = convert(
+                input,
+                &mut erofs_tmp,
+                store.watch_space(format!("the EROFS image of layer {diff_id}")),
+            );
             // Attribute a failure in order: the source or the cache failing, then
             // content that is not what its descriptor promised (even when that
             // also broke decompression or the tar), then a bad layer.
@@ -90,6 +94,7 @@ pub fn materialize(
             let (diff, diff_size, framing) = pass.diff_id.map_err(blame)?;
             digest::verify(&format!("diff_id of layer {}", blob.digest), diff_id, None, &diff, diff_size)?;
             step(LayerStep::Verified);
+            store.ensure_space(framing.len() as u64, &format!("the framing of layer {diff_id}"))?;
             let erofs_size = erofs_tmp.file().metadata().map_err(Error::cache(erofs_tmp.path()))?.len();
             erofs_tmp.publish(&erofs_path)?;
             lease.published(Artifact::Layer(diff_id.clone()));
@@ -270,11 +275,14 @@ struct Stream<'a> {
     /// The image being written, whose writeback starts as the stream goes.
     output: &'a File,
     since_writeback: u64,
+    /// The free space, watched while the image grows with the tar.
+    space: Option<SpaceWatch>,
 }
 
 impl Stream<'_> {
-    /// Handles one chunk; false when the stream is over.
-    fn next_chunk(&mut self) -> bool {
+    /// Handles one chunk; false when the stream is over. Fails when the
+    /// image, which grows with the tar, would not fit on the disk.
+    fn next_chunk(&mut self) -> io::Result<bool> {
         if self.since_writeback >= WRITEBACK_EVERY {
             store::start_writeback(self.output);
             self.since_writeback = 0;
@@ -282,24 +290,28 @@ impl Stream<'_> {
         match self.chunks.recv() {
             Ok(Chunk::Tar(chunk)) => {
                 self.since_writeback += chunk.len() as u64;
+                if let Some(space) = &mut self.space {
+                    space.wrote(chunk.len() as u64)?;
+                }
                 let old = std::mem::replace(&mut self.current, chunk);
                 let _ = self.recycle.send(old);
                 self.pos = 0;
-                true
+                Ok(true)
             }
             Ok(Chunk::Blob(chunk)) => {
                 self.blob.write_all(&chunk).expect("hashing into a sink cannot fail");
                 let _ = self.recycle.send(chunk);
-                true
+                Ok(true)
             }
-            Err(_) => false,
+            Err(_) => Ok(false),
         }
     }
 
     /// Consumes the rest of the stream (hashing the blob, dropping the tar)
     /// and returns the blob's digest and size.
     fn finish(mut self) -> (Digest, u64) {
-        while self.next_chunk() {}
+        self.space = None;
+        while self.next_chunk().unwrap_or(true) {}
         let (digest, size, _) = self.blob.finish();
         (digest, size)
     }
@@ -308,7 +320,7 @@ impl Stream<'_> {
 impl Read for Stream<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.current.len() {
-            if !self.next_chunk() {
+            if !self.next_chunk()? {
                 return Ok(0);
             }
         }
@@ -319,8 +331,9 @@ impl Read for Stream<'_> {
     }
 }
 
-/// One pass: source ⇒ decompress ⇒ (blob hash, tar hash, EROFS and framing).
-fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile) -> Pass {
+/// One pass: source ⇒ decompress ⇒ (blob hash, tar hash, EROFS and framing),
+/// stopping the image before it would take the disk's reserve (`space`).
+fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile, space: SpaceWatch) -> Pass {
     let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     let skip_decode = AtomicBool::new(false);
@@ -336,12 +349,15 @@ fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile) -> Pass {
             blob: HashingWriter::new(io::sink()),
             output: erofs_file,
             since_writeback: 0,
+            space: Some(space),
         };
         let mut tar = HashingReader::new(stream);
         let built = build(&mut tar, erofs_file, MAX_FRAMING).map_err(|e| match e {
             erofs::Error::Io(e) => Failure::Cache(erofs_path, e),
             other => Failure::Layer(other),
         });
+        // What is left of the tar is only hashed, not written.
+        tar.get_mut().space = None;
         if built.is_err() {
             skip_decode.store(true, Ordering::Relaxed);
         }

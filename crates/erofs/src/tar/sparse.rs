@@ -79,6 +79,11 @@ impl Map10 {
         Ok(Some(self.numbers[1..].chunks(2).map(|p| (p[0], p[1])).collect()))
     }
 
+    /// How many segments the map announces (0 before its count is read).
+    pub fn segments(&self) -> usize {
+        self.numbers.first().map_or(0, |&n| n as usize)
+    }
+
     fn is_complete(&self) -> bool {
         self.numbers.first().is_some_and(|&n| self.numbers.len() as u64 == 1 + 2 * n)
     }

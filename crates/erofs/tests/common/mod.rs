@@ -2,6 +2,8 @@
 //! images checked with erofs-utils 1.5 and the kernel, trees compared.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod targets;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs::{self, File};

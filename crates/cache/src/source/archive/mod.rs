@@ -11,8 +11,13 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use oci::progress::Sink;
 use oci::{Descriptor, Platform, Reference};
 
+use super::meter::Meter;
 use super::BlobSource;
 use crate::error::{Error, Result};
 use crate::ingest::ResolvedImage;
@@ -21,12 +26,23 @@ use crate::stream::compression::Decoder;
 use tarfile::TarIndex;
 
 /// How to import an archive.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct LoadOptions {
     /// Name the (single) image this instead of the names in the archive.
     pub tag: Option<Reference>,
     /// Platform to pick from multi-platform indexes (default: the host's).
     pub platform: Option<Platform>,
+    /// Receives `archive` (bytes read) and `layer` events.
+    pub progress: Option<Sink>,
+    /// Set to true to abort: the load stops at its next read with `Aborted`.
+    pub cancel: Option<Arc<AtomicBool>>,
+}
+
+impl LoadOptions {
+    /// Whether the caller has cancelled.
+    pub fn cancelled(&self) -> bool {
+        self.cancel.as_ref().is_some_and(|c| c.load(Ordering::Relaxed))
+    }
 }
 
 /// Where an archive's members live.
@@ -43,12 +59,18 @@ pub struct Archive {
     named_blobs: Vec<(Descriptor, String)>,
     /// Keeps a decompressed copy of a compressed archive alive.
     _decompressed: Option<TempFile>,
+    /// Counts what the load reads, and carries its cancellation.
+    meter: Meter,
 }
 
 impl Archive {
-    /// Opens `path`, detecting directory or tar, compressed or not.
-    pub fn open(path: &Path, store: &Store) -> Result<Archive> {
+    /// Opens `path`, detecting directory or tar, compressed or not; a
+    /// compressed one is decompressed now, its bytes read counted by `meter`.
+    pub fn open(path: &Path, store: &Store, meter: Meter) -> Result<Archive> {
         let meta = fs::metadata(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
+        if !meta.is_dir() && !meta.is_file() {
+            return Err(Error::archive(path, NOT_REGULAR));
+        }
         if meta.is_dir() {
             let root = fs::canonicalize(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
             return Ok(Archive {
@@ -56,9 +78,10 @@ impl Archive {
                 container: Container::Dir(root),
                 named_blobs: Vec::new(),
                 _decompressed: None,
+                meter,
             });
         }
-        let decompressed = decompress_if_needed(path, store)?;
+        let decompressed = decompress_if_needed(path, store, &meter)?;
         let tar_path = decompressed.as_ref().map_or(path, |t| t.path());
         let container = Container::Tar(TarIndex::open(tar_path).map_err(|e| match e {
             Error::Archive { message, .. } => Error::archive(path, message),
@@ -69,6 +92,7 @@ impl Archive {
             container,
             named_blobs: Vec::new(),
             _decompressed: decompressed,
+            meter,
         })
     }
 
@@ -98,6 +122,11 @@ impl Archive {
         if let Some(unnamed) = images.iter().find(|i| i.references.is_empty()) {
             return Err(self.error(format!("image {} has no name in the archive; pass a tag", unnamed.manifest_digest)));
         }
+        // From here on the load reads the layers: count towards their bytes.
+        let mut layers: Vec<&Descriptor> = images.iter().flat_map(|i| &i.manifest.layers).collect();
+        layers.sort_by(|a, b| a.digest.cmp(&b.digest));
+        layers.dedup_by(|a, b| a.digest == b.digest);
+        self.meter.start(layers.iter().map(|l| l.size).sum());
         Ok(images)
     }
 
@@ -108,7 +137,7 @@ impl Archive {
     fn exists(&self, name: &str) -> bool {
         match &self.container {
             Container::Tar(index) => index.contains(name),
-            Container::Dir(_) => self.dir_member(name).is_ok_and(|p| p.is_file()),
+            Container::Dir(_) => self.dir_member(name).is_ok_and(|p| p.exists()),
         }
     }
 
@@ -126,17 +155,32 @@ impl Archive {
         Ok(real)
     }
 
-    /// Reads a member whole (at most `limit` bytes).
+    /// Opens a directory member, a regular file, and measures it.
+    fn open_dir_member(&self, name: &str) -> Result<(File, u64)> {
+        let path = self.dir_member(name)?;
+        let file = open_regular(&path).map_err(|e| self.error(format!("{name}: {e}")))?;
+        let size = file.metadata().map_err(|e| self.error(format!("{name}: {e}")))?.len();
+        Ok((file, size))
+    }
+
+    /// Reads a member whole (at most `limit` bytes, however much it holds).
     fn read(&self, name: &str, limit: u64) -> Result<Vec<u8>> {
         match &self.container {
             Container::Tar(index) => index.read_member(name, limit),
             Container::Dir(_) => {
-                let path = self.dir_member(name)?;
-                let size = fs::metadata(&path).map_err(|e| self.error(format!("{name}: {e}")))?.len();
+                let (file, size) = self.open_dir_member(name)?;
+                let too_large = |size: u64| self.error(format!("{name} is {size} bytes, more than the {limit} allowed"));
                 if size > limit {
-                    return Err(self.error(format!("{name} is {size} bytes, more than the {limit} allowed")));
+                    return Err(too_large(size));
                 }
-                fs::read(&path).map_err(|e| self.error(format!("{name}: {e}")))
+                let mut bytes = Vec::with_capacity(size as usize);
+                file.take(limit + 1)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| self.error(format!("{name}: {e}")))?;
+                if bytes.len() as u64 > limit {
+                    return Err(too_large(bytes.len() as u64));
+                }
+                Ok(bytes)
             }
         }
     }
@@ -145,10 +189,7 @@ impl Archive {
     fn open_member(&self, name: &str) -> Result<Box<dyn Read + Send + '_>> {
         match &self.container {
             Container::Tar(index) => Ok(Box::new(index.open_member(name)?)),
-            Container::Dir(_) => {
-                let path = self.dir_member(name)?;
-                Ok(Box::new(File::open(&path).map_err(|e| self.error(format!("{name}: {e}")))?))
-            }
+            Container::Dir(_) => Ok(Box::new(self.open_dir_member(name)?.0)),
         }
     }
 
@@ -156,10 +197,7 @@ impl Archive {
     fn member_size(&self, name: &str) -> Result<u64> {
         match &self.container {
             Container::Tar(index) => index.size(name),
-            Container::Dir(_) => {
-                let path = self.dir_member(name)?;
-                Ok(fs::metadata(&path).map_err(|e| self.error(format!("{name}: {e}")))?.len())
-            }
+            Container::Dir(_) => Ok(self.open_dir_member(name)?.1),
         }
     }
 
@@ -175,7 +213,7 @@ impl Archive {
 
 impl BlobSource for Archive {
     fn open(&self, blob: &Descriptor) -> Result<Box<dyn Read + Send + '_>> {
-        self.open_member(&self.blob_member(blob))
+        Ok(Box::new(self.meter.reader(self.open_member(&self.blob_member(blob))?)))
     }
 
     fn read_error(&self, blob: &Descriptor, error: io::Error) -> Error {
@@ -185,14 +223,41 @@ impl BlobSource for Archive {
 
 /// `docker save | gzip` is a common way to ship images: decompress such
 /// archives into a temp file so members can be read in place.
-fn decompress_if_needed(path: &Path, store: &Store) -> Result<Option<TempFile>> {
-    let file = File::open(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
-    let mut decoder = Decoder::sniff(BufReader::new(file)).map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
+fn decompress_if_needed(path: &Path, store: &Store, meter: &Meter) -> Result<Option<TempFile>> {
+    let file = open_regular(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
+    let size = file
+        .metadata()
+        .map_err(|e| Error::archive(path, format!("cannot read: {e}")))?
+        .len();
+    let mut decoder = Decoder::sniff(BufReader::new(meter.reader(file))).map_err(|e| Error::archive(path, format!("cannot read: {e}")))?;
     if !decoder.is_compressed() {
         return Ok(None);
     }
-    let (tmp, _) = store.temp_file_from(&mut decoder, |e| Error::archive(path, format!("corrupt compressed archive: {e}")))?;
+    meter.start(size);
+    let what = format!("the decompressed copy of {}", path.display());
+    let (tmp, _) = store.temp_file_from(&mut decoder, &what, |e| {
+        Error::archive(path, format!("corrupt compressed archive: {e}"))
+    })?;
     Ok(Some(tmp))
+}
+
+const NOT_REGULAR: &str = "not a regular file or directory (a FIFO, socket or device cannot be loaded)";
+
+/// Opens `path` for reading only if it is a regular file. On Unix the open
+/// itself does not block (`O_NONBLOCK`), so a FIFO put in a file's place is
+/// refused instead of waiting forever for a writer; the descriptor's own
+/// type is checked after opening, so no swap between a check and the open
+/// gets through.
+pub(super) fn open_regular(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, NOT_REGULAR));
+    }
+    Ok(file)
 }
 
 /// Parses a name found in an archive; a bare word such as `latest` is a tag

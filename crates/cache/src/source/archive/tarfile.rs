@@ -10,6 +10,13 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 const MAX_LINK_HOPS: usize = 16;
+/// Most members an archive may hold: image archives hold blobs, a few per
+/// layer, not files, and the index of members is kept in memory.
+pub const MAX_MEMBERS: usize = 100_000;
+/// Largest pax header or GNU long name the index reads: the `tar` crate
+/// reads one whole into memory, so its size is checked first (the layer
+/// reader's own bound).
+const EXTENSION_MAX: u64 = erofs::limits::EXTENSION_HEADER_MAX;
 
 #[derive(Debug, Clone)]
 enum Member {
@@ -28,7 +35,8 @@ pub struct TarIndex {
 impl TarIndex {
     /// Reads every header of the tar at `path`.
     pub fn open(path: &Path) -> Result<TarIndex> {
-        let file = File::open(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
+        let mut file = super::open_regular(path).map_err(|e| Error::archive(path, format!("cannot open: {e}")))?;
+        check_extensions(&mut file).map_err(|m| Error::archive(path, m))?;
         let mut archive = tar::Archive::new(file);
         let mut members = HashMap::new();
         let entries = archive
@@ -64,6 +72,12 @@ impl TarIndex {
             };
             if name.is_empty() {
                 continue;
+            }
+            if members.len() == MAX_MEMBERS {
+                return Err(Error::archive(
+                    path,
+                    format!("more than {MAX_MEMBERS} members: not an image archive"),
+                ));
             }
             members.insert(name, member);
         }
@@ -102,7 +116,7 @@ impl TarIndex {
     /// Opens member `name` for reading.
     pub fn open_member(&self, name: &str) -> Result<impl Read + Send + use<>> {
         let (offset, size) = self.locate(name)?;
-        let mut file = File::open(&self.path).map_err(|e| Error::archive(&self.path, format!("cannot open: {e}")))?;
+        let mut file = super::open_regular(&self.path).map_err(|e| Error::archive(&self.path, format!("cannot open: {e}")))?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::archive(&self.path, format!("cannot seek: {e}")))?;
         Ok(Truncation {
@@ -126,6 +140,50 @@ impl TarIndex {
             .map_err(|e| Error::archive(&self.path, format!("{name}: {e}")))?;
         Ok(bytes)
     }
+}
+
+/// Walks the headers (seeking over data) and refuses an extension header
+/// (pax, GNU long name or link) larger than [`EXTENSION_MAX`] before the
+/// `tar` crate would read it whole. Stops quietly at the end of the archive
+/// or at anything that is not a valid header: the `tar` crate then reports it.
+fn check_extensions(file: &mut File) -> Result<(), String> {
+    let mut header = [0u8; 512];
+    let mut at = 0u64;
+    loop {
+        if file.seek(SeekFrom::Start(at)).is_err() || file.read_exact(&mut header).is_err() || !checksum_ok(&header) {
+            break;
+        }
+        let parsed = tar::Header::from_byte_slice(&header);
+        let Ok(size) = parsed.entry_size() else { break };
+        let kind = parsed.entry_type();
+        let extension =
+            kind.is_pax_local_extensions() || kind.is_pax_global_extensions() || kind.is_gnu_longname() || kind.is_gnu_longlink();
+        if extension && size > EXTENSION_MAX {
+            return Err(format!(
+                "an extension header of {size} bytes at byte {at}, more than the {EXTENSION_MAX} allowed"
+            ));
+        }
+        at = at.saturating_add(512).saturating_add(size.div_ceil(512).saturating_mul(512));
+    }
+    file.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot seek: {e}"))?;
+    Ok(())
+}
+
+/// Whether a 512-byte block is a tar header: its checksum (the sum of its
+/// bytes, the checksum field counted as spaces) matches; an all-zero block
+/// (the end of the archive) does not.
+fn checksum_ok(header: &[u8; 512]) -> bool {
+    let field = &header[148..156];
+    let text = std::str::from_utf8(field).unwrap_or("");
+    let Ok(stored) = u32::from_str_radix(text.trim_matches(|c: char| c == '\0' || c == ' '), 8) else {
+        return false;
+    };
+    let sum: u32 = header
+        .iter()
+        .enumerate()
+        .map(|(i, &b)| if (148..156).contains(&i) { 32 } else { u32::from(b) })
+        .sum();
+    sum == stored
 }
 
 /// A member reader that reports a file cut short instead of a short read.

@@ -4,14 +4,15 @@
 //! `podman save` writes them). Each layer's tar is rebuilt from its EROFS
 //! image and framing and checked against its diff_id; the config is written
 //! as cached, so its digest and diff_ids are the original ones. The archive
-//! is written next to its destination and renamed into place when complete.
+//! is written next to its destination and renamed into place when complete
+//! (or streamed, into a device or a FIFO: see [`output`]).
+
+mod output;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{self, BufWriter, Read, Write};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::path::Path;
 
 use serde_json::json;
 
@@ -20,7 +21,8 @@ use oci::manifest;
 use oci::{Descriptor, Digest, Reference};
 
 use crate::error::{Error, Result};
-use crate::store::Store;
+use crate::store::{Store, Watched};
+use output::Output;
 
 /// Which archive format to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,10 +48,15 @@ pub struct SaveImage {
     pub layers: Vec<(Digest, Vec<u8>)>,
 }
 
-/// Writes `images` to `output` in `format`.
+/// Writes `images` to `output` in `format` (see [`Output`] for what
+/// `output` may be).
 pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) -> Result<()> {
-    let partial = Partial::create(output)?;
-    let mut builder = tar::Builder::new(BufWriter::new(partial.file.try_clone().map_err(Error::cache(&partial.path))?));
+    let destination = Output::open(output, store.root())?;
+    let file = destination.file().try_clone().map_err(|e| write_error(output, e))?;
+    let mut builder = tar::Builder::new(BufWriter::new(Watched {
+        inner: file,
+        space: destination.space(),
+    }));
     let mut writer = ArchiveWriter {
         store,
         builder: &mut builder,
@@ -62,12 +69,12 @@ pub fn save(store: &Store, images: &[SaveImage], output: &Path, format: Format) 
     }
     let inner = builder.into_inner().map_err(|e| write_error(output, e))?;
     inner.into_inner().map_err(|e| write_error(output, e.into_error()))?;
-    partial.finish()
+    destination.finish()
 }
 
 struct ArchiveWriter<'a> {
     store: &'a Store,
-    builder: &'a mut tar::Builder<BufWriter<File>>,
+    builder: &'a mut tar::Builder<BufWriter<Watched<File>>>,
     /// Members written so far, with their sizes.
     sizes: HashMap<String, u64>,
     output: &'a Path,
@@ -163,8 +170,9 @@ impl ArchiveWriter<'_> {
         let mut tmp = self.store.temp_file()?;
         let tmp_path = tmp.path().to_path_buf();
         let mut write_error = None;
+        let space = self.store.watch_space(format!("the tar of layer {diff_id}"));
         let mut out = HashingWriter::new(BufWriter::new(Blame {
-            inner: tmp.file(),
+            inner: Watched { inner: tmp.file(), space },
             error: &mut write_error,
         }));
         let rebuilt = zstd::stream::decode_all(framing)
@@ -262,59 +270,7 @@ impl<W: Write> Write for Blame<'_, W> {
     }
 }
 
+/// A failure to write the archive, blamed on its destination.
 fn write_error(output: &Path, e: io::Error) -> Error {
     Error::archive(output, format!("cannot write: {e}"))
-}
-
-/// The archive being written beside its destination; removed unless finished.
-struct Partial {
-    path: PathBuf,
-    dest: PathBuf,
-    file: File,
-    done: bool,
-}
-
-impl Partial {
-    /// A new file beside `dest`, under a name nobody else uses: created
-    /// exclusively, so a planted symlink or a concurrent save is never
-    /// written through.
-    fn create(dest: &Path) -> Result<Partial> {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let name = dest
-            .file_name()
-            .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", dest.display())))?;
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
-        let path = dest.with_file_name(format!(
-            ".{}.{}-{}-{nanos:x}.partial",
-            name.to_string_lossy(),
-            std::process::id(),
-            COUNTER.fetch_add(1, Ordering::Relaxed)
-        ));
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| write_error(dest, e))?;
-        Ok(Partial {
-            path,
-            dest: dest.to_path_buf(),
-            file,
-            done: false,
-        })
-    }
-
-    fn finish(mut self) -> Result<()> {
-        self.file.sync_all().map_err(|e| write_error(&self.dest, e))?;
-        fs::rename(&self.path, &self.dest).map_err(|e| write_error(&self.dest, e))?;
-        self.done = true;
-        Ok(())
-    }
-}
-
-impl Drop for Partial {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
 }

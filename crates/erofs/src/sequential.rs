@@ -1,0 +1,66 @@
+//! Buffered writes at offsets that only move forward, which is how the
+//! image writer emits the metadata area: records in nid order, blocks in
+//! block order, each through its own [`Sequential`].
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+
+/// Buffered writes to `file` at offsets that only move forward; the
+/// gaps between them are written as zeros, so the area is fully written
+/// whatever the file held.
+pub struct Sequential<'a> {
+    file: &'a File,
+    /// File offset of `buf[0]`.
+    pos: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a> Sequential<'a> {
+    /// Writes to `file` from offset `pos` on.
+    pub fn new(file: &'a File, pos: u64) -> Self {
+        Sequential {
+            file,
+            pos,
+            buf: Vec::new(),
+        }
+    }
+
+    /// Writes `bytes` at `at`, zero-filling from the previous write.
+    pub fn write_at(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        self.zeros_to(at)?;
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= 1 << 20 {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Zero-fills up to `at`, which must not be behind what was written.
+    fn zeros_to(&mut self, at: u64) -> std::io::Result<()> {
+        let end = self.pos + self.buf.len() as u64;
+        debug_assert!(at >= end, "writes only move forward");
+        let mut gap = at - end;
+        while gap > 0 {
+            let k = gap.min(1 << 20);
+            self.buf.resize(self.buf.len() + k as usize, 0);
+            gap -= k;
+            if self.buf.len() >= 1 << 20 {
+                self.flush()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.buf, self.pos)?;
+        self.pos += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Zero-fills up to `end` and writes everything out.
+    pub fn finish(mut self, end: u64) -> std::io::Result<()> {
+        self.zeros_to(end)?;
+        self.flush()
+    }
+}
