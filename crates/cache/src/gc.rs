@@ -284,7 +284,7 @@ pub fn sweep(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<
             }
         }
     }
-    garbage.sort_unstable_by_key(|g| g.inode);
+    garbage.sort_by_key(|g| g.inode);
     remove_all(&garbage, report)?;
     for (_, path, _) in entries(&store.tmp_dir())? {
         report.bytes_reclaimed += remove_tree(&path)?.unwrap_or(0);
@@ -325,19 +325,9 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     let mut out = Vec::new();
     for entry in read {
         let entry = entry.map_err(Error::cache(dir))?;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path(), inode(&entry)));
+        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path(), crate::os::deletion_key(&entry)));
     }
     Ok(out)
-}
-
-#[cfg(unix)]
-fn inode(entry: &fs::DirEntry) -> u64 {
-    std::os::unix::fs::DirEntryExt::ino(entry)
-}
-
-#[cfg(not(unix))]
-fn inode(_: &fs::DirEntry) -> u64 {
-    0
 }
 
 /// Removes a file or directory tree, returning the bytes of the files it

@@ -21,7 +21,7 @@ use crate::index::write::LayerRecord;
 use crate::index::{read, write, Index};
 use crate::manifest::Descriptor;
 use crate::source::BlobSource;
-use crate::store::{self, Artifact, Store, TempFile};
+use crate::store::{Artifact, Store, TempFile};
 
 const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -255,7 +255,7 @@ impl Stream<'_> {
     /// Handles one chunk; false when the stream is over.
     fn next_chunk(&mut self) -> bool {
         if self.since_writeback >= WRITEBACK_EVERY {
-            store::start_writeback(self.output);
+            crate::os::start_writeback(self.output);
             self.since_writeback = 0;
         }
         match self.chunks.recv() {

@@ -16,6 +16,7 @@ mod ingest;
 mod layer;
 pub mod manifest;
 pub mod model;
+pub mod os;
 mod parallel;
 pub mod platform;
 pub mod pull;

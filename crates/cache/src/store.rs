@@ -210,7 +210,7 @@ impl Store {
     pub fn sync_artifact_dirs(&self) -> Result<()> {
         for kind in Kind::ALL {
             let path = self.root.join(kind.dir());
-            sync_dir(&path).map_err(Error::cache(&path))?;
+            crate::os::sync_dir(&path).map_err(Error::cache(&path))?;
         }
         Ok(())
     }
@@ -243,11 +243,7 @@ impl Store {
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(Error::cache(path))
+    crate::os::create_private_dir(path).map_err(Error::cache(path))
 }
 
 /// A file under `tmp/` that is deleted on drop unless published.
@@ -272,9 +268,9 @@ impl TempFile {
     /// durable by [`Store::sync_artifact_dirs`] before any index row names it.
     pub fn publish(mut self, dest: &Path) -> Result<()> {
         let file = self.file.take().expect("temp file is open until published");
-        file.sync_all().map_err(Error::cache(&self.path))?;
+        crate::os::sync_file(&file).map_err(Error::cache(&self.path))?;
         drop(file);
-        fs::rename(&self.path, dest).map_err(Error::cache(dest))?;
+        crate::os::rename(&self.path, dest).map_err(Error::cache(dest))?;
         self.path.clear();
         Ok(())
     }
@@ -287,30 +283,6 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path);
         }
     }
-}
-
-/// Starts writing a file's dirty pages to disk without waiting, so the
-/// fsync at publication finds little left to do. Linux only; a no-op elsewhere.
-pub fn start_writeback(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open descriptor; the call only schedules writeback.
-        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Windows makes renames durable with the file system's journal; directories cannot be opened for syncing.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 /// An advisory lock on a file in `locks/`, released on drop. Locks are per

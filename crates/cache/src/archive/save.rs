@@ -303,8 +303,8 @@ impl Partial {
     }
 
     fn finish(mut self) -> Result<()> {
-        self.file.sync_all().map_err(|e| write_error(&self.dest, e))?;
-        fs::rename(&self.path, &self.dest).map_err(|e| write_error(&self.dest, e))?;
+        crate::os::sync_file(&self.file).map_err(|e| write_error(&self.dest, e))?;
+        crate::os::rename(&self.path, &self.dest).map_err(|e| write_error(&self.dest, e))?;
         self.done = true;
         Ok(())
     }
