@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs a Windows program under Wine (Debian's wine64 8.0) in this checkout's
+# own prefix, target/wine, and passes on its output and exit status: the
+# cargo runner for x86_64-pc-windows-gnu and how the package tests start the
+# official node.exe. The program's stdout and stderr go to files, then are
+# printed: under Wine, Node cannot write to a pipe (libuv's pipe check
+# fails), and a file works for every program. WINEDEBUG=-all keeps Wine's
+# own diagnostics out of the program's stderr; mscoree and mshtml are
+# disabled so a new prefix does not try to install Mono or Gecko.
+#   scripts/wine-run.sh PROGRAM.exe ARGS...
+#   scripts/wine-run.sh --init   create the prefix (quietly), nothing else
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+export WINEPREFIX="${WINEPREFIX:-$root/target/wine}"
+export WINEDEBUG="${WINEDEBUG:--all}"
+export WINEDLLOVERRIDES="${WINEDLLOVERRIDES:-mscoree,mshtml=}"
+if [ "${1:-}" = "--init" ]; then
+  if [ ! -f "$WINEPREFIX/system.reg" ]; then
+    mkdir -p "$WINEPREFIX"
+    wineboot --init >/dev/null 2>&1
+    wineserver --wait
+  fi
+  exit 0
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+status=0
+wine "$@" >"$out/stdout" 2>"$out/stderr" </dev/null || status=$?
+cat "$out/stdout"
+cat "$out/stderr" >&2
+exit "$status"
