@@ -1,0 +1,91 @@
+/**
+ * What a built binary is, read by the toolchains' own inspectors: LLVM's
+ * llvm-objdump and llvm-nm for Mach-O (Debian's `llvm`), MinGW's objdump
+ * for PE (Debian's `binutils-mingw-w64-x86-64`). Nothing here parses
+ * binaries itself.
+ */
+import { requireTools, run } from './images'
+
+/** The minimum macOS the darwin-arm64 binary is built for (scripts/build-targets.sh). */
+export const MIN_MACOS = '11.0'
+
+export interface MachO {
+  /** `filetype` of the Mach header, e.g. DYLIB. */
+  fileType: string
+  /** `cputype`, e.g. ARM64. */
+  cpu: string
+  /** LC_BUILD_VERSION: platform name and minimum OS version. */
+  buildVersion: { platform: string; minos: string } | null
+  /** Install names of the LC_LOAD_DYLIB libraries. */
+  dylibs: string[]
+  /** Exported symbols (the export trie). */
+  exports: string[]
+  /** Undefined symbols looked up in the host process at load (flat namespace). */
+  flatLookups: string[]
+  /** Undefined symbols bound to a named library. */
+  boundImports: Array<{ symbol: string; library: string }>
+}
+
+export async function machO(file: string): Promise<MachO> {
+  requireTools(['llvm-objdump', 'llvm-nm'])
+  const headers = (await run('llvm-objdump', ['--macho', '--private-headers', file])).stdout
+  const header = headers.split('\n').find((l) => /^\s*MH_MAGIC/.test(l))
+  if (!header) throw new Error(`${file}: no Mach-O header in llvm-objdump's output:\n${headers}`)
+  const [, cpu, , , fileType] = header.trim().split(/\s+/)
+  const build = /cmd LC_BUILD_VERSION\n(?:.*\n)*?\s*platform (\S+)\n(?:.*\n)*?\s*minos (\S+)/.exec(headers)
+  const dylibs = (await run('llvm-objdump', ['--macho', '--dylibs-used', file])).stdout
+    .split('\n')
+    .slice(1)
+    .map((l) => l.trim().replace(/ \(compatibility version.*$/, ''))
+    .filter(Boolean)
+  const exports = (await run('llvm-objdump', ['--macho', '--exports-trie', file])).stdout
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/).pop() ?? '')
+    .filter((s) => s.startsWith('_'))
+  // llvm-nm -m names each undefined symbol's library, or says it is
+  // "dynamically looked up" (two-level namespace with -undefined
+  // dynamic_lookup: resolved in whatever image defines it, here node).
+  const undefinedSymbols = (await run('llvm-nm', ['-m', '-u', file])).stdout.split('\n').filter(Boolean)
+  const flatLookups: string[] = []
+  const boundImports: Array<{ symbol: string; library: string }> = []
+  for (const line of undefinedSymbols) {
+    const m = /external (\S+)(?: \((.*)\))?$/.exec(line.trim())
+    if (!m) throw new Error(`unexpected llvm-nm line: ${line}`)
+    const [, symbol, where = ''] = m
+    if (where === 'dynamically looked up') flatLookups.push(symbol)
+    else boundImports.push({ symbol, library: where.replace(/^from /, '') })
+  }
+  return {
+    fileType,
+    cpu,
+    buildVersion: build ? { platform: build[1], minos: build[2] } : null,
+    dylibs,
+    exports,
+    flatLookups,
+    boundImports,
+  }
+}
+
+export interface PeFile {
+  /** objdump's file format, e.g. pei-x86-64. */
+  format: string
+  isDll: boolean
+  /** Names in the export table. */
+  exports: string[]
+  /** DLLs of the import table. */
+  dlls: string[]
+}
+
+export async function peImports(file: string): Promise<PeFile> {
+  const objdump = 'x86_64-w64-mingw32-objdump'
+  requireTools([objdump])
+  const out = (await run(objdump, ['-p', file])).stdout
+  const format = /file format (\S+)/.exec(out)?.[1] ?? ''
+  const characteristics = /^Characteristics\s+0x([0-9a-f]+)/im.exec(out)
+  // IMAGE_FILE_DLL
+  const isDll = characteristics ? (parseInt(characteristics[1], 16) & 0x2000) !== 0 : false
+  const dlls = [...out.matchAll(/^\s*DLL Name: (\S+)$/gm)].map((m) => m[1])
+  const table = out.split('[Ordinal/Name Pointer] Table')[1] ?? ''
+  const exports = [...table.matchAll(/^\s*\[\s*\d+\] (\S+)$/gm)].map((m) => m[1])
+  return { format, isDll, exports, dlls }
+}
