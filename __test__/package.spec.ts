@@ -211,6 +211,8 @@ console.log(image instanceof ImageHandle);
       const disk = JSON.parse(acquired) as { vmdkPath: string; fsmetaPath: string; layers: string[] }
       const home = platform.hostPath(own.home)
       for (const file of [disk.vmdkPath, disk.fsmetaPath, ...disk.layers]) expect(file.startsWith(home)).toBe(true)
+      // Windows paths in one style: backslashes only.
+      if (platform.os === 'win32') expect([disk.vmdkPath, disk.fsmetaPath, ...disk.layers].filter((f) => f.includes('/'))).toEqual([])
       // The descriptor names its extents as this platform names files.
       const descriptor = await fsp.readFile(platform.localPath(disk.vmdkPath), 'utf8')
       const extents = [...descriptor.matchAll(/^RW \d+ FLAT "([^"]+)" \d+$/gm)].map((m) => m[1])

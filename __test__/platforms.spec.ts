@@ -89,7 +89,9 @@ describe('darwin-arm64 binary', () => {
     expect(m.cpu).toBe('ARM64')
     expect(m.exports).toContain('_napi_register_module_v1')
     // LC_BUILD_VERSION: platform 1 is macOS; the minimum is what we promise.
-    expect(m.buildVersion).toEqual({ platform: 'MACOS', minos: MIN_MACOS })
+    expect(m.buildVersion).toEqual({ platform: 'macos', minos: MIN_MACOS })
+    // Its own install name is no path of this machine.
+    expect(m.id).toBe('@rpath/microsandbox.darwin-arm64.node')
   })
 
   test('links only libSystem and system frameworks, and looks up nothing but N-API in the host', async () => {
@@ -99,6 +101,8 @@ describe('darwin-arm64 binary', () => {
     expect(m.dylibs).toContain('/usr/lib/libSystem.B.dylib')
     expect(m.flatLookups.length).toBeGreaterThan(0)
     for (const symbol of m.flatLookups) expect(symbol).toMatch(/^_(napi|node_api)_/)
+    // Everything else binds to those libraries by name.
+    expect(new Set(m.boundImports.map((i) => i.library))).toEqual(new Set(['libSystem', 'CoreFoundation']))
   })
 })
 

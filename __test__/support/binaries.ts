@@ -16,6 +16,8 @@ export interface MachO {
   cpu: string
   /** LC_BUILD_VERSION: platform name and minimum OS version. */
   buildVersion: { platform: string; minos: string } | null
+  /** LC_ID_DYLIB: the library's own install name. */
+  id: string
   /** Install names of the LC_LOAD_DYLIB libraries. */
   dylibs: string[]
   /** Exported symbols (the export trie). */
@@ -33,11 +35,13 @@ export async function machO(file: string): Promise<MachO> {
   if (!header) throw new Error(`${file}: no Mach-O header in llvm-objdump's output:\n${headers}`)
   const [, cpu, , , fileType] = header.trim().split(/\s+/)
   const build = /cmd LC_BUILD_VERSION\n(?:.*\n)*?\s*platform (\S+)\n(?:.*\n)*?\s*minos (\S+)/.exec(headers)
+  const id = (await run('llvm-objdump', ['--macho', '--dylib-id', file])).stdout.split('\n')[1]?.trim() ?? ''
+  // --dylibs-used lists LC_ID_DYLIB too.
   const dylibs = (await run('llvm-objdump', ['--macho', '--dylibs-used', file])).stdout
     .split('\n')
     .slice(1)
     .map((l) => l.trim().replace(/ \(compatibility version.*$/, ''))
-    .filter(Boolean)
+    .filter((l) => l && l !== id)
   const exports = (await run('llvm-objdump', ['--macho', '--exports-trie', file])).stdout
     .split('\n')
     .map((l) => l.trim().split(/\s+/).pop() ?? '')
@@ -59,6 +63,7 @@ export async function machO(file: string): Promise<MachO> {
     fileType,
     cpu,
     buildVersion: build ? { platform: build[1], minos: build[2] } : null,
+    id,
     dylibs,
     exports,
     flatLookups,

@@ -276,7 +276,7 @@ pub fn live_set(conn: &rusqlite::Connection) -> Result<LiveSet> {
 pub fn sweep(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<()> {
     let mut garbage = Vec::new();
     for kind in Kind::ALL {
-        let dir = store.root().join(kind.dir());
+        let dir = store.root().join(crate::os::native(kind.dir()));
         for (name, path, inode) in entries(&dir)? {
             let reached = name.strip_suffix(kind.suffix()).is_some_and(|hex| live.reaches(kind, hex));
             if !reached {

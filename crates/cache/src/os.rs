@@ -21,6 +21,22 @@ use std::fs::{self, File};
 use std::io;
 use std::path::Path;
 
+/// A `/`-separated relative path (the store's layout: `layers/sha256`,
+/// `db/index.sqlite`) in this system's separators, to join onto the cache
+/// root. Windows accepts `/` in most calls, but not inside `\\?\` long
+/// paths, and a path in a VMDK descriptor or shown to users should not mix
+/// `C:\Users\me\.microsandbox\layers/sha256\…`. Elsewhere it is the path as given.
+pub fn native(relative: &str) -> std::path::PathBuf {
+    #[cfg(windows)]
+    {
+        relative.split('/').collect()
+    }
+    #[cfg(not(windows))]
+    {
+        std::path::PathBuf::from(relative)
+    }
+}
+
 /// The gzip decoder (one or more members; CRC and length checked).
 ///
 /// ISA-L (about 1.6x zlib-rs's inflate here) on Linux; zlib-rs (flate2,

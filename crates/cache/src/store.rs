@@ -107,7 +107,7 @@ impl Store {
             create_private_dir(root)?;
         }
         for dir in OTHER_DIRS.into_iter().chain(Kind::ALL.map(Kind::dir)) {
-            let path = root.join(dir);
+            let path = root.join(crate::os::native(dir));
             if !path.is_dir() {
                 fs::create_dir_all(&path).map_err(Error::cache(&path))?;
             }
@@ -122,14 +122,14 @@ impl Store {
 
     /// The SQLite index file.
     pub fn db_path(&self) -> PathBuf {
-        self.root.join("db/index.sqlite")
+        self.root.join(crate::os::native("db/index.sqlite"))
     }
 
     /// Where an artifact lives.
     pub fn path(&self, artifact: &Artifact) -> PathBuf {
         let kind = artifact.kind();
         self.root
-            .join(kind.dir())
+            .join(crate::os::native(kind.dir()))
             .join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
     }
 
@@ -209,7 +209,7 @@ impl Store {
     /// name files this or another process just published.
     pub fn sync_artifact_dirs(&self) -> Result<()> {
         for kind in Kind::ALL {
-            let path = self.root.join(kind.dir());
+            let path = self.root.join(crate::os::native(kind.dir()));
             crate::os::sync_dir(&path).map_err(Error::cache(&path))?;
         }
         Ok(())
