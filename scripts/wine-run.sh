@@ -6,7 +6,9 @@
 # printed: under Wine, Node cannot write to a pipe (libuv's pipe check
 # fails), and a file works for every program. WINEDEBUG=-all keeps Wine's
 # own diagnostics out of the program's stderr; mscoree and mshtml are
-# disabled so a new prefix does not try to install Mono or Gecko.
+# disabled so a new prefix does not try to install Mono or Gecko. Wine 8
+# lacks bcryptprimitives.dll, which Rust programs need on Windows 10+; the
+# prefix gets one built from scripts/wine/bcryptprimitives.c (why: there).
 #   scripts/wine-run.sh PROGRAM.exe ARGS...
 #   scripts/wine-run.sh --init   create the prefix (quietly), nothing else
 set -euo pipefail
@@ -14,14 +16,17 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export WINEPREFIX="${WINEPREFIX:-$root/target/wine}"
 export WINEDEBUG="${WINEDEBUG:--all}"
 export WINEDLLOVERRIDES="${WINEDLLOVERRIDES:-mscoree,mshtml=}"
-if [ "${1:-}" = "--init" ]; then
-  if [ ! -f "$WINEPREFIX/system.reg" ]; then
-    mkdir -p "$WINEPREFIX"
-    wineboot --init >/dev/null 2>&1
-    wineserver --wait
-  fi
-  exit 0
+if [ ! -f "$WINEPREFIX/system.reg" ]; then
+  mkdir -p "$WINEPREFIX"
+  wineboot --init >/dev/null 2>&1
+  wineserver --wait
 fi
+prng="$WINEPREFIX/drive_c/windows/system32/bcryptprimitives.dll"
+if [ ! -f "$prng" ] || [ "$root/scripts/wine/bcryptprimitives.c" -nt "$prng" ]; then
+  x86_64-w64-mingw32-gcc-win32 -shared -O2 -o "$prng" \
+    "$root/scripts/wine/bcryptprimitives.c" "$root/scripts/wine/bcryptprimitives.def" -lbcrypt
+fi
+[ "${1:-}" = "--init" ] && exit 0
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0
