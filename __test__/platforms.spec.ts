@@ -103,6 +103,7 @@ describe('darwin-arm64 binary', () => {
     for (const symbol of m.flatLookups) expect(symbol).toMatch(/^_(napi|node_api)_/)
     // Everything else binds to those libraries by name.
     expect(new Set(m.boundImports.map((i) => i.library))).toEqual(new Set(['libSystem', 'CoreFoundation']))
+    expect(m.flatLookups).toContain('_napi_create_function')
   })
 })
 

@@ -1,6 +1,6 @@
 /**
  * What a built binary is, read by the toolchains' own inspectors: LLVM's
- * llvm-objdump and llvm-nm for Mach-O (Debian's `llvm`), MinGW's objdump
+ * llvm-objdump for Mach-O (Debian's `llvm`), MinGW's objdump
  * for PE (Debian's `binutils-mingw-w64-x86-64`). Nothing here parses
  * binaries itself.
  */
@@ -29,7 +29,7 @@ export interface MachO {
 }
 
 export async function machO(file: string): Promise<MachO> {
-  requireTools(['llvm-objdump', 'llvm-nm'])
+  requireTools(['llvm-objdump'])
   const headers = (await run('llvm-objdump', ['--macho', '--private-headers', file])).stdout
   const header = headers.split('\n').find((l) => /^\s*MH_MAGIC/.test(l))
   if (!header) throw new Error(`${file}: no Mach-O header in llvm-objdump's output:\n${headers}`)
@@ -46,18 +46,23 @@ export async function machO(file: string): Promise<MachO> {
     .split('\n')
     .map((l) => l.trim().split(/\s+/).pop() ?? '')
     .filter((s) => s.startsWith('_'))
-  // llvm-nm -m names each undefined symbol's library, or says it is
-  // "dynamically looked up" (two-level namespace with -undefined
-  // dynamic_lookup: resolved in whatever image defines it, here node).
-  const undefinedSymbols = (await run('llvm-nm', ['-m', '-u', file])).stdout.split('\n').filter(Boolean)
+  // What dyld binds at load: each imported symbol and the library it is
+  // looked up in, "flat-namespace" for those linked with -undefined
+  // dynamic_lookup (found in whatever image defines them: node). The
+  // binary carries LC_DYLD_INFO bind tables (zig does not emit chained
+  // fixups), which LLVM 14's objdump prints; none at all fails the checks.
   const flatLookups: string[] = []
   const boundImports: Array<{ symbol: string; library: string }> = []
-  for (const line of undefinedSymbols) {
-    const m = /external (\S+)(?: \((.*)\))?$/.exec(line.trim())
-    if (!m) throw new Error(`unexpected llvm-nm line: ${line}`)
-    const [, symbol, where = ''] = m
-    if (where === 'dynamically looked up') flatLookups.push(symbol)
-    else boundImports.push({ symbol, library: where.replace(/^from /, '') })
+  for (const table of ['--bind', '--lazy-bind']) {
+    const rows = (await run('llvm-objdump', ['--macho', table, file])).stdout.split('\n')
+    const start = rows.findIndex((l) => /^segment\s+section\s+address/.test(l))
+    if (start < 0) continue
+    for (const row of rows.slice(start + 1).filter((l) => l.trim())) {
+      const fields = row.trim().split(/\s+/)
+      const [library, symbol] = fields.slice(-2)
+      if (library === 'flat-namespace') flatLookups.push(symbol)
+      else boundImports.push({ symbol, library })
+    }
   }
   return {
     fileType,
