@@ -154,7 +154,10 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
 /// opened the file without it (a virus scanner or the search indexer,
 /// usually for a moment) makes the rename fail with a sharing violation or
 /// access denied; those are retried for up to two seconds, as Go's and
-/// Git's Windows ports do, and then reported.
+/// Git's Windows ports do, and then reported. Where the file system offers
+/// only the classic semantics (FAT and exFAT, many network shares, Wine),
+/// Windows refuses to replace a file anyone holds open at all: the same
+/// error, after the same retries, and the old file stays as it was.
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
     #[cfg(windows)]
     {
@@ -356,13 +359,26 @@ mod tests {
         sync_file(&file).unwrap();
         drop(file);
         fs::write(&b, b"old").unwrap();
-        // Replacing a file another handle holds open.
-        let held = File::open(&b).unwrap();
         rename(&a, &b).unwrap();
         sync_dir(dir.path()).unwrap();
-        drop(held);
         assert_eq!(fs::read(&b).unwrap().len(), 1 << 16);
         assert!(!a.exists());
+
+        // Replacing a file another handle holds open: always on Unix, with
+        // POSIX semantics on NTFS; refused, with nothing lost, where
+        // Windows has only the classic semantics (see `rename`).
+        fs::write(&a, b"new").unwrap();
+        let held = File::open(&b).unwrap();
+        match rename(&a, &b) {
+            Ok(()) => assert_eq!(fs::read(&b).unwrap(), b"new"),
+            #[cfg(windows)]
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                assert_eq!(fs::read(&a).unwrap(), b"new");
+                assert_eq!(fs::read(&b).unwrap().len(), 1 << 16);
+            }
+            Err(e) => panic!("replacing an open file: {e}"),
+        }
+        drop(held);
     }
 
     #[test]
