@@ -325,7 +325,11 @@ fn entries(dir: &Path) -> Result<Vec<(String, PathBuf, u64)>> {
     let mut out = Vec::new();
     for entry in read {
         let entry = entry.map_err(Error::cache(dir))?;
-        out.push((entry.file_name().to_string_lossy().into_owned(), entry.path(), crate::os::deletion_key(&entry)));
+        out.push((
+            entry.file_name().to_string_lossy().into_owned(),
+            entry.path(),
+            crate::os::deletion_key(&entry),
+        ));
     }
     Ok(out)
 }

@@ -310,7 +310,10 @@ mod windows {
         let sddl: Vec<u16> = OsStr::new(OWNER_ONLY).encode_wide().chain([0]).collect();
         let mut descriptor = std::ptr::null_mut();
         // SAFETY: a NUL-terminated SDDL string; the descriptor is freed below.
-        if unsafe { ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.as_ptr(), SDDL_REVISION_1, &mut descriptor, std::ptr::null_mut()) } == 0 {
+        if unsafe {
+            ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.as_ptr(), SDDL_REVISION_1, &mut descriptor, std::ptr::null_mut())
+        } == 0
+        {
             return Err(io::Error::last_os_error());
         }
         let attributes = SECURITY_ATTRIBUTES {
