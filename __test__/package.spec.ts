@@ -196,7 +196,7 @@ console.log(image instanceof ImageHandle);
   const [loaded] = await Image.load(${JSON.stringify(platform.hostPath(pythonArchive))}, { tag: "loaded:1" });
   console.log(loaded.reference);
   const disk = await Image.acquire("loaded:1", { sandbox: "sb-1" });
-  console.log(JSON.stringify(disk));
+  console.log(JSON.stringify({ ...disk, descriptor: require("fs").readFileSync(disk.vmdkPath, "utf8") }));
   await Image.release("sb-1");
   const report = await Image.prune();
   console.log(report.imageRefsRemoved, report.layersRemoved, report.bytesReclaimed);
@@ -208,14 +208,13 @@ console.log(image instanceof ImageHandle);
       const [pulled, loaded, acquired, pruned, left] = out.trim().split('\n')
       expect(pulled).toBe(`${registry.host}/fixture/python:build ${python.layers.length}`)
       expect(loaded).toBe('docker.io/library/loaded:1')
-      const disk = JSON.parse(acquired) as { vmdkPath: string; fsmetaPath: string; layers: string[] }
+      const disk = JSON.parse(acquired) as { vmdkPath: string; fsmetaPath: string; layers: string[]; descriptor: string }
       const home = platform.hostPath(own.home)
       for (const file of [disk.vmdkPath, disk.fsmetaPath, ...disk.layers]) expect(file.startsWith(home)).toBe(true)
       // Windows paths in one style: backslashes only.
       if (platform.os === 'win32') expect([disk.vmdkPath, disk.fsmetaPath, ...disk.layers].filter((f) => f.includes('/'))).toEqual([])
       // The descriptor names its extents as this platform names files.
-      const descriptor = await fsp.readFile(platform.localPath(disk.vmdkPath), 'utf8')
-      const extents = [...descriptor.matchAll(/^RW \d+ FLAT "([^"]+)" \d+$/gm)].map((m) => m[1])
+      const extents = [...disk.descriptor.matchAll(/^RW \d+ FLAT "([^"]+)" \d+$/gm)].map((m) => m[1])
       expect(new Set(extents)).toEqual(new Set([disk.fsmetaPath, ...disk.layers]))
       const [refs, layers, bytes] = pruned.split(' ').map(Number)
       expect([refs, layers]).toEqual([2, python.layers.length])

@@ -29,6 +29,7 @@ win=x86_64-pc-windows-gnu
 scripts/build-targets.sh
 scripts/arm64-node.sh >/dev/null
 scripts/wine-run.sh --init
+trap 'scripts/wine-run.sh --stop' EXIT
 # The generated binding must be committed in sync with the Rust code.
 if git rev-parse --git-dir >/dev/null 2>&1 && ! git diff --quiet -- index.js index.d.ts; then
   echo "index.js / index.d.ts differ from the generated ones: commit them" >&2

@@ -10,13 +10,17 @@
 # lacks bcryptprimitives.dll, which Rust programs need on Windows 10+; the
 # prefix gets one built from scripts/wine/bcryptprimitives.c (why: there).
 #   scripts/wine-run.sh PROGRAM.exe ARGS...
-#   scripts/wine-run.sh --init   create the prefix (quietly), nothing else
+#   scripts/wine-run.sh --init   create the prefix (quietly) and start a
+#                                persistent wineserver for it, nothing else
+#   scripts/wine-run.sh --stop   stop that wineserver
+# (Without a running wineserver, each program's wine starts one that
+# outlives it by seconds, holding the caller's output open.)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export WINEPREFIX="${WINEPREFIX:-$root/target/wine}"
 export WINEDEBUG="${WINEDEBUG:--all}"
 export WINEDLLOVERRIDES="${WINEDLLOVERRIDES:-mscoree,mshtml=}"
-if [ ! -f "$WINEPREFIX/system.reg" ]; then
+if [ "${1:-}" != "--stop" ] && [ ! -f "$WINEPREFIX/system.reg" ]; then
   mkdir -p "$WINEPREFIX"
   wineboot --init >/dev/null 2>&1
   wineserver --wait
@@ -26,7 +30,14 @@ if [ ! -f "$prng" ] || [ "$root/scripts/wine/bcryptprimitives.c" -nt "$prng" ]; 
   x86_64-w64-mingw32-gcc-win32 -shared -O2 -o "$prng" \
     "$root/scripts/wine/bcryptprimitives.c" "$root/scripts/wine/bcryptprimitives.def" -lbcrypt
 fi
-[ "${1:-}" = "--init" ] && exit 0
+if [ "${1:-}" = "--stop" ]; then
+  wineserver -k 2>/dev/null || true
+  exit 0
+fi
+if [ "${1:-}" = "--init" ]; then
+  wineserver -p </dev/null >/dev/null 2>&1
+  exit 0
+fi
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 status=0

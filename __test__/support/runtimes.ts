@@ -31,8 +31,6 @@ export interface Runtime {
   env: Record<string, string>
   /** How this Node names a path of this machine. */
   hostPath: (p: string) => string
-  /** The inverse: a path this Node printed, as this machine names it. */
-  localPath: (p: string) => string
 }
 
 const TOOLS = path.join(PACKAGE_ROOT, 'target', 'tools')
@@ -44,7 +42,6 @@ const same = (p: string) => p
 
 /** Wine maps this machine's `/` to drive Z:. */
 export const wineHostPath = (p: string): string => `Z:${p.replace(/\//g, '\\')}`
-export const wineLocalPath = (p: string): string => p.replace(/^Z:/i, '').replace(/\\/g, '/')
 
 function linuxX64(nodeMajor: number, node: string, requires: string[]): Runtime {
   return {
@@ -59,7 +56,6 @@ function linuxX64(nodeMajor: number, node: string, requires: string[]): Runtime 
     foreign: false,
     env: {},
     hostPath: same,
-    localPath: same,
   }
 }
 
@@ -79,7 +75,6 @@ export const RUNTIMES: Runtime[] = [
     foreign: true,
     env: {},
     hostPath: same,
-    localPath: same,
   },
   {
     label: 'win32-x64-msvc on Node 20 for Windows (Wine)',
@@ -94,6 +89,5 @@ export const RUNTIMES: Runtime[] = [
     // Node 20 refuses to start on the Windows version Wine 8 reports.
     env: { NODE_SKIP_PLATFORM_CHECK: '1' },
     hostPath: wineHostPath,
-    localPath: wineLocalPath,
   },
 ]
