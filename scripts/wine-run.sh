@@ -35,7 +35,8 @@ if [ "${1:-}" = "--stop" ]; then
   exit 0
 fi
 if [ "${1:-}" = "--init" ]; then
-  wineserver -p </dev/null >/dev/null 2>&1
+  # Fails when one already runs for this prefix, which is as good.
+  wineserver -p </dev/null >/dev/null 2>&1 || true
   exit 0
 fi
 out=$(mktemp -d)
