@@ -3,9 +3,13 @@
  * platform's binary package (npm/<platform> plus the built addon),
  * installed offline into an empty folder, then the API page's examples run
  * there as ES modules and as CommonJS — loading the addon from the
- * installed binary package, not from this checkout. For linux-x64-gnu with
- * this Node; for linux-arm64-gnu (cross-built by scripts/test.sh) with
- * Debian's arm64 Node under qemu-aarch64.
+ * installed binary package, not from this checkout — and load, acquire,
+ * pull and prune on a real archive and a real registry, in a cache the
+ * installed addon alone wrote. Every runtime of support/runtimes: the
+ * linux-x64-gnu binary in this machine's Node 20 and the official Node 22
+ * and 24, linux-arm64-gnu in Debian's arm64 Node 18 under qemu-aarch64,
+ * win32-x64-msvc (a MinGW DLL) in the official Node 20 for Windows under
+ * Wine. The darwin-arm64 binary cannot run here: platforms.spec.ts checks it.
  */
 import * as fs from 'fs'
 import * as fsp from 'fs/promises'
@@ -14,29 +18,15 @@ import * as path from 'path'
 import { Image } from '..'
 import { buildImage, makeTempDir, requireTools, run, sampleLayers, toDockerArchive, BuiltImage } from './support/images'
 import { PACKAGE_ROOT, artifactTree, childEnv, freshHomePerTest, removedBetween, spawnCollect } from './support/cache'
+import { push, startRegistry, Registry } from './support/registry'
 import { EXAMPLES } from './support/seed-examples'
-
-/** A platform whose binary package is tested, and the Node that runs it. */
-interface Platform {
-  name: string
-  /** `process.arch` there. */
-  arch: string
-  /** The command line that runs Node on this platform. */
-  node: () => string[]
-  /** npm refuses a package for another CPU unless forced. */
-  foreign: boolean
-}
-
-const ARM64_NODE_ROOT = path.join(PACKAGE_ROOT, 'target', 'arm64-node')
-const PLATFORMS: Platform[] = [
-  { name: 'linux-x64-gnu', arch: 'x64', node: () => [process.execPath], foreign: false },
-  { name: 'linux-arm64-gnu', arch: 'arm64', node: () => ['qemu-aarch64', '-L', ARM64_NODE_ROOT, path.join(ARM64_NODE_ROOT, 'usr', 'bin', 'node')], foreign: true },
-]
+import { RUNTIMES, Runtime } from './support/runtimes'
 
 let work: string
 let rootTgz: string
 let python: BuiltImage
 let pythonArchive: string
+let registry: Registry
 
 async function npm(args: string[], cwd: string): Promise<string> {
   const r = await spawnCollect('npm', args, {
@@ -56,7 +46,7 @@ async function pack(dir: string, dest: string): Promise<string> {
 }
 
 beforeAll(async () => {
-  requireTools(['umoci', 'skopeo', 'tar', 'npm', 'qemu-aarch64'])
+  requireTools(['umoci', 'skopeo', 'tar', 'npm', 'qemu-aarch64', 'wine'])
   work = await makeTempDir('msb-package-')
   await fsp.mkdir(path.join(work, 'tarballs'))
   rootTgz = await pack(PACKAGE_ROOT, path.join(work, 'tarballs'))
@@ -66,9 +56,12 @@ beforeAll(async () => {
     refs: ['localhost/fixture/python:build'],
   })
   pythonArchive = await toDockerArchive(python, path.join(work, 'python.tar'))
+  registry = await startRegistry()
+  await push(`oci:${python.layout}:localhost/fixture/python:build`, `${registry.host}/fixture/python:build`)
 }, 300_000)
 
 afterAll(async () => {
+  if (registry) await registry.stop()
   if (work) await fsp.rm(work, { recursive: true, force: true })
 })
 
@@ -78,7 +71,7 @@ beforeEach(async () => {
   await Image.load(pythonArchive, { tag: 'old:tag' })
 })
 
-describe.each(PLATFORMS)('$name', (platform) => {
+describe.each(RUNTIMES)('$label', (platform: Runtime) => {
   const binaryDir = path.join(PACKAGE_ROOT, 'npm', platform.name)
   const addonName = `microsandbox.${platform.name}.node`
   let consumer: string
@@ -90,25 +83,27 @@ describe.each(PLATFORMS)('$name', (platform) => {
     }
     const addon = path.join(PACKAGE_ROOT, addonName)
     if (!fs.existsSync(addon)) throw new Error(`${addon} is missing: build it first (scripts/test.sh builds every tested platform)`)
-    const [node] = platform.node()
-    if (node !== process.execPath && !fs.existsSync(path.join(ARM64_NODE_ROOT, 'usr', 'bin', 'node'))) {
-      throw new Error(`${ARM64_NODE_ROOT} holds no arm64 Node: run scripts/arm64-node.sh`)
-    }
-    const binaryCopy = path.join(work, platform.name)
+    const missing = platform.requires.filter((file) => !fs.existsSync(file))
+    if (missing.length > 0) throw new Error(`${platform.label} needs ${missing.join(', ')}: run ${platform.setup} (this test fails rather than skips)`)
+    const binaryCopy = path.join(work, platform.label)
     await fsp.cp(binaryDir, binaryCopy, { recursive: true })
     await fsp.copyFile(addon, path.join(binaryCopy, addonName))
     binaryTgz = await pack(binaryCopy, path.join(work, 'tarballs'))
-    consumer = path.join(work, `consumer-${platform.name}`)
+    consumer = path.join(work, `consumer-${platform.label}`)
     await fsp.mkdir(consumer)
     await fsp.writeFile(path.join(consumer, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }))
     await npm(['install', '--offline', '--no-audit', '--no-fund', ...(platform.foreign ? ['--force'] : []), rootTgz, binaryTgz], consumer)
   }, 300_000)
 
-  async function runInConsumer(name: string, source: string): Promise<string> {
+  async function runInConsumer(name: string, source: string, home?: string): Promise<string> {
     const file = path.join(consumer, name)
     await fsp.writeFile(file, source)
     const [command, ...args] = platform.node()
-    const r = await spawnCollect(command, [...args, file], { cwd: consumer, env: childEnv({ MSB_HOME: cache.home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined }), timeoutMs: 120_000 })
+    const r = await spawnCollect(command, [...args, file], {
+      cwd: consumer,
+      env: childEnv({ MSB_HOME: home ?? cache.home, MSB_BACKEND: undefined, NAPI_RS_NATIVE_LIBRARY_PATH: undefined, ...platform.env }),
+      timeoutMs: 180_000,
+    })
     expect({ code: r.code, signal: r.signal, stderr: r.stderr }).toEqual({ code: 0, signal: null, stderr: '' })
     return r.stdout
   }
@@ -128,13 +123,15 @@ describe.each(PLATFORMS)('$name', (platform) => {
 console.log(require.resolve('microsandbox'));
 console.log(Object.keys(require.cache).find((k) => k.endsWith('.node')));
 console.log(typeof m.Image.list, m.__napiBindingTarget);
-console.log(process.arch);
+console.log(process.platform, process.arch, process.version);
 `,
     )
-    const [resolved, addon, kinds, arch] = out.trim().split('\n')
-    expect(arch).toBe(platform.arch)
-    expect(resolved).toBe(path.join(consumer, 'node_modules', 'microsandbox', 'index.js'))
-    expect(addon).toBe(path.join(consumer, 'node_modules', `microsandbox-${platform.name}`, addonName))
+    const [resolved, addon, kinds, runtime] = out.trim().split('\n')
+    const [os, arch, version] = runtime.split(' ')
+    expect([os, arch]).toEqual([platform.os, platform.arch])
+    expect(version.startsWith(`v${platform.nodeMajor}.`)).toBe(true)
+    expect(resolved).toBe(platform.hostPath(path.join(consumer, 'node_modules', 'microsandbox', 'index.js')))
+    expect(addon).toBe(platform.hostPath(path.join(consumer, 'node_modules', `microsandbox-${platform.name}`, addonName)))
     expect(kinds).toBe('function native')
     expect(fs.lstatSync(path.join(consumer, 'node_modules', 'microsandbox')).isSymbolicLink()).toBe(false)
   })
@@ -183,6 +180,50 @@ console.log(image instanceof ImageHandle);
 `,
     )
     expect(out).toBe('docker.io/library/old:tag,docker.io/library/python:3.12\n2\ntrue true image_not_found\n')
+  })
+
+  test('load, acquire, pull and prune run in a cache the installed addon alone writes', async () => {
+    const ownRoot = await makeTempDir('msb-package-home-')
+    const own = { home: path.join(ownRoot, 'cache') }
+    try {
+      const platformArg = `${python.config.os}/${python.config.architecture}`
+      const out = await runInConsumer(
+        'lifecycle.cjs',
+        `const { Image } = require("microsandbox");
+(async () => {
+  const pulled = await Image.pull(${JSON.stringify(`${registry.host}/fixture/python:build`)}, { platform: ${JSON.stringify(platformArg)} });
+  console.log(pulled.reference, pulled.layerCount);
+  const [loaded] = await Image.load(${JSON.stringify(platform.hostPath(pythonArchive))}, { tag: "loaded:1" });
+  console.log(loaded.reference);
+  const disk = await Image.acquire("loaded:1", { sandbox: "sb-1" });
+  console.log(JSON.stringify({ ...disk, descriptor: require("fs").readFileSync(disk.vmdkPath, "utf8") }));
+  await Image.release("sb-1");
+  const report = await Image.prune();
+  console.log(report.imageRefsRemoved, report.layersRemoved, report.bytesReclaimed);
+  console.log((await Image.list()).length);
+})();
+`,
+        own.home,
+      )
+      const [pulled, loaded, acquired, pruned, left] = out.trim().split('\n')
+      expect(pulled).toBe(`${registry.host}/fixture/python:build ${python.layers.length}`)
+      expect(loaded).toBe('docker.io/library/loaded:1')
+      const disk = JSON.parse(acquired) as { vmdkPath: string; fsmetaPath: string; layers: string[]; descriptor: string }
+      const home = platform.hostPath(own.home)
+      for (const file of [disk.vmdkPath, disk.fsmetaPath, ...disk.layers]) expect(file.startsWith(home)).toBe(true)
+      // Windows paths in one style: backslashes only.
+      if (platform.os === 'win32') expect([disk.vmdkPath, disk.fsmetaPath, ...disk.layers].filter((f) => f.includes('/'))).toEqual([])
+      // The descriptor names its extents as this platform names files.
+      const extents = [...disk.descriptor.matchAll(/^RW \d+ FLAT "([^"]+)" \d+$/gm)].map((m) => m[1])
+      expect(new Set(extents)).toEqual(new Set([disk.fsmetaPath, ...disk.layers]))
+      const [refs, layers, bytes] = pruned.split(' ').map(Number)
+      expect([refs, layers]).toEqual([2, python.layers.length])
+      expect(bytes).toBeGreaterThan(0)
+      expect(left).toBe('0')
+      expect((await artifactTree(own.home)).size).toBe(0)
+    } finally {
+      await fsp.rm(ownRoot, { recursive: true, force: true })
+    }
   })
 
   test('the packed package.json names the platform binary package in optionalDependencies (else `npm install microsandbox` installs no addon)', async () => {

@@ -7,7 +7,11 @@
 # from bookworm-backports, as older kernels cannot mount a multi-device EROFS
 # image from one flat disk. The linux-arm64-gnu binary is cross-built with
 # Debian's aarch64 gcc and tested under qemu-user with Debian's arm64 Node
-# (the arm64 apt architecture; scripts/arm64-node.sh unpacks it).
+# (the arm64 apt architecture; scripts/arm64-node.sh unpacks it). The
+# win32-x64 binary is built with Debian's MinGW gcc and run under Debian's
+# Wine; the darwin-arm64 one is inspected with LLVM's objdump. Last, the
+# pinned tools Debian lacks (zig, cargo-zigbuild, official Node builds) come
+# from PyPI wheels: scripts/cross-tools.sh.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 sudo=""
@@ -33,6 +37,9 @@ fi
 $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   skopeo umoci erofs-utils docker-registry busybox-static cpio xz-utils \
   pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates \
-  gcc-aarch64-linux-gnu libc6-dev-arm64-cross tmux
+  gcc-aarch64-linux-gnu libc6-dev-arm64-cross tmux \
+  gcc-mingw-w64-x86-64 wine wine64 llvm
+python3 -m pip --version >/dev/null 2>&1 || $sudo apt-get install -y -q --no-install-recommends python3-pip
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-user qemu-utils linux-image-amd64
+"$(dirname "$0")/cross-tools.sh"

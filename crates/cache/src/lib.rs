@@ -19,6 +19,7 @@ mod gc;
 mod index;
 mod ingest;
 pub mod model;
+pub mod os;
 mod parallel;
 pub mod source;
 mod store;

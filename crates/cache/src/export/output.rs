@@ -128,8 +128,8 @@ impl Output {
     pub fn finish(mut self) -> Result<()> {
         match &mut self {
             Output::Replace { path, dest, file, done } => {
-                file.sync_all().map_err(|e| write_error(dest, e))?;
-                fs::rename(&*path, &*dest).map_err(|e| write_error(dest, e))?;
+                crate::os::sync_file(file).map_err(|e| write_error(dest, e))?;
+                crate::os::rename(path, dest).map_err(|e| write_error(dest, e))?;
                 *done = true;
                 Ok(())
             }

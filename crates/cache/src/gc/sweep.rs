@@ -59,7 +59,7 @@ pub fn doomed(store: &Store, doomed: &Doomed) -> Result<PruneReport> {
 pub fn unreached(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<()> {
     let mut garbage = Vec::new();
     for kind in Kind::ALL {
-        for entry in store::entries(&store.root().join(kind.dir()))? {
+        for entry in store::entries(&store.dir(kind))? {
             let reached = entry
                 .name
                 .strip_suffix(kind.suffix())
@@ -73,7 +73,8 @@ pub fn unreached(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Res
             }
         }
     }
-    garbage.sort_unstable_by_key(|g| g.inode);
+    // Stable: where there are no inode numbers, directory order is kept.
+    garbage.sort_by_key(|g| g.inode);
     remove_all(&garbage, report)?;
     for entry in store::entries(&store.tmp_dir())? {
         report.bytes_reclaimed += store::remove(&entry.path)?.unwrap_or(0);

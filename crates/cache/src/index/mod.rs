@@ -61,6 +61,9 @@ impl Index {
             // FULL makes each commit durable before the collector deletes
             // the files a commit dropped.
             conn.pragma_update(None, "synchronous", "FULL")?;
+            crate::os::SQLITE_DURABILITY
+                .iter()
+                .try_for_each(|(name, value)| conn.pragma_update(None, name, value))?;
             // Big transactions (a prune of thousands of images) would spill a
             // small page cache to the WAL over and over; pages are allocated
             // only as used.

@@ -132,15 +132,18 @@ impl Store {
 
     /// The SQLite index file.
     pub fn db_path(&self) -> PathBuf {
-        self.root.join("db/index.sqlite")
+        self.root.join(crate::os::native("db/index.sqlite"))
+    }
+
+    /// The directory of artifacts of `kind`.
+    pub fn dir(&self, kind: Kind) -> PathBuf {
+        self.root.join(crate::os::native(kind.dir()))
     }
 
     /// Where an artifact lives.
     pub fn path(&self, artifact: &Artifact) -> PathBuf {
         let kind = artifact.kind();
-        self.root
-            .join(kind.dir())
-            .join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
+        self.dir(kind).join(format!("{}{}", artifact.digest().hex(), kind.suffix()))
     }
 
     /// Where the EROFS image of the layer with this diff_id lives.
@@ -173,8 +176,8 @@ impl Store {
     /// name files this or another process just published.
     pub fn sync_artifact_dirs(&self) -> Result<()> {
         for kind in Kind::ALL {
-            let path = self.root.join(kind.dir());
-            sync_dir(&path).map_err(Error::cache(&path))?;
+            let path = self.dir(kind);
+            crate::os::sync_dir(&path).map_err(Error::cache(&path))?;
         }
         Ok(())
     }
@@ -203,11 +206,7 @@ fn real_dir(path: &Path) -> Result<()> {
 }
 
 fn create_private_dir(path: &Path) -> Result<()> {
-    let mut builder = fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder.create(path).map_err(Error::cache(path))
+    crate::os::create_private_dir(path).map_err(Error::cache(path))
 }
 
 /// One entry of a cache directory, as the collector reads it.
@@ -216,7 +215,7 @@ pub struct Entry {
     pub name: String,
     /// The whole path.
     pub path: PathBuf,
-    /// The inode number, to delete in disk order (0 where there is none).
+    /// The order to delete in ([`crate::os::deletion_key`]).
     pub inode: u64,
 }
 
@@ -234,21 +233,12 @@ pub fn entries(dir: &Path) -> Result<Vec<Entry>> {
         out.push(Entry {
             name: entry.file_name().to_string_lossy().into_owned(),
             path: entry.path(),
-            inode: inode(&entry),
+            inode: crate::os::deletion_key(&entry),
         });
     }
     Ok(out)
 }
 
-#[cfg(unix)]
-fn inode(entry: &fs::DirEntry) -> u64 {
-    std::os::unix::fs::DirEntryExt::ino(entry)
-}
-
-#[cfg(not(unix))]
-fn inode(_: &fs::DirEntry) -> u64 {
-    0
-}
 
 /// Removes a file or directory tree, returning the bytes of the files it
 /// held (measured just before each unlink), or None when it was already gone.
@@ -271,30 +261,6 @@ pub fn remove(path: &Path) -> Result<Option<u64>> {
     }
     fs::remove_dir(path).map_err(Error::cache(path))?;
     Ok(Some(bytes))
-}
-
-/// Starts writing a file's dirty pages to disk without waiting, so the
-/// fsync at publication finds little left to do. Linux only; a no-op elsewhere.
-pub fn start_writeback(file: &File) {
-    #[cfg(target_os = "linux")]
-    {
-        use std::os::fd::AsRawFd;
-        // SAFETY: a valid open descriptor; the call only schedules writeback.
-        unsafe { libc::sync_file_range(file.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = file;
-}
-
-#[cfg(unix)]
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
-}
-
-/// Windows makes renames durable with the file system's journal; directories cannot be opened for syncing.
-#[cfg(not(unix))]
-fn sync_dir(_dir: &Path) -> io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]

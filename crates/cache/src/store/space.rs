@@ -98,7 +98,7 @@ impl<W: Write> Write for Watched<W> {
 
 /// Whether `need` more bytes fit on the file system of `dir` above the reserve.
 fn check(dir: &Path, need: u64, what: &str) -> io::Result<()> {
-    let free = free_space(dir)?;
+    let free = crate::os::free_space(dir)?;
     if free >= need.saturating_add(RESERVE) {
         return Ok(());
     }
@@ -108,25 +108,4 @@ fn check(dir: &Path, need: u64, what: &str) -> io::Result<()> {
             "not enough free space for {what}: it needs {need} more bytes, {free} are free and the cache leaves {RESERVE} to the rest of the system"
         ),
     ))
-}
-
-/// Bytes an unprivileged process may still write on the file system of `path`.
-#[cfg(unix)]
-fn free_space(path: &Path) -> io::Result<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
-    // SAFETY: a NUL-terminated path and a zeroed out-parameter.
-    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statvfs(c_path.as_ptr(), &mut stat) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    #[allow(clippy::unnecessary_cast)]
-    Ok((stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64))
-}
-
-/// Elsewhere no check is possible here; the system's own errors stop a write.
-#[cfg(not(unix))]
-fn free_space(_: &Path) -> io::Result<u64> {
-    Ok(u64::MAX)
 }

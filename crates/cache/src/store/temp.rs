@@ -91,9 +91,9 @@ impl TempFile {
     /// durable by [`Store::sync_artifact_dirs`] before any index row names it.
     pub fn publish(mut self, dest: &Path) -> Result<()> {
         let file = self.file.take().expect("temp file is open until published");
-        file.sync_all().map_err(Error::cache(&self.path))?;
+        crate::os::sync_file(&file).map_err(Error::cache(&self.path))?;
         drop(file);
-        fs::rename(&self.path, dest).map_err(Error::cache(dest))?;
+        crate::os::rename(&self.path, dest).map_err(Error::cache(dest))?;
         self.path.clear();
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Decompression of layers and archives, chosen by the stream's magic bytes
-//! (media types and file names lie). gzip goes through ISA-L, whose inflate
+//! (media types and file names lie). gzip goes through ISA-L (zlib-rs on
+//! macOS and Windows: [`crate::os::GzipDecoder`] says why), whose inflate
 //! is the fastest streaming one available (about 1.6x zlib-rs here); zstd
 //! through libzstd.
 
@@ -9,7 +10,7 @@ use std::io::{self, BufRead, Read};
 pub enum Decoder<T: BufRead> {
     /// gzip, one or more members; CRC and length checked. Boxed: ISA-L's
     /// state is large, and the other variants need not carry its size.
-    Gzip(Box<isal::read::GzipDecoder<T>>),
+    Gzip(Box<crate::os::GzipDecoder<T>>),
     /// zstd frames.
     Zstd(zstd::stream::read::Decoder<'static, T>),
     /// Not compressed.
@@ -21,7 +22,7 @@ impl<T: BufRead> Decoder<T> {
     pub fn sniff(mut input: T) -> io::Result<Self> {
         let head = input.fill_buf()?;
         Ok(if head.starts_with(&[0x1f, 0x8b]) {
-            Decoder::Gzip(Box::new(isal::read::GzipDecoder::new(input)))
+            Decoder::Gzip(Box::new(crate::os::gzip_decoder(input)))
         } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
             Decoder::Zstd(zstd::stream::read::Decoder::with_buffer(input)?)
         } else {

@@ -25,7 +25,7 @@ use crate::index::write::LayerRecord;
 use crate::index::{read, write};
 use crate::ingest::Lease;
 use crate::source::BlobSource;
-use crate::store::{self, Artifact, SpaceWatch, TempFile};
+use crate::store::{Artifact, SpaceWatch, TempFile};
 
 const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
@@ -284,7 +284,7 @@ impl Stream<'_> {
     /// image, which grows with the tar, would not fit on the disk.
     fn next_chunk(&mut self) -> io::Result<bool> {
         if self.since_writeback >= WRITEBACK_EVERY {
-            store::start_writeback(self.output);
+            crate::os::start_writeback(self.output);
             self.since_writeback = 0;
         }
         match self.chunks.recv() {
