@@ -112,7 +112,11 @@ fn fetch(store: &Store, index: &Index, reference: &Reference, request: &PullRequ
         .map(|l| l.diff_id)
         .collect();
     let present = ingest::layers_present(store, index, &cached)?;
-    if let Some(summary) = present.then(|| ingest::add_reference(index, reference, &digest)).transpose()?.flatten() {
+    if let Some(summary) = present
+        .then(|| ingest::add_reference(index, reference, &digest))
+        .transpose()?
+        .flatten()
+    {
         for (layer, diff_id) in parsed.layers.iter().zip(cached) {
             progress(Progress::Layer {
                 digest: layer.digest.clone(),
