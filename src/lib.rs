@@ -8,6 +8,7 @@ mod args;
 mod errors;
 mod image;
 mod progress;
+mod prune;
 mod pull;
 mod task;
 mod types;

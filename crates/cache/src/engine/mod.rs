@@ -4,7 +4,11 @@
 //! disks ([`boot`]), write archives ([`save`]), collect ([`crate::gc`]).
 
 mod boot;
+mod check;
+mod collect;
 mod save;
+mod tag;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use oci::Reference;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gc;
+use crate::gc::policy::PruneOptions;
 use crate::index::{read, Index};
 use crate::ingest::{self, Lease};
 use crate::model::{ImageDetails, ImageSummary, PruneReport};
@@ -52,6 +57,7 @@ impl Cache {
             upgrade::upgrade(&store, &index)?;
             index
         };
+        check::seal_unsealed(&store, &index)?;
         Ok(Cache { store, index })
     }
 
@@ -118,19 +124,28 @@ impl Cache {
     /// Deletes every reference no sandbox or snapshot uses, everything that
     /// became unreachable, and every file no index row reaches.
     pub fn prune(&self) -> Result<PruneReport> {
-        gc::prune(&self.store, &self.index)
+        self.prune_with(&PruneOptions::default())
+    }
+
+    /// Prunes what `options` select (see [`PruneOptions`]), or with
+    /// `dry_run` reports what that would be and changes nothing.
+    pub fn prune_with(&self, options: &PruneOptions) -> Result<PruneReport> {
+        gc::prune(&self.store, &self.index, options)
     }
 
     /// Imports every image of an archive; returns one summary per reference.
     /// The lease holds off the collector throughout, which would otherwise
     /// sweep a decompressed archive in `tmp/` or a reference just recorded.
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
+        let gc = collect::settings(self.home())?;
         let lease = Lease::take(&self.store, &self.index)?;
         let mut archive = Archive::open(path, &self.store)?;
         let images = archive.resolve(options)?;
         let progress = oci::progress::ignore();
         let records = parallel::map(&images, PARALLEL_IMAGES, |image| ingest::ingest(&lease, image, &archive, &progress))?;
         ingest::record(lease, &records)?;
+        let brought: Vec<Reference> = images.iter().flat_map(|i| i.references.iter().cloned()).collect();
+        self.collect_after(gc, &brought, &oci::progress::ignore())?;
         images
             .iter()
             .flat_map(|i| &i.references)
@@ -139,9 +154,13 @@ impl Cache {
     }
 
     /// Brings the image `reference` names into the cache from its registry,
-    /// as `request` says (see [`pull::pull`]).
+    /// as `request` says (see [`pull::pull`]), then collects if that left
+    /// the cache above the budget of `config.json` ([`collect`]).
     pub fn pull(&self, reference: &str, request: &PullRequest<'_>) -> Result<ImageSummary> {
-        pull::pull(&self.store, &self.index, &parse_reference(reference)?, reference, request)
+        let gc = collect::settings(self.home())?;
+        let summary = pull::pull(&self.store, &self.index, &parse_reference(reference)?, reference, request)?;
+        self.collect_after(gc, std::slice::from_ref(&summary.reference), request.progress)?;
+        Ok(summary)
     }
 }
 
