@@ -134,51 +134,52 @@ fn users_of_layers(rows: &AuditRows) -> HashMap<Digest, &Digest> {
     users
 }
 
-/// One manifest's fsmeta and VMDK, whose layers are all sound.
-fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Option<Finding>> {
+/// One manifest's fsmeta and VMDK, whose layers are all sound: each file
+/// missing or of the wrong size; if both are sound, the first way they
+/// disagree with the layers (or, in a full check, with their seals).
+fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Vec<Finding>> {
     let store = scope.store;
     let rebuild = |kind, path: PathBuf, message: String| {
         let message = format!("{message}; a repair builds it again from the layers");
-        Some(scope.finding(kind, Some(&m.digest), &m.digest, path, message, Fix::RebuildDisk(m.digest.clone())))
+        scope.finding(kind, Some(&m.digest), &m.digest, path, message, Fix::RebuildDisk(m.digest.clone()))
     };
     let fsmeta_path = store.fsmeta_path(&m.digest);
     let vmdk_path = store.vmdk_path(&m.digest);
     let fsmeta = scope.measured.of(Kind::Fsmeta).by_hex.get(m.digest.hex()).copied();
     let vmdk = scope.measured.of(Kind::Vmdk).by_hex.get(m.digest.hex()).copied();
+    let mut findings = Vec::new();
     for (what, path, recorded, actual) in [
         ("fsmeta", &fsmeta_path, m.fsmeta_size, fsmeta),
         ("VMDK", &vmdk_path, m.vmdk_size, vmdk),
     ] {
         match (recorded, actual) {
-            (Some(_), None) => return Ok(rebuild("missing_file", path.clone(), format!("the {what} file is missing"))),
-            (Some(r), Some(a)) if r != a => {
-                return Ok(rebuild(
-                    "size_mismatch",
-                    path.clone(),
-                    format!("the {what} file is {a} bytes, the index says {r}"),
-                ))
-            }
+            (Some(_), None) => findings.push(rebuild("missing_file", path.clone(), format!("the {what} file is missing"))),
+            (Some(r), Some(a)) if r != a => findings.push(rebuild(
+                "size_mismatch",
+                path.clone(),
+                format!("the {what} file is {a} bytes, the index says {r}"),
+            )),
             _ => {}
         }
     }
-    let (Some(fsmeta), Some(_)) = (m.fsmeta_size.and(fsmeta), m.vmdk_size.and(vmdk)) else {
-        return Ok(None);
+    let (Some(fsmeta), Some(_), true) = (m.fsmeta_size.and(fsmeta), m.vmdk_size.and(vmdk), findings.is_empty()) else {
+        return Ok(findings);
     };
     let layer_sizes: Vec<u64> = m.layers.iter().map(|l| scope.measured.size(Kind::Layer, l.hex())).collect();
     if let Some(message) = device_table(&fsmeta_path, fsmeta, &m.layers, &layer_sizes) {
-        return Ok(rebuild("disk_mismatch", fsmeta_path, message));
+        return Ok(vec![rebuild("disk_mismatch", fsmeta_path, message)]);
     }
     if let Some(message) = descriptor(store, &m.digest, fsmeta, &m.layers, &layer_sizes)? {
-        return Ok(rebuild("disk_mismatch", vmdk_path, message));
+        return Ok(vec![rebuild("disk_mismatch", vmdk_path, message)]);
     }
     if full {
         for (path, seal) in [(&fsmeta_path, &m.fsmeta_seal), (&vmdk_path, &m.vmdk_seal)] {
             if let Some(message) = seal.as_ref().map(|s| content::whole(path, s)).transpose()?.flatten() {
-                return Ok(rebuild("corrupt", path.clone(), message));
+                return Ok(vec![rebuild("corrupt", path.clone(), message)]);
             }
         }
     }
-    Ok(None)
+    Ok(findings)
 }
 
 /// What is wrong with fsmeta's device table: one slot per layer, in
