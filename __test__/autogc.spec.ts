@@ -49,7 +49,10 @@ async function cacheSize(): Promise<number> {
   return n
 }
 
-const writeConfig = (gc: Record<string, unknown>) => fsp.writeFile(path.join(cache.home, 'config.json'), JSON.stringify({ gc }))
+async function writeConfig(gc: Record<string, unknown>): Promise<void> {
+  await fsp.mkdir(cache.home, { recursive: true })
+  await fsp.writeFile(path.join(cache.home, 'config.json'), JSON.stringify({ gc }))
+}
 
 test('pulling a fourth image over a budget smaller than three evicts the least recently used, never a root or the new image', async () => {
   for (let i = 0; i < 3; i++) await Image.pull(ref(i))
