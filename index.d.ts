@@ -142,8 +142,42 @@ export declare class Image {
    * snapshot: unused references, manifests that become unreachable,
    * orphaned layers, layer EROFS, fsmeta and VMDK artifacts, and any file
    * in the cache no index row reaches (crash leftovers, stale temp files).
+   * Options narrow what goes (an image goes only if every given filter
+   * selects it): `unusedFor` (no sandbox acquired it for that long; never
+   * acquired: since it was cached) and `olderThan` (cached longer ago),
+   * as milliseconds or `"90s"`, `"1.5h"`, `"7d"` (units ms, s, m, h, d,
+   * w); `references` (globs on the normalized reference, SQLite GLOB:
+   * `*` spans `/`; without `*?[` a reference matched exactly); `labels`
+   * (config labels equal to a string, or present for `true`); `keep`
+   * (references or globs never pruned); `maxBytes` (evict least recently
+   * used images until the cache is at most that big; roots never go).
+   * `dryRun` reports exactly what would go and changes nothing. An
+   * unknown option rejects with `InvalidArgumentError`.
    */
-  static prune(): Promise<ImagePruneReport>
+  static prune(opts?: { dryRun?: boolean; unusedFor?: number | string; olderThan?: number | string; references?: string | readonly string[]; labels?: Record<string, string | true>; keep?: string | readonly string[]; maxBytes?: number }): Promise<ImagePruneReport>
+  /**
+   * What the cache holds on disk, as `docker system df -v` shows it:
+   * every file's apparent size (`totalBytes`: all of `$MSB_HOME` but
+   * `locks/` and `tmp/`), what `prune()` would free, the index, each kind
+   * of artifact, and per reference its files, what removing it alone
+   * would free (`uniqueBytes`) and what other images share.
+   */
+  static diskUsage(): Promise<ImageDiskUsage>
+  /**
+   * Check the cache against its index, as `podman system check` does:
+   * index integrity, every file present with its recorded size, root
+   * disks consistent with their layers, files no row reaches, stale temp
+   * files; `full` also re-hashes every artifact against what was
+   * recorded when it was published. `repair` rebuilds a bad fsmeta or
+   * VMDK, drops a lost or corrupt layer image (and its disks: the next
+   * load or pull converts only that layer again) and deletes strays.
+   */
+  static check(opts?: { full?: boolean; repair?: boolean }): Promise<ImageCheckReport>
+  /**
+   * Give the image `source` names a second reference, `target`, as
+   * `docker tag`; a target that named another image is moved to this one.
+   */
+  static tag(source: string, target: string): Promise<ImageHandle>
   /**
    * Import the images of an archive: a `docker save` tarball, an OCI
    * image layout directory, or an OCI layout tarball (optionally gzip- or
@@ -273,6 +307,34 @@ export interface HandleJson {
   createdAt: Date | null
 }
 
+/** One problem `Image.check()` found. */
+export interface ImageCheckProblem {
+  /** `index`, `missing_file`, `size_mismatch`, `disk_mismatch`, `corrupt`, `orphan_file` or `temp_file`. */
+  readonly kind: 'index' | 'missing_file' | 'size_mismatch' | 'disk_mismatch' | 'corrupt' | 'orphan_file' | 'temp_file'
+  /** A reference of the image concerned. */
+  readonly reference?: string
+  /** The digest of the artifact concerned (diff_id of a layer, manifest digest of a root disk). */
+  readonly digest?: string
+  /** The file concerned. */
+  readonly path?: string
+  /** What is wrong, what a repair does, and any sandbox or snapshot it touches. */
+  readonly message: string
+  /** Whether this call repaired it. */
+  readonly repaired: boolean
+}
+
+/** What `Image.check()` resolves to. */
+export interface ImageCheckReport {
+  /** No problem is left unrepaired. */
+  readonly ok: boolean
+  /** Every problem found, repaired or not. */
+  readonly problems: readonly ImageCheckProblem[]
+  /** Files looked at (artifacts). */
+  readonly checkedFiles: number
+  /** Their bytes and the index's. */
+  readonly checkedBytes: number
+}
+
 /** OCI image config fields extracted from the local cache. */
 export interface ImageConfigDetail {
   /** Config blob digest. */
@@ -301,6 +363,32 @@ export interface ImageDetail {
   readonly config: ImageConfigDetail | null
   /** Layers in bottom-to-top order. */
   readonly layers: readonly ImageLayerDetail[]
+}
+
+/** What `Image.diskUsage()` resolves to; every number is taken from the files. */
+export interface ImageDiskUsage {
+  /** Every file under `$MSB_HOME` but `locks/` and `tmp/`: what a budget counts. */
+  readonly totalBytes: number
+  /** What `Image.prune()` would free (its dry run's `bytesReclaimed`; stale temp files included). */
+  readonly reclaimableBytes: number
+  /** The index: database, WAL and shared-memory files. */
+  readonly indexBytes: number
+  /** Files under `layers/`. */
+  readonly layers: ImageFileCount
+  /** Files under `fsmeta/`. */
+  readonly fsmeta: ImageFileCount
+  /** Files under `vmdk/`. */
+  readonly vmdk: ImageFileCount
+  /** Per reference, sorted. */
+  readonly images: readonly ImageUsage[]
+}
+
+/** Count and bytes of one kind of file in `Image.diskUsage()`. */
+export interface ImageFileCount {
+  /** Files. */
+  readonly count: number
+  /** Their apparent size in bytes. */
+  readonly bytes: number
 }
 
 /** Metadata for one image layer. */
@@ -333,6 +421,34 @@ export interface ImagePruneReport {
   readonly vmdkRemoved: number
   /** Measured bytes of every file deleted. */
   readonly bytesReclaimed: number | null
+  /** The references removed (in a dry run: that would be), sorted. */
+  readonly references: readonly string[]
+  /** Whether nothing was changed: the report of what the prune would do. */
+  readonly dryRun: boolean
+  /** The `maxBytes` asked for (null without a budget). */
+  readonly budgetBytes: number | null
+  /** The cache's size after the prune: as measured before, less the bytes deleted (null without a budget). */
+  readonly remainingBytes: number | null
+  /** Whether the cache is within the budget; false when what is left is in use, kept or not selected (null without a budget). */
+  readonly budgetMet: boolean | null
+}
+
+/** One reference in `Image.diskUsage()`. */
+export interface ImageUsage {
+  /** Normalized reference. */
+  readonly reference: string
+  /** The manifest it names. */
+  readonly manifestDigest: string
+  /** Bytes of its files: layer images, fsmeta, VMDK (shared layers in full). */
+  readonly sizeBytes: number
+  /** What removing this reference alone would free. */
+  readonly uniqueBytes: number
+  /** `sizeBytes - uniqueBytes`: kept by other images or references. */
+  readonly sharedBytes: number
+  /** Whether a sandbox or snapshot holds the image. */
+  readonly inUse: boolean
+  /** When a sandbox last acquired the image, or null if never. */
+  readonly lastUsedAt: Date | null
 }
 
 /** A layer announced by a `resolved` event. */
@@ -354,7 +470,10 @@ export interface PullLayer {
  * and how long the pull waits first), then `layer` steps (`cached`:
  * nothing to do; or `verified`: digests matched, then `converted`: its
  * EROFS image is in the cache), then `disk` (fsmeta and VMDK written),
- * then `complete` (the normalized reference and its manifest).
+ * then `complete` (the normalized reference and its manifest), then
+ * `gc` when the pull left the cache above the budget of `config.json`
+ * and the automatic collection evicted images (which, how many bytes,
+ * the size left and the size collected down to).
  */
 export type PullProgressEvent =
   | { type: 'resolved'; manifestDigest: string; layers: Array<PullLayer> }
@@ -364,3 +483,4 @@ export type PullProgressEvent =
   | { type: 'archive'; read: number; total: number }
   | { type: 'disk'; fsmetaPath: string; vmdkPath: string }
   | { type: 'complete'; reference: string; manifestDigest: string }
+  | { type: 'gc'; references: Array<string>; bytesReclaimed: number; remainingBytes: number; budgetBytes: number }

@@ -43,6 +43,9 @@ afterAll(async () => {
 
 const cache = freshHomePerTest()
 
+/** The report fields a plain prune adds to the page's (which references went is checked where it matters). */
+const PLAIN = { references: expect.any(Array), dryRun: false, budgetBytes: null, remainingBytes: null, budgetMet: null }
+
 const fsmetaOf = (img: BuiltImage): string => `fsmeta/sha256/${hexOf(img.manifestDigest)}.erofs`
 const vmdkOf = (img: BuiltImage): string => `vmdk/sha256/${hexOf(img.manifestDigest)}.vmdk`
 const layerFile = (diffId: string): string => `layers/sha256/${hexOf(diffId)}.erofs`
@@ -109,12 +112,12 @@ describe('Image.remove', () => {
     for (const f of filesOf(B)) expect(exists(f)).toBe(true)
     // A prune while the sandbox still runs keeps them too.
     const held = await pruneMeasured()
-    expect(held.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0 })
+    expect(held.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0, ...PLAIN })
     for (const f of filesOf(B)) expect(exists(f)).toBe(true)
     // Released, the next prune takes everything.
     expect(await Image.release('sb-1')).toBe(true)
     const { report, removed } = await pruneMeasured()
-    expect(report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 1, layersRemoved: B.diffIds.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
+    expect(report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 1, layersRemoved: B.diffIds.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number), ...PLAIN })
     expect(removed).toEqual(filesOf(B).sort())
     expect(await artifactTree(cache.home)).toEqual(new Map())
   })
@@ -172,26 +175,26 @@ describe('Image.prune', () => {
     const onlyA = A.diffIds.filter((d) => !B.diffIds.includes(d) && !C.diffIds.includes(d))
     expect(onlyA).toEqual([])
     const r1 = await pruneMeasured()
-    expect(r1.report).toEqual({ imageRefsRemoved: A.refs.length, manifestsRemoved: 1, layersRemoved: onlyA.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
+    expect(r1.report).toEqual({ imageRefsRemoved: A.refs.length, manifestsRemoved: 1, layersRemoved: onlyA.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number), ...PLAIN })
     expect(r1.removed).toEqual(exclusiveFiles([A], [B, C]))
     expect(await refs()).toEqual(['localhost/gc/b:v1', 'localhost/gc/c:v1'])
 
     // Nothing more to do while the roots hold.
     const r2 = await pruneMeasured()
-    expect(r2.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0 })
+    expect(r2.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0, ...PLAIN })
 
     // Round 3: unpin C; B still runs.
     expect(await Image.unpinSnapshot('snap-c')).toBe(true)
     expect(await Image.unpinSnapshot('snap-c')).toBe(false)
     const r3 = await pruneMeasured()
-    expect(r3.report).toEqual({ imageRefsRemoved: C.refs.length, manifestsRemoved: 1, layersRemoved: C.diffIds.filter((d) => !B.diffIds.includes(d)).length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
+    expect(r3.report).toEqual({ imageRefsRemoved: C.refs.length, manifestsRemoved: 1, layersRemoved: C.diffIds.filter((d) => !B.diffIds.includes(d)).length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number), ...PLAIN })
     expect(r3.removed).toEqual(exclusiveFiles([C], [B]))
 
     // Round 4: release B; everything goes.
     expect(await Image.release('sb-b')).toBe(true)
     expect(await Image.release('sb-b')).toBe(false)
     const r4 = await pruneMeasured()
-    expect(r4.report).toEqual({ imageRefsRemoved: B.refs.length, manifestsRemoved: 1, layersRemoved: new Set(B.diffIds).size, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
+    expect(r4.report).toEqual({ imageRefsRemoved: B.refs.length, manifestsRemoved: 1, layersRemoved: new Set(B.diffIds).size, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number), ...PLAIN })
     expect(r4.removed).toEqual(filesOf(B).sort())
     expect(await refs()).toEqual([])
     expect(await artifactTree(cache.home)).toEqual(new Map())
@@ -203,7 +206,7 @@ describe('Image.prune', () => {
     await Image.load(A.layout)
     await Image.pinSnapshot('snap', 'localhost/gc/a:v1')
     const r = await pruneMeasured()
-    expect(r.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0 })
+    expect(r.report).toEqual({ imageRefsRemoved: 0, manifestsRemoved: 0, layersRemoved: 0, fsmetaRemoved: 0, vmdkRemoved: 0, bytesReclaimed: 0, ...PLAIN })
     expect(await refs()).toEqual(['localhost/gc/a:alias', 'localhost/gc/a:v1'])
     const err = await rejectionOf(Image.pinSnapshot('other', 'localhost/gc/none:v1'))
     expect(err).toBeInstanceOf(ImageNotFoundError)
@@ -235,6 +238,8 @@ describe('Image.prune', () => {
       fsmetaRemoved: 1,
       vmdkRemoved: 1,
       bytesReclaimed: strays.reduce((n, [, s]) => n + s, 0),
+      ...PLAIN,
+      references: [],
     })
     for (const [rel] of strays) expect({ rel, exists: after.has(rel) }).toEqual({ rel, exists: false })
     expect(fs.existsSync(path.join(cache.home, 'tmp', 'leftover-dir'))).toBe(false)
@@ -312,7 +317,7 @@ describe('Image.acquire', () => {
     await Image.acquire('localhost/gc/a:v1', { sandbox: 'sb' })
     await Image.acquire('localhost/gc/c:v1', { sandbox: 'sb' })
     const r = await pruneMeasured()
-    expect(r.report).toEqual({ imageRefsRemoved: A.refs.length, manifestsRemoved: 1, layersRemoved: A.diffIds.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number) })
+    expect(r.report).toEqual({ imageRefsRemoved: A.refs.length, manifestsRemoved: 1, layersRemoved: A.diffIds.length, fsmetaRemoved: 1, vmdkRemoved: 1, bytesReclaimed: expect.any(Number), ...PLAIN })
     expect(await refs()).toEqual(['localhost/gc/c:v1'])
   })
 

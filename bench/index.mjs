@@ -2,7 +2,8 @@
 // through Image.load, then reports medians of Image.list/get/inspect/remove/
 // prune beside the same SELECTs run through better-sqlite3 on the same
 // database file, and prune beside `rm -rf` of the same files, at 1,000 and
-// 10,000 references to show how cost grows.
+// 10,000 references to show how cost grows; at the largest size also the
+// cache policies (bench/policy.mjs: dry run, diskUsage, check, budget).
 //
 //   node bench/index.mjs [--sizes 1000,10000] [--runs 15]
 import { execFileSync } from 'node:child_process'
@@ -16,6 +17,7 @@ import Database from 'better-sqlite3'
 import { Image } from '../index.js'
 import { writeLayout } from './fixtures.mjs'
 import { median } from './measure.mjs'
+import { policyBench, printPolicy } from './policy.mjs'
 
 const { values } = parseArgs({ options: { sizes: { type: 'string', default: '1000,10000' }, runs: { type: 'string', default: '15' } } })
 const sizes = values.sizes.split(',').map(Number)
@@ -90,6 +92,7 @@ for (const n of sizes) {
   for (const r of refs) inspect.push(await timeAsync(() => Image.inspect(r)))
   const ours = { list: median(list), listFields: median(listFields), get: median(get), inspect: median(inspect) }
   const reference = betterSqlite(home, refs)
+  const policy = n === sizes[sizes.length - 1] ? await policyBench(home, work, { runs: Math.min(runs, 7) }) : undefined
 
   // Prune is destructive: each run prunes a fresh copy of the filled cache.
   const prune = []
@@ -117,7 +120,7 @@ for (const n of sizes) {
   process.env.MSB_HOME = home
   const remove = []
   for (const r of refs.slice(0, 50)) remove.push(await timeAsync(() => Image.remove(r)))
-  rows.push({ n, fill, ours, reference, prune: median(prune), rm, remove: median(remove) })
+  rows.push({ n, fill, ours, reference, prune: median(prune), rm, remove: median(remove), policy })
   rmSync(work, { recursive: true, force: true })
 }
 
@@ -152,3 +155,4 @@ const last = rows[rows.length - 1]
 console.log(
   `targets at ${last.n}: list < 30 ms: ${last.ours.list < 30 ? 'met' : 'MISSED'}; list <= 1.5x better-sqlite3: ${last.ours.list <= 1.5 * last.reference.list ? 'met' : 'MISSED'}; get/inspect < 1 ms: ${last.ours.get < 1 && last.ours.inspect < 1 ? 'met' : 'MISSED'}; prune < 2 s: ${last.prune < 2000 ? 'met' : 'MISSED'}`,
 )
+if (last.policy) printPolicy(last.n, last.policy)

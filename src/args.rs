@@ -87,3 +87,32 @@ fn options_of<'env>(v: Unknown<'env>, key: &str) -> cache::Result<Option<Object<
         .map(Some)
         .ok_or_else(|| invalid(format!("{key} must be an object")))
 }
+
+/// Refuses an option the method does not know: for methods that delete,
+/// an option silently ignored (a misspelt `dryRun`) would delete for real.
+pub fn known_keys(options: &Option<Object<'_>>, known: &[&str], what: &str) -> cache::Result<()> {
+    let Some(obj) = options else { return Ok(()) };
+    for key in Object::keys(obj).map_err(|e| invalid(format!("{what}: {e}")))? {
+        if !known.contains(&key.as_str()) {
+            return Err(invalid(format!("{what}.{key} is not an option (expected {})", known.join(", "))));
+        }
+    }
+    Ok(())
+}
+
+/// An optional number option.
+pub fn opt_number(options: &Option<Object<'_>>, key: &str) -> cache::Result<Option<f64>> {
+    match field(options, key)? {
+        None => Ok(None),
+        Some(v) => number(v, key).map(Some),
+    }
+}
+
+/// A number value.
+pub fn number(v: Unknown<'_>, key: &str) -> cache::Result<f64> {
+    if v.get_type().ok() != Some(ValueType::Number) {
+        return Err(invalid(format!("{key} must be a number")));
+    }
+    // SAFETY: the value was just checked to be a number.
+    unsafe { v.cast::<f64>() }.map_err(|e| invalid(format!("{key}: {e}")))
+}

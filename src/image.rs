@@ -12,9 +12,10 @@ use cache::{parse_reference, Cache, Format, LoadOptions, PullRequest};
 
 use crate::args;
 use crate::callbacks;
+use crate::prune;
 use crate::pull;
 use crate::task::{run, run_then};
-use crate::types::{AcquiredImage, ImageDetail, ImageHandle, ImagePruneReport};
+use crate::types::{AcquiredImage, ImageCheckReport, ImageDetail, ImageDiskUsage, ImageHandle, ImagePruneReport};
 
 /// Reads the backend configuration now, on the JavaScript thread (where
 /// `process.env` is written), and opens the cache later, on the worker.
@@ -66,7 +67,9 @@ impl Image {
         let cache = configured("remove");
         let parsed = (|| -> cache::Result<_> {
             let reference = args::string(reference, "reference")?;
-            let force = args::opt_bool(&args::options(opts, "opts")?, "force")?.unwrap_or(false);
+            let opts = args::options(opts, "opts")?;
+            args::known_keys(&opts, &["force"], "opts")?;
+            let force = args::opt_bool(&opts, "force")?.unwrap_or(false);
             Ok((reference, force))
         })();
         run(
@@ -83,10 +86,87 @@ impl Image {
     /// snapshot: unused references, manifests that become unreachable,
     /// orphaned layers, layer EROFS, fsmeta and VMDK artifacts, and any file
     /// in the cache no index row reaches (crash leftovers, stale temp files).
-    #[napi(ts_return_type = "Promise<ImagePruneReport>")]
-    pub fn prune(env: &Env) -> Result<PromiseRaw<'_, ImagePruneReport>> {
+    /// Options narrow what goes (an image goes only if every given filter
+    /// selects it): `unusedFor` (no sandbox acquired it for that long; never
+    /// acquired: since it was cached) and `olderThan` (cached longer ago),
+    /// as milliseconds or `"90s"`, `"1.5h"`, `"7d"` (units ms, s, m, h, d,
+    /// w); `references` (globs on the normalized reference, SQLite GLOB:
+    /// `*` spans `/`; without `*?[` a reference matched exactly); `labels`
+    /// (config labels equal to a string, or present for `true`); `keep`
+    /// (references or globs never pruned); `maxBytes` (evict least recently
+    /// used images until the cache is at most that big; roots never go).
+    /// `dryRun` reports exactly what would go and changes nothing. An
+    /// unknown option rejects with `InvalidArgumentError`.
+    #[napi(
+        ts_args_type = "opts?: { dryRun?: boolean; unusedFor?: number | string; olderThan?: number | string; references?: string | readonly string[]; labels?: Record<string, string | true>; keep?: string | readonly string[]; maxBytes?: number }",
+        ts_return_type = "Promise<ImagePruneReport>"
+    )]
+    pub fn prune<'env>(env: &'env Env, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImagePruneReport>> {
         let cache = configured("prune");
-        run(env, move || cache()?.prune(), ImagePruneReport::from)
+        let options = prune::parse(opts);
+        run(env, move || cache()?.prune_with(&options?), ImagePruneReport::from)
+    }
+
+    /// What the cache holds on disk, as `docker system df -v` shows it:
+    /// every file's apparent size (`totalBytes`: all of `$MSB_HOME` but
+    /// `locks/` and `tmp/`), what `prune()` would free, the index, each kind
+    /// of artifact, and per reference its files, what removing it alone
+    /// would free (`uniqueBytes`) and what other images share.
+    #[napi(ts_return_type = "Promise<ImageDiskUsage>")]
+    pub fn disk_usage(env: &Env) -> Result<PromiseRaw<'_, ImageDiskUsage>> {
+        let cache = configured("diskUsage");
+        run(env, move || cache()?.disk_usage(), ImageDiskUsage::from)
+    }
+
+    /// Check the cache against its index, as `podman system check` does:
+    /// index integrity, every file present with its recorded size, root
+    /// disks consistent with their layers, files no row reaches, stale temp
+    /// files; `full` also re-hashes every artifact against what was
+    /// recorded when it was published. `repair` rebuilds a bad fsmeta or
+    /// VMDK, drops a lost or corrupt layer image (and its disks: the next
+    /// load or pull converts only that layer again) and deletes strays.
+    #[napi(
+        ts_args_type = "opts?: { full?: boolean; repair?: boolean }",
+        ts_return_type = "Promise<ImageCheckReport>"
+    )]
+    pub fn check<'env>(env: &'env Env, opts: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ImageCheckReport>> {
+        let cache = configured("check");
+        let parsed = (|| -> cache::Result<_> {
+            let opts = args::options(opts, "opts")?;
+            args::known_keys(&opts, &["full", "repair"], "opts")?;
+            Ok((
+                args::opt_bool(&opts, "full")?.unwrap_or(false),
+                args::opt_bool(&opts, "repair")?.unwrap_or(false),
+            ))
+        })();
+        run(
+            env,
+            move || {
+                let (full, repair) = parsed?;
+                cache()?.check(full, repair)
+            },
+            ImageCheckReport::from,
+        )
+    }
+
+    /// Give the image `source` names a second reference, `target`, as
+    /// `docker tag`; a target that named another image is moved to this one.
+    #[napi(ts_args_type = "source: string, target: string", ts_return_type = "Promise<ImageHandle>")]
+    pub fn tag<'env>(
+        env: &'env Env,
+        source: Option<Unknown<'env>>,
+        target: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ImageHandle>> {
+        let cache = configured("tag");
+        let parsed = args::string(source, "source").and_then(|s| Ok((s, args::string(target, "target")?)));
+        run(
+            env,
+            move || {
+                let (source, target) = parsed?;
+                cache()?.tag(&source, &target)
+            },
+            ImageHandle::from,
+        )
     }
 
     /// Import the images of an archive: a `docker save` tarball, an OCI

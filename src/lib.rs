@@ -9,6 +9,7 @@ mod callbacks;
 mod errors;
 mod image;
 mod progress;
+mod prune;
 mod pull;
 mod task;
 mod types;

@@ -15,7 +15,10 @@ use oci::progress::{LayerStep, Progress};
 /// and how long the pull waits first), then `layer` steps (`cached`:
 /// nothing to do; or `verified`: digests matched, then `converted`: its
 /// EROFS image is in the cache), then `disk` (fsmeta and VMDK written),
-/// then `complete` (the normalized reference and its manifest).
+/// then `complete` (the normalized reference and its manifest), then
+/// `gc` when the pull left the cache above the budget of `config.json`
+/// and the automatic collection evicted images (which, how many bytes,
+/// the size left and the size collected down to).
 #[allow(missing_docs)] // the fields are documented above, where TypeScript shows them
 #[napi(discriminant = "type", discriminant_case = "lowercase", object_from_js = false)]
 pub enum PullProgressEvent {
@@ -43,6 +46,14 @@ pub enum PullProgressEvent {
     Disk { fsmeta_path: String, vmdk_path: String },
     /// The reference is in the cache.
     Complete { reference: String, manifest_digest: String },
+    /// The pull left the cache above the budget `config.json` sets: the
+    /// automatic collection evicted `references` (least recently used first).
+    Gc {
+        references: Vec<String>,
+        bytes_reclaimed: f64,
+        remaining_bytes: f64,
+        budget_bytes: f64,
+    },
 }
 
 /// A layer announced by a `resolved` event.
@@ -107,6 +118,17 @@ impl From<Progress> for PullProgressEvent {
             } => PullProgressEvent::Complete {
                 reference: reference.to_string(),
                 manifest_digest: manifest_digest.to_string(),
+            },
+            Progress::Gc {
+                references,
+                bytes_reclaimed,
+                remaining_bytes,
+                budget_bytes,
+            } => PullProgressEvent::Gc {
+                references,
+                bytes_reclaimed: bytes_reclaimed as f64,
+                remaining_bytes: remaining_bytes as f64,
+                budget_bytes: budget_bytes as f64,
             },
         }
     }

@@ -230,6 +230,21 @@ pub struct ImagePruneReport {
     /// Measured bytes of every file deleted.
     #[napi(readonly)]
     pub bytes_reclaimed: Option<f64>,
+    /// The references removed (in a dry run: that would be), sorted.
+    #[napi(readonly, ts_type = "readonly string[]")]
+    pub references: Vec<String>,
+    /// Whether nothing was changed: the report of what the prune would do.
+    #[napi(readonly)]
+    pub dry_run: bool,
+    /// The `maxBytes` asked for (null without a budget).
+    #[napi(readonly)]
+    pub budget_bytes: Option<f64>,
+    /// The cache's size after the prune: as measured before, less the bytes deleted (null without a budget).
+    #[napi(readonly)]
+    pub remaining_bytes: Option<f64>,
+    /// Whether the cache is within the budget; false when what is left is in use, kept or not selected (null without a budget).
+    #[napi(readonly)]
+    pub budget_met: Option<bool>,
 }
 
 impl From<cache::PruneReport> for ImagePruneReport {
@@ -241,6 +256,174 @@ impl From<cache::PruneReport> for ImagePruneReport {
             fsmeta_removed: r.fsmeta_removed as f64,
             vmdk_removed: r.vmdk_removed as f64,
             bytes_reclaimed: Some(r.bytes_reclaimed as f64),
+            references: r.references,
+            dry_run: r.dry_run,
+            budget_bytes: r.budget.map(|b| b.budget_bytes as f64),
+            remaining_bytes: r.budget.map(|b| b.remaining_bytes as f64),
+            budget_met: r.budget.map(|b| b.met),
+        }
+    }
+}
+
+/// Count and bytes of one kind of file in `Image.diskUsage()`.
+#[napi(object, object_from_js = false)]
+pub struct ImageFileCount {
+    /// Files.
+    #[napi(readonly)]
+    pub count: f64,
+    /// Their apparent size in bytes.
+    #[napi(readonly)]
+    pub bytes: f64,
+}
+
+impl From<cache::FileCount> for ImageFileCount {
+    fn from(c: cache::FileCount) -> Self {
+        ImageFileCount {
+            count: c.count as f64,
+            bytes: c.bytes as f64,
+        }
+    }
+}
+
+/// One reference in `Image.diskUsage()`.
+#[napi(object, object_from_js = false, use_nullable = true)]
+pub struct ImageUsage {
+    /// Normalized reference.
+    #[napi(readonly)]
+    pub reference: String,
+    /// The manifest it names.
+    #[napi(readonly)]
+    pub manifest_digest: String,
+    /// Bytes of its files: layer images, fsmeta, VMDK (shared layers in full).
+    #[napi(readonly)]
+    pub size_bytes: f64,
+    /// What removing this reference alone would free.
+    #[napi(readonly)]
+    pub unique_bytes: f64,
+    /// `sizeBytes - uniqueBytes`: kept by other images or references.
+    #[napi(readonly)]
+    pub shared_bytes: f64,
+    /// Whether a sandbox or snapshot holds the image.
+    #[napi(readonly)]
+    pub in_use: bool,
+    /// When a sandbox last acquired the image, or null if never.
+    #[napi(readonly)]
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// What `Image.diskUsage()` resolves to; every number is taken from the files.
+#[napi(object, object_from_js = false)]
+pub struct ImageDiskUsage {
+    /// Every file under `$MSB_HOME` but `locks/` and `tmp/`: what a budget counts.
+    #[napi(readonly)]
+    pub total_bytes: f64,
+    /// What `Image.prune()` would free (its dry run's `bytesReclaimed`; stale temp files included).
+    #[napi(readonly)]
+    pub reclaimable_bytes: f64,
+    /// The index: database, WAL and shared-memory files.
+    #[napi(readonly)]
+    pub index_bytes: f64,
+    /// Files under `layers/`.
+    #[napi(readonly)]
+    pub layers: ImageFileCount,
+    /// Files under `fsmeta/`.
+    #[napi(readonly)]
+    pub fsmeta: ImageFileCount,
+    /// Files under `vmdk/`.
+    #[napi(readonly)]
+    pub vmdk: ImageFileCount,
+    /// Per reference, sorted.
+    #[napi(readonly, ts_type = "readonly ImageUsage[]")]
+    pub images: Vec<ImageUsage>,
+}
+
+impl From<cache::DiskUsage> for ImageDiskUsage {
+    fn from(u: cache::DiskUsage) -> Self {
+        ImageDiskUsage {
+            total_bytes: u.total_bytes as f64,
+            reclaimable_bytes: u.reclaimable_bytes as f64,
+            index_bytes: u.index_bytes as f64,
+            layers: u.layers.into(),
+            fsmeta: u.fsmeta.into(),
+            vmdk: u.vmdk.into(),
+            images: u
+                .images
+                .into_iter()
+                .map(|i| ImageUsage {
+                    reference: i.reference,
+                    manifest_digest: i.manifest_digest,
+                    size_bytes: i.size_bytes as f64,
+                    unique_bytes: i.unique_bytes as f64,
+                    shared_bytes: i.shared_bytes as f64,
+                    in_use: i.in_use,
+                    last_used_at: date(i.last_used_at),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One problem `Image.check()` found.
+#[napi(object, object_from_js = false)]
+pub struct ImageCheckProblem {
+    /// `index`, `missing_file`, `size_mismatch`, `disk_mismatch`, `corrupt`, `orphan_file` or `temp_file`.
+    #[napi(
+        readonly,
+        ts_type = "'index' | 'missing_file' | 'size_mismatch' | 'disk_mismatch' | 'corrupt' | 'orphan_file' | 'temp_file'"
+    )]
+    pub kind: String,
+    /// A reference of the image concerned.
+    #[napi(readonly)]
+    pub reference: Option<String>,
+    /// The digest of the artifact concerned (diff_id of a layer, manifest digest of a root disk).
+    #[napi(readonly)]
+    pub digest: Option<String>,
+    /// The file concerned.
+    #[napi(readonly)]
+    pub path: Option<String>,
+    /// What is wrong, what a repair does, and any sandbox or snapshot it touches.
+    #[napi(readonly)]
+    pub message: String,
+    /// Whether this call repaired it.
+    #[napi(readonly)]
+    pub repaired: bool,
+}
+
+/// What `Image.check()` resolves to.
+#[napi(object, object_from_js = false)]
+pub struct ImageCheckReport {
+    /// No problem is left unrepaired.
+    #[napi(readonly)]
+    pub ok: bool,
+    /// Every problem found, repaired or not.
+    #[napi(readonly, ts_type = "readonly ImageCheckProblem[]")]
+    pub problems: Vec<ImageCheckProblem>,
+    /// Files looked at (artifacts).
+    #[napi(readonly)]
+    pub checked_files: f64,
+    /// Their bytes and the index's.
+    #[napi(readonly)]
+    pub checked_bytes: f64,
+}
+
+impl From<cache::CheckReport> for ImageCheckReport {
+    fn from(r: cache::CheckReport) -> Self {
+        ImageCheckReport {
+            ok: r.ok,
+            problems: r
+                .problems
+                .into_iter()
+                .map(|p| ImageCheckProblem {
+                    kind: p.kind.to_string(),
+                    reference: p.reference,
+                    digest: p.digest,
+                    path: p.path.map(|p| p.display().to_string()),
+                    message: p.message,
+                    repaired: p.repaired,
+                })
+                .collect(),
+            checked_files: r.checked_files as f64,
+            checked_bytes: r.checked_bytes as f64,
         }
     }
 }

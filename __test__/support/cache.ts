@@ -146,7 +146,8 @@ export function removedBetween(before: Map<string, FileInfo>, after: Map<string,
 export interface IndexState {
   refs: Array<{ reference: string; repository: string; manifest_digest: string; created_at: number; updated_at: number }>
   manifests: Array<{ digest: string; config_digest: string; layer_count: number; fsmeta_size: number | null; vmdk_size: number | null; size_bytes: number; last_used_at: number | null }>
-  layers: Array<{ diff_id: string; erofs_size: number }>
+  /** `lost`: a repair dropped the layer's image (no file expected until it is converted again). */
+  layers: Array<{ diff_id: string; erofs_size: number; lost?: number }>
   blobs: Array<{ digest: string; size: number; media_type: string | null }>
   /** Manifests and configs kept in the index, with their lengths. */
   blobContent: Array<{ digest: string; length: number }>
@@ -201,7 +202,7 @@ export function storedContent(home: string, digest: string): Buffer | undefined 
 /** The artifact files the index says exist, with their recorded sizes. */
 export function indexedFiles(state: IndexState): Map<string, number> {
   const files = new Map<string, number>()
-  for (const l of state.layers) files.set(`layers/sha256/${hex(l.diff_id)}.erofs`, l.erofs_size)
+  for (const l of state.layers) if (!l.lost) files.set(`layers/sha256/${hex(l.diff_id)}.erofs`, l.erofs_size)
   for (const m of state.manifests) {
     if (m.fsmeta_size !== null) files.set(`fsmeta/sha256/${hex(m.digest)}.erofs`, m.fsmeta_size)
     if (m.vmdk_size !== null) files.set(`vmdk/sha256/${hex(m.digest)}.vmdk`, m.vmdk_size)

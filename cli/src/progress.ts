@@ -71,6 +71,9 @@ class PlainProgress implements Progress {
         break
       case 'complete':
         return
+      case 'gc':
+        line = `cache over its budget: evicted ${e.references.length} least recently used images, ${humanSize(e.bytesReclaimed)} reclaimed, ${humanSize(e.remainingBytes)} left`
+        break
       default:
         line = `${id}: ${(e as { type: string }).type}`
     }

@@ -3,7 +3,7 @@
  * inspect`, `image rm` and `image tag`, each a thin shell over one
  * `Image` method, printing Docker's shapes.
  */
-import { api, need, ImageHandle } from '../api'
+import { api, ImageHandle } from '../api'
 import { CliError, REPORTED, exitCodeOf, formatError } from '../errors'
 import { labelMatches, parseFilters, referenceMatches } from '../filters'
 import { ago, humanSize, json, platformOf, shortDigest, table } from '../format'
@@ -74,8 +74,7 @@ export async function remove(references: string[], opts: { force?: boolean }): P
   if (failure !== undefined) throw new CliError('', exitCodeOf(failure), REPORTED)
 }
 
-/** `image tag`: a second reference to the image `source` names (waiting for `Image.tag`). */
+/** `image tag`: a second reference to the image `source` names; prints nothing, as `docker tag`. */
 export async function tag(source: string, target: string): Promise<void> {
-  const tagFn = need('tag', 'image tag')
-  await tagFn(source, target)
+  await api().tag(source, target)
 }

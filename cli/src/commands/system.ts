@@ -1,27 +1,35 @@
 /**
  * `system df` (from `Image.diskUsage()`) and `image check` (from
- * `Image.check()`). Both wait for those methods to land in the binding;
- * until then they fail with a message saying so, and print nothing else.
+ * `Image.check()`), printed as Docker and Podman print theirs.
  */
-import { need } from '../api'
+import { api } from '../api'
 import { CliError, EXIT } from '../errors'
 import { humanSize, json, shortDigest, table } from '../format'
 import { out, styles } from '../output'
 import { outputFormat } from './options'
 
-/** `system df [-v]`: Docker's TYPE / TOTAL / ACTIVE / SIZE / RECLAIMABLE table, per image with `-v`. */
+/**
+ * `system df [-v]`: Docker's TYPE / TOTAL / ACTIVE / SIZE / RECLAIMABLE
+ * table (images: references, those in use, every artifact file and what
+ * `prune` would free; then layer images, root disks and the index), per
+ * image with `-v`.
+ */
 export async function df(opts: { verbose?: boolean; format?: string }): Promise<void> {
   const format = outputFormat(opts.format)
-  const usage = await need('diskUsage', 'system df')()
+  const usage = await api().diskUsage()
   if (format === 'json') return out(json(usage))
   const bold = styles(process.stdout).bold
   const pct = (part: number, whole: number) => (whole > 0 ? ` (${Math.round((part / whole) * 100)}%)` : '')
-  let text = table(
-    ['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'],
-    usage.entries.map((e) => [e.kind, String(e.count), String(e.active), humanSize(e.sizeBytes), humanSize(e.reclaimableBytes) + pct(e.reclaimableBytes, e.sizeBytes)]),
-    bold,
-  )
-  if (opts.verbose && usage.images) {
+  const artifacts = usage.layers.bytes + usage.fsmeta.bytes + usage.vmdk.bytes
+  const rows = [
+    ['Images', String(usage.images.length), String(usage.images.filter((i) => i.inUse).length), humanSize(artifacts), humanSize(usage.reclaimableBytes) + pct(usage.reclaimableBytes, artifacts)],
+    ['Layer images', String(usage.layers.count), '-', humanSize(usage.layers.bytes), '-'],
+    ['Root disks', String(usage.fsmeta.count + usage.vmdk.count), '-', humanSize(usage.fsmeta.bytes + usage.vmdk.bytes), '-'],
+    ['Index', '1', '-', humanSize(usage.indexBytes), '-'],
+  ]
+  let text = table(['TYPE', 'TOTAL', 'ACTIVE', 'SIZE', 'RECLAIMABLE'], rows, bold)
+  text += `\nTotal: ${humanSize(usage.totalBytes)}\n`
+  if (opts.verbose) {
     text += '\nImages space usage:\n\n'
     text += table(
       ['REFERENCE', 'DIGEST', 'SIZE', 'SHARED SIZE', 'UNIQUE SIZE', 'IN USE'],
@@ -38,7 +46,7 @@ export async function df(opts: { verbose?: boolean; format?: string }): Promise<
  */
 export async function check(opts: { full?: boolean; repair?: boolean; format?: string }): Promise<void> {
   const format = outputFormat(opts.format)
-  const report = await need('check', 'image check')({ full: opts.full === true, repair: opts.repair === true })
+  const report = await api().check({ full: opts.full === true, repair: opts.repair === true })
   const remaining = report.problems.filter((p) => !p.repaired)
   if (format === 'json') out(json(report))
   else {

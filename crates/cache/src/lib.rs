@@ -21,6 +21,7 @@ mod ingest;
 pub mod model;
 pub mod os;
 mod parallel;
+mod seal;
 pub mod source;
 mod store;
 mod stream;
@@ -29,6 +30,10 @@ mod upgrade;
 pub use engine::{parse_reference, Cache};
 pub use error::{Error, Result};
 pub use export::Format;
-pub use model::{BootImage, ConfigDetails, ImageDetails, ImageSummary, LayerDetails, PruneReport};
+pub use gc::policy::{self as prune_policy, Pattern, PruneOptions};
+pub use model::{
+    BootImage, BudgetOutcome, CheckProblem, CheckReport, ConfigDetails, DiskUsage, FileCount, ImageDetails, ImageSummary, ImageUsage,
+    LayerDetails, PruneReport,
+};
 pub use source::archive::LoadOptions;
 pub use source::pull::{PullPolicy, PullRequest, REGISTRY_SETTINGS};

@@ -448,7 +448,7 @@ fn a_schema_1_cache_with_blob_files_is_upgraded_on_open() {
 
     // Turn the cache into what schema 1 wrote: documents and compressed
     // layers as files under blobs/, layer blobs as rows of `blobs`, no
-    // framing, no documents in the index, sizes counting the blobs.
+    // framing, no documents in the index, sizes counting the blobs, no seals.
     let legacy = home.join("blobs/sha256");
     fs::create_dir_all(&legacy).unwrap();
     for entry in fs::read_dir(layout.join("blobs/sha256")).unwrap() {
@@ -476,6 +476,12 @@ fn a_schema_1_cache_with_blob_files_is_upgraded_on_open() {
          DROP TABLE blob_content;
          DROP TABLE layer_framing;
          UPDATE manifests SET size_bytes = 1;
+         DROP INDEX layers_unsealed;
+         DROP INDEX manifests_unsealed;
+         ALTER TABLE layers DROP COLUMN seal;
+         ALTER TABLE layers DROP COLUMN lost;
+         ALTER TABLE manifests DROP COLUMN fsmeta_sha256;
+         ALTER TABLE manifests DROP COLUMN vmdk_sha256;
          COMMIT;
          PRAGMA user_version = 1;",
     )

@@ -67,6 +67,18 @@ pub enum Progress {
         /// The VMDK descriptor.
         vmdk: PathBuf,
     },
+    /// The call left the cache above the budget `config.json` sets, and
+    /// the automatic collection evicted least recently used images.
+    Gc {
+        /// The references it evicted, sorted.
+        references: Vec<String>,
+        /// Bytes of the files it deleted.
+        bytes_reclaimed: u64,
+        /// The cache's size afterwards.
+        remaining_bytes: u64,
+        /// The size it collected down to (`gc.targetBytes`).
+        budget_bytes: u64,
+    },
     /// The reference is in the cache.
     Complete {
         /// The reference, normalized.

@@ -37,9 +37,14 @@ impl Cache {
             fsmeta: Some(sizes.fsmeta),
             vmdk: Some(sizes.vmdk),
         };
+        // Rebuilt files are the same bytes (both are deterministic), so their
+        // seals change only with their sizes (a moved cache's VMDK).
+        let seals = (before != Some(recorded))
+            .then(|| crate::seal::disk(&self.store, &manifest))
+            .transpose()?;
         let config = lease.commit(|tx| {
-            if before != Some(recorded) {
-                write::update_disk_artifacts(tx, &manifest, sizes.fsmeta, sizes.vmdk)?;
+            if let Some(seals) = &seals {
+                write::update_disk_artifacts(tx, &manifest, sizes.fsmeta, sizes.vmdk, seals)?;
             }
             write::acquire(tx, sandbox, &manifest, &parsed, now_ms())?;
             read::config_of(tx, &manifest)?.ok_or_else(|| Error::Internal(format!("{manifest} has no config")))

@@ -4,7 +4,11 @@
 //! disks ([`boot`]), write archives ([`save`]), collect ([`crate::gc`]).
 
 mod boot;
+mod check;
+mod collect;
 mod save;
+mod tag;
+mod usage;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use oci::Reference;
 use crate::backend::Backend;
 use crate::error::{Error, Result};
 use crate::gc;
+use crate::gc::policy::PruneOptions;
 use crate::index::{read, Index};
 use crate::ingest::{self, Lease};
 use crate::model::{ImageDetails, ImageSummary, PruneReport};
@@ -53,6 +58,7 @@ impl Cache {
             upgrade::upgrade(&store, &index)?;
             index
         };
+        check::seal_unsealed(&store, &index)?;
         Ok(Cache { store, index })
     }
 
@@ -119,7 +125,13 @@ impl Cache {
     /// Deletes every reference no sandbox or snapshot uses, everything that
     /// became unreachable, and every file no index row reaches.
     pub fn prune(&self) -> Result<PruneReport> {
-        gc::prune(&self.store, &self.index)
+        self.prune_with(&PruneOptions::default())
+    }
+
+    /// Prunes what `options` select (see [`PruneOptions`]), or with
+    /// `dry_run` reports what that would be and changes nothing.
+    pub fn prune_with(&self, options: &PruneOptions) -> Result<PruneReport> {
+        gc::prune(&self.store, &self.index, options)
     }
 
     /// Imports every image of an archive; returns one summary per reference.
@@ -128,6 +140,7 @@ impl Cache {
     /// Cancelled (`options.cancel`), it stops at its next read, takes back
     /// what it published, and fails with `Aborted`.
     pub fn load(&self, path: &Path, options: &LoadOptions) -> Result<Vec<ImageSummary>> {
+        let gc = collect::settings(self.home())?;
         let progress = options.progress.clone().unwrap_or_else(oci::progress::ignore);
         let loaded = (|| {
             let lease = Lease::take(&self.store, &self.index)?;
@@ -143,13 +156,20 @@ impl Cache {
             ingest::record(lease, &records)
         })();
         // A read the cancellation cut short fails as whatever it was reading.
-        loaded.map_err(|e| if options.cancelled() { Error::Aborted } else { e })
+        let summaries = loaded.map_err(|e| if options.cancelled() { Error::Aborted } else { e })?;
+        let brought: Vec<Reference> = summaries.iter().map(|s| s.reference.clone()).collect();
+        self.collect_after(gc, &brought, &progress)?;
+        Ok(summaries)
     }
 
     /// Brings the image `reference` names into the cache from its registry,
-    /// as `request` says (see [`pull::pull`]).
+    /// as `request` says (see [`pull::pull`]), then collects if that left
+    /// the cache above the budget of `config.json` ([`collect`]).
     pub fn pull(&self, reference: &str, request: &PullRequest<'_>) -> Result<ImageSummary> {
-        pull::pull(&self.store, &self.index, &parse_reference(reference)?, reference, request)
+        let gc = collect::settings(self.home())?;
+        let summary = pull::pull(&self.store, &self.index, &parse_reference(reference)?, reference, request)?;
+        self.collect_after(gc, std::slice::from_ref(&summary.reference), request.progress)?;
+        Ok(summary)
     }
 }
 

@@ -6,42 +6,124 @@
 //! name no file go beside them). A crash between the two leaves files no
 //! row reaches, which the next prune sweeps along with stale temp files.
 //! Every collection holds the exclusive side of the collector lock, so no
-//! ingest is mid-flight while it decides what is garbage.
+//! ingest is mid-flight while it decides what is garbage. What a prune
+//! takes is planned by [`crate::index::plan`] (filters, `keep`), with a
+//! size budget's choice made by [`budget`] from the sizes [`measure`]
+//! takes off the disk.
 
+pub mod budget;
+pub mod measure;
+pub mod policy;
 mod sweep;
 
 use oci::Reference;
 
 use crate::error::{Error, Result};
-use crate::index::{reach, read, Index};
-use crate::model::PruneReport;
+use crate::index::{now_ms, plan, reach, read, Index};
+use crate::model::{BudgetOutcome, PruneReport};
 use crate::store::Store;
+use measure::Measured;
+use policy::PruneOptions;
+use sweep::Mode;
 
-/// Deletes every reference no sandbox or snapshot uses, everything that
-/// became unreachable, and every file no index row reaches. Once the rows
-/// that name files are gone, files and the remaining rows are deleted side
-/// by side, and the index's WAL is checkpointed beside them.
-pub fn prune(store: &Store, index: &Index) -> Result<PruneReport> {
+/// Deletes what `options` select (by default every reference no sandbox or
+/// snapshot uses), everything that became unreachable, and every file no
+/// index row reaches; with `dry_run`, only says what that would be. Holds
+/// the collector lock exclusively, the dry run too: an ingest in flight
+/// publishes files before their rows, and would look like garbage.
+pub fn prune(store: &Store, index: &Index, options: &PruneOptions) -> Result<PruneReport> {
     let _lock = store.lock_collect()?;
-    let dropped = index.write_bulk(reach::drop_unrooted)?;
+    let measured = match options.max_bytes {
+        Some(_) => Some(measure_settled(store, index)?),
+        None => None,
+    };
+    collect(store, index, options, measured.as_ref())
+}
+
+/// A budget prune that runs only if the cache, measured exactly, is above
+/// `trigger` bytes (the automatic collection): None when it was not.
+pub fn prune_above(store: &Store, index: &Index, trigger: u64, options: &PruneOptions) -> Result<Option<PruneReport>> {
+    let _lock = store.lock_collect()?;
+    let measured = measure_settled(store, index)?;
+    if measured.total <= trigger {
+        return Ok(None);
+    }
+    collect(store, index, options, Some(&measured)).map(Some)
+}
+
+/// The cache's size with the WAL checkpointed into the database first, so
+/// that committed pages count once and the WAL file is empty.
+fn measure_settled(store: &Store, index: &Index) -> Result<Measured> {
+    index.checkpoint_truncate()?;
+    measure::measure(store)
+}
+
+/// Plans with the same statements for a dry run and a real prune; the real
+/// one deletes the planned rows in the same transaction, then the files
+/// once that is durable, and the remaining rows and the WAL checkpoint
+/// beside the files. Runs under the exclusive collector lock; `measured`
+/// is the cache's size when `options` has a budget.
+fn collect(store: &Store, index: &Index, options: &PruneOptions, measured: Option<&Measured>) -> Result<PruneReport> {
+    let now = now_ms();
+    let make = |conn: &rusqlite::Connection| -> Result<plan::Plan> {
+        plan::select(conn, options, now)?;
+        let chosen = match (options.max_bytes, measured) {
+            (Some(budget), Some(measured)) => Some(budget::choose(conn, measured, budget)?),
+            _ => None,
+        };
+        plan::take(conn, chosen.as_deref())?;
+        plan::follow(conn)
+    };
+    let planned = if options.dry_run {
+        // A read transaction: one snapshot of the index, rolled back on drop
+        // with the TEMP tables written in it.
+        index.read(|conn| {
+            let tx = conn.unchecked_transaction()?;
+            make(&tx)
+        })?
+    } else {
+        index.write_bulk(|tx| {
+            let planned = make(tx)?;
+            plan::execute(tx)?;
+            plan::discard(tx)?;
+            Ok(planned)
+        })?
+    };
     let mut report = PruneReport {
-        image_refs_removed: dropped.refs,
-        manifests_removed: dropped.manifests,
-        layers_removed: dropped.layers,
+        image_refs_removed: planned.references.len() as u64,
+        manifests_removed: planned.manifests,
+        layers_removed: planned.layers,
+        references: planned.references,
+        dry_run: options.dry_run,
         ..PruneReport::default()
     };
-    let live = index.read(reach::live_set)?;
-    std::thread::scope(|scope| {
-        let content = scope.spawn(|| {
-            index.write_bulk(reach::drop_unused_content)?;
-            index.checkpoint()
+    let temp = if options.dry_run {
+        sweep::unreached(store, &planned.live, &mut report, Mode::Measure)?
+    } else {
+        std::thread::scope(|scope| {
+            let content = scope.spawn(|| {
+                index.write_bulk(reach::drop_unused_content)?;
+                index.checkpoint()
+            });
+            let swept = sweep::unreached(store, &planned.live, &mut report, Mode::Delete);
+            let content = content
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("pruning the index panicked".into())));
+            content.and(swept)
+        })?
+    };
+    if let (Some(budget_bytes), Some(measured)) = (options.max_bytes, measured) {
+        if !options.dry_run {
+            // The deletions went through the WAL: give its bytes back too.
+            index.checkpoint_truncate()?;
+        }
+        let remaining_bytes = measured.total.saturating_sub(report.bytes_reclaimed - temp);
+        report.budget = Some(BudgetOutcome {
+            budget_bytes,
+            remaining_bytes,
+            met: remaining_bytes <= budget_bytes,
         });
-        let swept = sweep::unreached(store, &live, &mut report);
-        let content = content
-            .join()
-            .unwrap_or_else(|_| Err(Error::Internal("pruning the index panicked".into())));
-        swept.and(content)
-    })?;
+    }
     Ok(report)
 }
 

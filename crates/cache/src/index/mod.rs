@@ -3,6 +3,8 @@
 //! processes may share one index: WAL mode, a busy timeout and immediate
 //! write transactions keep them from tripping over each other.
 
+pub mod audit;
+pub mod plan;
 pub mod reach;
 pub mod read;
 pub mod rows;
@@ -69,6 +71,8 @@ impl Index {
             // only as used.
             conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
             conn.pragma_update(None, "foreign_keys", true)?;
+            // A prune plans in TEMP tables ([`plan`]): memory, not temp files.
+            conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.set_prepared_statement_cache_capacity(64);
             Ok(conn)
         };
@@ -131,6 +135,13 @@ impl Index {
     /// (SQLite's automatic checkpoint, run on purpose).
     pub fn checkpoint(&self) -> Result<()> {
         self.read(|conn| Ok(conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))?))
+    }
+
+    /// Copies the whole WAL into the database and empties the WAL file, as
+    /// far as readers allow (a reader in the middle of the WAL leaves it as
+    /// it is): before the collector measures the cache, and after it deleted.
+    pub fn checkpoint_truncate(&self) -> Result<()> {
+        self.read(|conn| Ok(conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?))
     }
 
     /// Runs `f` in a transaction on a connection with `settings` changed for

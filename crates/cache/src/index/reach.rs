@@ -35,39 +35,6 @@ fn document_unused(column: &str) -> String {
     )
 }
 
-/// How many rows that name files [`drop_unrooted`] deleted.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Dropped {
-    /// Image references.
-    pub refs: u64,
-    /// Manifests (each names an fsmeta image and a VMDK).
-    pub manifests: u64,
-    /// Layers (each names a layer image).
-    pub layers: u64,
-}
-
-/// Drops every reference no sandbox or snapshot uses, then the manifests
-/// and layers that became unreachable (the rows that name files) and the
-/// layers' framing.
-pub fn drop_unrooted(tx: &Transaction<'_>) -> Result<Dropped> {
-    let refs = tx.execute(
-        "DELETE FROM image_refs WHERE manifest_digest NOT IN \
-         (SELECT manifest_digest FROM sandboxes UNION SELECT manifest_digest FROM snapshots)",
-        [],
-    )? as u64;
-    tx.execute(
-        &format!("DELETE FROM manifest_layers WHERE manifest_digest IN (SELECT digest FROM manifests WHERE {UNROOTED})"),
-        [],
-    )?;
-    let manifests = tx.execute(&format!("DELETE FROM manifests WHERE {UNROOTED}"), [])? as u64;
-    tx.execute(
-        &format!("DELETE FROM layer_framing WHERE {}", layer_unused("layer_framing.diff_id")),
-        [],
-    )?;
-    let layers = tx.execute(&format!("DELETE FROM layers WHERE {}", layer_unused("layers.diff_id")), [])? as u64;
-    Ok(Dropped { refs, manifests, layers })
-}
-
 /// Drops the configs and the manifest and config documents no manifest
 /// uses any more. They name no file, so this may run beside the file
 /// sweep; rows a crash leaves behind go with the next prune.
@@ -183,18 +150,40 @@ impl LiveSet {
 
 /// Reads the live set.
 pub fn live_set(conn: &Connection) -> Result<LiveSet> {
-    let hexes = |sql: &str| -> Result<HashSet<String>> {
-        let mut stmt = conn.prepare(sql)?;
-        let rows = stmt.query_map([], |row| row.get::<_, Digest>(0))?;
-        let mut set = HashSet::new();
-        for digest in rows {
-            set.insert(digest?.hex().to_string());
-        }
-        Ok(set)
-    };
     Ok(LiveSet {
-        layers: hexes("SELECT diff_id FROM layers")?,
-        fsmeta: hexes("SELECT digest FROM manifests WHERE fsmeta_size IS NOT NULL")?,
-        vmdk: hexes("SELECT digest FROM manifests WHERE vmdk_size IS NOT NULL")?,
+        layers: hexes(conn, "SELECT diff_id FROM layers WHERE lost = 0")?,
+        fsmeta: hexes(conn, "SELECT digest FROM manifests WHERE fsmeta_size IS NOT NULL")?,
+        vmdk: hexes(conn, "SELECT digest FROM manifests WHERE vmdk_size IS NOT NULL")?,
     })
+}
+
+/// The live set once the plan in the connection's TEMP tables is carried
+/// out ([`super::plan`]): what a dry run keeps, and what a real prune's
+/// sweep spares.
+pub fn live_after_plan(conn: &Connection) -> Result<LiveSet> {
+    Ok(LiveSet {
+        layers: hexes(
+            conn,
+            "SELECT diff_id FROM layers WHERE lost = 0 AND diff_id NOT IN (SELECT diff_id FROM temp.prune_layers)",
+        )?,
+        fsmeta: hexes(
+            conn,
+            "SELECT digest FROM manifests WHERE fsmeta_size IS NOT NULL AND digest NOT IN (SELECT digest FROM temp.prune_manifests)",
+        )?,
+        vmdk: hexes(
+            conn,
+            "SELECT digest FROM manifests WHERE vmdk_size IS NOT NULL AND digest NOT IN (SELECT digest FROM temp.prune_manifests)",
+        )?,
+    })
+}
+
+/// The hex digests a one-column query of digests returns.
+fn hexes(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map([], |row| row.get::<_, Digest>(0))?;
+    let mut set = HashSet::new();
+    for digest in rows {
+        set.insert(digest?.hex().to_string());
+    }
+    Ok(set)
 }

@@ -196,10 +196,12 @@ pub fn platform_of(conn: &Connection, manifest: &Digest) -> Result<Option<Platfo
     Ok(row.map(|(os, arch, variant)| Platform::new(&os.unwrap_or_default(), &arch.unwrap_or_default(), variant.as_deref())))
 }
 
-/// A layer's image and framing sizes, if it is recorded with its framing.
+/// A layer's image and framing sizes, if it is recorded with its framing
+/// and its image was not dropped by a repair.
 pub fn layer(conn: &Connection, diff_id: &Digest) -> Result<Option<LayerRow>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT l.erofs_size, length(f.framing) FROM layers l JOIN layer_framing f ON f.diff_id = l.diff_id WHERE l.diff_id = ?1",
+        "SELECT l.erofs_size, length(f.framing) FROM layers l JOIN layer_framing f ON f.diff_id = l.diff_id \
+         WHERE l.diff_id = ?1 AND l.lost = 0",
     )?;
     Ok(stmt
         .query_row([diff_id], |row| {
@@ -221,4 +223,17 @@ pub fn layer_framing(conn: &Connection, diff_id: &Digest) -> Result<Option<Vec<u
 pub fn document_content(conn: &Connection, digest: &Digest) -> Result<Option<Vec<u8>>> {
     let mut stmt = conn.prepare_cached("SELECT content FROM blob_content WHERE digest = ?1")?;
     Ok(stmt.query_row([digest], |row| row.get(0)).optional()?)
+}
+
+/// Bytes of the artifact files the index records (layer images still
+/// present, fsmeta, VMDK): the automatic collection's cheap first look
+/// at the cache's size, before it measures the files.
+pub fn recorded_artifact_bytes(conn: &Connection) -> Result<u64> {
+    let bytes: i64 = conn
+        .prepare_cached(
+            "SELECT (SELECT coalesce(sum(erofs_size), 0) FROM layers WHERE lost = 0) \
+         + (SELECT coalesce(sum(coalesce(fsmeta_size, 0) + coalesce(vmdk_size, 0)), 0) FROM manifests)",
+        )?
+        .query_row([], |row| row.get(0))?;
+    Ok(bytes.max(0) as u64)
 }

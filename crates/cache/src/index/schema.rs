@@ -123,6 +123,22 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX manifest_layers_diff_id ON manifest_layers(diff_id);
     DELETE FROM blobs WHERE digest NOT IN (SELECT digest FROM manifests UNION SELECT config_digest FROM manifests);
     "#,
+    // 3: what a full check compares against, recorded at publication. A
+    // layer image's file data is covered by its diff_id (the framing
+    // rebuilds the tar from it), so a layer records only a seal: the
+    // sha256 of its superblock block and metadata area. fsmeta and VMDK
+    // are small and hashed whole. NULL: not recorded yet (a cache written
+    // before this migration; `check` seals those on open). A layer whose
+    // image `check --repair` dropped keeps its row (manifests still list
+    // it) with `lost` set: the next load or pull converts it again.
+    r#"
+    ALTER TABLE layers ADD COLUMN seal TEXT;
+    ALTER TABLE layers ADD COLUMN lost INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE manifests ADD COLUMN fsmeta_sha256 TEXT;
+    ALTER TABLE manifests ADD COLUMN vmdk_sha256 TEXT;
+    CREATE INDEX layers_unsealed ON layers(diff_id) WHERE seal IS NULL AND lost = 0;
+    CREATE INDEX manifests_unsealed ON manifests(digest) WHERE fsmeta_sha256 IS NULL OR vmdk_sha256 IS NULL;
+    "#,
 ];
 
 /// Brings the schema up to date; refuses an index written by a newer version.

@@ -53,6 +53,8 @@ pub struct ImageRecord {
     pub fsmeta_size: u64,
     /// Size of the VMDK descriptor.
     pub vmdk_size: u64,
+    /// Seals of fsmeta and the VMDK ([`crate::seal::file`]).
+    pub disk_seals: DiskSeals,
     /// Normalized references to point at the manifest.
     pub references: Vec<Reference>,
 }
@@ -77,13 +79,24 @@ fn insert_blob(tx: &Transaction<'_>, blob: &BlobRecord) -> Result<()> {
     Ok(())
 }
 
-/// Records a converted layer: its image's size and its framing. A layer
-/// converted again (its image had gone missing) replaces both.
-pub fn record_layer(tx: &Transaction<'_>, diff_id: &Digest, erofs_size: u64, framing: &[u8]) -> Result<()> {
+/// The seals of a manifest's fsmeta and VMDK.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskSeals {
+    /// sha256 of the fsmeta image.
+    pub fsmeta: Digest,
+    /// sha256 of the VMDK descriptor.
+    pub vmdk: Digest,
+}
+
+/// Records a converted layer: its image's size and seal, and its framing.
+/// A layer converted again (its image had gone missing, or a repair
+/// dropped it) replaces all three.
+pub fn record_layer(tx: &Transaction<'_>, diff_id: &Digest, erofs_size: u64, seal: &Digest, framing: &[u8]) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO layers (diff_id, erofs_size) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET erofs_size = excluded.erofs_size",
+        "INSERT INTO layers (diff_id, erofs_size, seal) VALUES (?1, ?2, ?3) ON CONFLICT (diff_id) DO UPDATE \
+         SET erofs_size = excluded.erofs_size, seal = excluded.seal, lost = 0",
     )?
-    .execute(params![diff_id, erofs_size as i64])?;
+    .execute(params![diff_id, erofs_size as i64, seal])?;
     tx.prepare_cached(
         "INSERT INTO layer_framing (diff_id, framing) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET framing = excluded.framing",
     )?
@@ -119,9 +132,10 @@ pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Resu
         c.stop_signal,
     ])?;
     tx.prepare_cached(
-        "INSERT INTO manifests (digest, config_digest, layer_count, fsmeta_size, vmdk_size, size_bytes) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-         ON CONFLICT (digest) DO UPDATE SET fsmeta_size = excluded.fsmeta_size, vmdk_size = excluded.vmdk_size, size_bytes = excluded.size_bytes",
+        "INSERT INTO manifests (digest, config_digest, layer_count, fsmeta_size, vmdk_size, size_bytes, fsmeta_sha256, vmdk_sha256) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+         ON CONFLICT (digest) DO UPDATE SET fsmeta_size = excluded.fsmeta_size, vmdk_size = excluded.vmdk_size, \
+         size_bytes = excluded.size_bytes, fsmeta_sha256 = excluded.fsmeta_sha256, vmdk_sha256 = excluded.vmdk_sha256",
     )?
     .execute(params![
         image.manifest.digest,
@@ -130,6 +144,8 @@ pub fn record_image(tx: &Transaction<'_>, image: &ImageRecord, now: i64) -> Resu
         image.fsmeta_size as i64,
         image.vmdk_size as i64,
         image.size_bytes() as i64,
+        image.disk_seals.fsmeta,
+        image.disk_seals.vmdk,
     ])?;
     for (position, layer) in image.layers.iter().enumerate() {
         // The layer's own row is in already (see `record_layer`).
@@ -172,13 +188,13 @@ fn upsert_reference(tx: &Transaction<'_>, reference: &Reference, manifest: &Dige
     Ok(())
 }
 
-/// Records new sizes after the per-manifest artifacts were rebuilt.
-pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &Digest, fsmeta_size: u64, vmdk_size: u64) -> Result<()> {
+/// Records new sizes and seals after the per-manifest artifacts were rebuilt.
+pub fn update_disk_artifacts(tx: &Transaction<'_>, manifest: &Digest, fsmeta_size: u64, vmdk_size: u64, seals: &DiskSeals) -> Result<()> {
     tx.prepare_cached(
         "UPDATE manifests SET size_bytes = size_bytes - coalesce(fsmeta_size, 0) - coalesce(vmdk_size, 0) + ?2 + ?3, \
-         fsmeta_size = ?2, vmdk_size = ?3 WHERE digest = ?1",
+         fsmeta_size = ?2, vmdk_size = ?3, fsmeta_sha256 = ?4, vmdk_sha256 = ?5 WHERE digest = ?1",
     )?
-    .execute(params![manifest, fsmeta_size as i64, vmdk_size as i64])?;
+    .execute(params![manifest, fsmeta_size as i64, vmdk_size as i64, seals.fsmeta, seals.vmdk])?;
     Ok(())
 }
 

@@ -97,6 +97,7 @@ pub fn ingest(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource,
         layers,
         fsmeta_size: sizes.fsmeta,
         vmdk_size: sizes.vmdk,
+        disk_seals: crate::seal::disk(store, &image.manifest_digest)?,
         references: image.references.clone(),
     })
 }

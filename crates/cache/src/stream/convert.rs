@@ -98,10 +98,11 @@ pub fn materialize(
             let erofs_size = erofs_tmp.file().metadata().map_err(Error::cache(erofs_tmp.path()))?.len();
             erofs_tmp.publish(&erofs_path)?;
             lease.published(Artifact::Layer(diff_id.clone()));
+            let seal = crate::seal::layer(&erofs_path)?;
             // Lost in a power cut, the row only means converting again.
             lease
                 .index()
-                .write_lazily(|tx| write::record_layer(tx, diff_id, erofs_size, &framing))?;
+                .write_lazily(|tx| write::record_layer(tx, diff_id, erofs_size, &seal, &framing))?;
             step(LayerStep::Converted);
             LayerRow {
                 erofs_size,

@@ -1,0 +1,271 @@
+//! What `check` looks at: every row that names a file against the file
+//! (present, of its recorded size), each root disk against its layers
+//! (fsmeta's device table, the VMDK's extents and paths), the files no
+//! row reaches, stale temp files, and in a full check the content of each
+//! artifact ([`super::content`]). Each problem carries the repair it calls for.
+
+use std::collections::{HashMap, HashSet};
+use std::fs;
+use std::path::PathBuf;
+
+use oci::Digest;
+
+use super::content;
+use crate::disk::vmdk::{self, Extent};
+use crate::error::Result;
+use crate::gc::measure::Measured;
+use crate::index::audit::{AuditManifest, AuditRows};
+use crate::index::reach::LiveSet;
+use crate::index::{read, Index};
+use crate::model::CheckProblem;
+use crate::parallel;
+use crate::store::{self, Kind, Store};
+
+/// Manifests checked at once: each is a few small reads.
+const CHECKERS: usize = 4;
+
+/// How a repair fixes a problem.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fix {
+    /// It cannot (the index itself is damaged).
+    Nothing,
+    /// Drop the layer's image and the root disks built on it: the next
+    /// load or pull of an image using it converts it again.
+    DropLayer(Digest),
+    /// Build the manifest's fsmeta and VMDK again from its layers.
+    RebuildDisk(Digest),
+    /// Delete the file or directory.
+    Delete(PathBuf),
+}
+
+/// A problem and its repair.
+#[derive(Debug, Clone)]
+pub struct Finding {
+    /// As reported.
+    pub problem: CheckProblem,
+    /// What a repair does about it.
+    pub fix: Fix,
+}
+
+/// What the checks below need to hand.
+pub struct Scope<'a> {
+    /// The cache directory.
+    pub store: &'a Store,
+    /// Its index.
+    pub index: &'a Index,
+    /// The rows.
+    pub rows: &'a AuditRows,
+    /// The files, with their sizes.
+    pub measured: &'a Measured,
+}
+
+impl Scope<'_> {
+    fn finding(&self, kind: &'static str, manifest: Option<&Digest>, digest: &Digest, path: PathBuf, message: String, fix: Fix) -> Finding {
+        let roots = manifest.and_then(|m| self.rows.roots.get(m));
+        let message = match roots {
+            Some(roots) => format!("{message} (held by {})", roots.join(", ")),
+            None => message,
+        };
+        Finding {
+            problem: CheckProblem {
+                kind,
+                reference: manifest.and_then(|m| self.rows.refs.get(m)).and_then(|r| r.first().cloned()),
+                digest: Some(digest.to_string()),
+                path: Some(path),
+                message,
+                repaired: false,
+            },
+            fix,
+        }
+    }
+}
+
+/// Rows against files; returns the findings and the layers found bad
+/// (whose manifests' disks a repair drops with them).
+pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Digest>)> {
+    let mut findings = Vec::new();
+    let mut bad = HashSet::new();
+    let users = users_of_layers(scope.rows);
+    for layer in scope.rows.layers.iter().filter(|l| !l.lost) {
+        let path = scope.store.layer_path(&layer.diff_id);
+        let manifest = users.get(&layer.diff_id).copied();
+        let size = scope.measured.of(Kind::Layer).by_hex.get(layer.diff_id.hex()).copied();
+        let problem = match size {
+            None => Some(("missing_file", "the layer image is missing".to_string())),
+            Some(size) if size != layer.size => Some((
+                "size_mismatch",
+                format!("the layer image is {size} bytes, the index says {}", layer.size),
+            )),
+            Some(_) if full => {
+                let framing = scope.index.read(|conn| read::layer_framing(conn, &layer.diff_id))?;
+                match framing {
+                    None => Some(("corrupt", "the layer has no tar framing in the index".to_string())),
+                    Some(framing) => content::layer(&path, &layer.diff_id, &framing, layer.seal.as_ref())?.map(|m| ("corrupt", m)),
+                }
+            }
+            Some(_) => None,
+        };
+        if let Some((kind, message)) = problem {
+            let message = format!("{message}; a repair drops it, and the next load or pull of an image using it converts it again");
+            findings.push(scope.finding(kind, manifest, &layer.diff_id, path, message, Fix::DropLayer(layer.diff_id.clone())));
+            bad.insert(layer.diff_id.clone());
+        }
+    }
+    let lost: HashSet<&Digest> = scope.rows.layers.iter().filter(|l| l.lost).map(|l| &l.diff_id).collect();
+    let sound: Vec<&AuditManifest> = scope
+        .rows
+        .manifests
+        .iter()
+        .filter(|m| m.layers.iter().all(|l| !bad.contains(l) && !lost.contains(l)))
+        .collect();
+    let per_manifest = parallel::map(&sound, CHECKERS, |m| disk(scope, m, full))?;
+    findings.extend(per_manifest.into_iter().flatten());
+    Ok((findings, bad))
+}
+
+/// The first manifest using each layer (to name an image in a problem).
+fn users_of_layers(rows: &AuditRows) -> HashMap<Digest, &Digest> {
+    let mut users = HashMap::new();
+    for m in &rows.manifests {
+        for l in &m.layers {
+            users.entry(l.clone()).or_insert(&m.digest);
+        }
+    }
+    users
+}
+
+/// One manifest's fsmeta and VMDK, whose layers are all sound: each file
+/// missing or of the wrong size; if both are sound, the first way they
+/// disagree with the layers (or, in a full check, with their seals).
+fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Vec<Finding>> {
+    let store = scope.store;
+    let rebuild = |kind, path: PathBuf, message: String| {
+        let message = format!("{message}; a repair builds it again from the layers");
+        scope.finding(kind, Some(&m.digest), &m.digest, path, message, Fix::RebuildDisk(m.digest.clone()))
+    };
+    let fsmeta_path = store.fsmeta_path(&m.digest);
+    let vmdk_path = store.vmdk_path(&m.digest);
+    let fsmeta = scope.measured.of(Kind::Fsmeta).by_hex.get(m.digest.hex()).copied();
+    let vmdk = scope.measured.of(Kind::Vmdk).by_hex.get(m.digest.hex()).copied();
+    let mut findings = Vec::new();
+    for (what, path, recorded, actual) in [
+        ("fsmeta", &fsmeta_path, m.fsmeta_size, fsmeta),
+        ("VMDK", &vmdk_path, m.vmdk_size, vmdk),
+    ] {
+        match (recorded, actual) {
+            (Some(_), None) => findings.push(rebuild("missing_file", path.clone(), format!("the {what} file is missing"))),
+            (Some(r), Some(a)) if r != a => findings.push(rebuild(
+                "size_mismatch",
+                path.clone(),
+                format!("the {what} file is {a} bytes, the index says {r}"),
+            )),
+            _ => {}
+        }
+    }
+    let (Some(fsmeta), Some(_), true) = (m.fsmeta_size.and(fsmeta), m.vmdk_size.and(vmdk), findings.is_empty()) else {
+        return Ok(findings);
+    };
+    let layer_sizes: Vec<u64> = m.layers.iter().map(|l| scope.measured.size(Kind::Layer, l.hex())).collect();
+    if let Some(message) = device_table(&fsmeta_path, fsmeta, &m.layers, &layer_sizes) {
+        return Ok(vec![rebuild("disk_mismatch", fsmeta_path, message)]);
+    }
+    if let Some(message) = descriptor(store, &m.digest, fsmeta, &m.layers, &layer_sizes)? {
+        return Ok(vec![rebuild("disk_mismatch", vmdk_path, message)]);
+    }
+    if full {
+        for (path, seal) in [(&fsmeta_path, &m.fsmeta_seal), (&vmdk_path, &m.vmdk_seal)] {
+            if let Some(message) = seal.as_ref().map(|s| content::whole(path, s)).transpose()?.flatten() {
+                return Ok(vec![rebuild("corrupt", path.clone(), message)]);
+            }
+        }
+    }
+    Ok(findings)
+}
+
+/// What is wrong with fsmeta's device table: one slot per layer, in
+/// order, tagged with its diff_id, of its size, mapped after fsmeta and
+/// the layers below it.
+fn device_table(path: &std::path::Path, fsmeta: u64, layers: &[Digest], sizes: &[u64]) -> Option<String> {
+    let image = match erofs::reader::Image::open(path) {
+        Ok(image) => image,
+        Err(e) => return Some(format!("the fsmeta image is unreadable: {e}")),
+    };
+    let devices = image.devices();
+    if devices.len() != layers.len() {
+        return Some(format!("fsmeta names {} layers, the manifest has {}", devices.len(), layers.len()));
+    }
+    let mut at = fsmeta / erofs::BLOCK_SIZE;
+    for (i, ((device, layer), size)) in devices.iter().zip(layers).zip(sizes).enumerate() {
+        if device.tag != layer.hex().as_bytes() || device.blocks != size / erofs::BLOCK_SIZE || device.mapped_blkaddr != at {
+            return Some(format!(
+                "fsmeta's device {} does not describe layer {layer} where the disk has it",
+                i + 1
+            ));
+        }
+        at += size / erofs::BLOCK_SIZE;
+    }
+    None
+}
+
+/// What is wrong with the VMDK: it must be, byte for byte, the descriptor
+/// of fsmeta then the layers, at their paths in this cache.
+fn descriptor(store: &Store, manifest: &Digest, fsmeta: u64, layers: &[Digest], sizes: &[u64]) -> Result<Option<String>> {
+    let fsmeta_path = store.fsmeta_path(manifest);
+    let paths: Vec<PathBuf> = layers.iter().map(|l| store.layer_path(l)).collect();
+    let mut extents = vec![Extent {
+        path: &fsmeta_path,
+        size: fsmeta,
+    }];
+    extents.extend(paths.iter().zip(sizes).map(|(path, &size)| Extent { path, size }));
+    let cid = u32::from_str_radix(&manifest.hex()[..8], 16).expect("digest hex is hex");
+    let Ok(expected) = vmdk::descriptor(&extents, cid) else {
+        return Ok(Some("its files cannot be described by a VMDK".into()));
+    };
+    let path = store.vmdk_path(manifest);
+    let actual = fs::read(&path).map_err(crate::error::Error::cache(&path))?;
+    Ok((actual != expected.as_bytes()).then(|| "the VMDK does not name fsmeta and the layers, in order, at their sizes".to_string()))
+}
+
+/// Files in the artifact directories that `live` does not reach, and
+/// everything in `tmp/` (the exclusive collector lock is held: no ingest
+/// is writing).
+pub fn strays(store: &Store, live: &LiveSet) -> Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    for kind in Kind::ALL {
+        for entry in store::entries(&store.root().join(kind.dir()))? {
+            let reached = entry
+                .name
+                .strip_suffix(kind.suffix())
+                .is_some_and(|hex| live.reaches_hex(kind, hex));
+            if !reached {
+                findings.push(stray(
+                    "orphan_file",
+                    entry.path,
+                    "no index row names this file; a repair deletes it",
+                ));
+            }
+        }
+    }
+    for entry in store::entries(&store.tmp_dir())? {
+        findings.push(stray(
+            "temp_file",
+            entry.path,
+            "a temp file no running ingest owns; a repair deletes it",
+        ));
+    }
+    Ok(findings)
+}
+
+fn stray(kind: &'static str, path: PathBuf, message: &str) -> Finding {
+    Finding {
+        problem: CheckProblem {
+            kind,
+            reference: None,
+            digest: None,
+            path: Some(path.clone()),
+            message: message.to_string(),
+            repaired: false,
+        },
+        fix: Fix::Delete(path),
+    }
+}
