@@ -20,7 +20,7 @@ use crate::client::Client;
 use crate::config::Scheme;
 use crate::docker::{keys_for, normalize_key, DockerConfig};
 use crate::error::{Error, Result};
-use crate::helper::{self, Helpers, Trouble};
+use crate::helper::{self, Answer, Helpers, Trouble};
 use crate::net::CancelFlag;
 use crate::transport::Http;
 use crate::{Credentials, RegistryConfig};
@@ -84,9 +84,17 @@ pub fn logout(registry: &str, config: &RegistryConfig) -> Result<bool> {
     let keys = keys_for(&domain);
     let mut removed = false;
     if let Some(name) = docker.helper_for(&keys) {
-        removed |= Helpers::new(config.helper_env.clone())
-            .erase(name, &keys[0])
-            .map_err(|t| refusal(&domain, t, ""))?;
+        let helpers = Helpers::new(config.helper_env.clone());
+        removed |= match helpers.erase(name, &keys[0]) {
+            Ok(erased) => erased,
+            // Some helpers fail to erase what they never held (pass 0.6
+            // says "not in the password store"); Docker only warns. Only
+            // credentials still there make the failure real.
+            Err(trouble) => match helpers.get(name, &keys[0], &CancelFlag::default()) {
+                Ok(Answer::NotFound) => false,
+                _ => return Err(refusal(&domain, trouble, "")),
+            },
+        };
     }
     if path.exists() {
         let hosts: Vec<String> = keys.iter().map(|k| normalize_key(k)).collect();
