@@ -240,6 +240,14 @@ pub(crate) fn classify(e: ureq::Error, authority: &str) -> Result<String, String
     if transient {
         return Ok(description);
     }
+    if ["fatal alert: BadCertificate", "fatal alert: CertificateRequired"]
+        .iter()
+        .any(|a| description.contains(a))
+    {
+        description.push_str(
+            " (the registry may want a client certificate: name clientCertificate and clientKey for this host in registries.json)",
+        );
+    }
     if description.contains("invalid peer certificate") {
         description.push_str(" (TLS verification failed: add the registry's CA to the CA bundles, or mark the host insecure)");
     }

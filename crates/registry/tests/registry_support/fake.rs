@@ -382,3 +382,56 @@ pub fn blob_reply(request: &Request, bytes: &[u8]) -> Reply {
         ),
     }
 }
+
+/// A small reverse proxy on the fake server: a request whose path starts
+/// with `prefix` goes to `upstream` (`http://host:port`) with the prefix
+/// cut off (so `/cache/v2/…` reaches `/v2/…`), and its answer comes back
+/// as is; anything else is a 404. What a registry behind a path-routing
+/// front end looks like to a client. Every request is recorded.
+pub fn rewriting_proxy(upstream: String, prefix: &'static str) -> Server {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    Server::start(move |request| {
+        let Some(rest) = request.path.strip_prefix(prefix) else {
+            return Reply::error(404, "NOT_FOUND", "outside the proxied prefix");
+        };
+        let mut forward = agent.get(format!("{upstream}{rest}"));
+        for (name, value) in &request.headers {
+            if ["accept", "authorization", "range"].contains(&name.as_str()) {
+                forward = forward.header(name, value);
+            }
+        }
+        let Ok(response) = forward.call() else {
+            return Reply::error(502, "BAD_GATEWAY", "upstream failed");
+        };
+        let keep = [
+            "content-type",
+            "docker-content-digest",
+            "www-authenticate",
+            "content-range",
+            "location",
+        ];
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(n, _)| keep.contains(&n.as_str()))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .into_with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap_or_default();
+        Reply::Full {
+            status,
+            headers,
+            body,
+            length: true,
+        }
+    })
+}
