@@ -1,30 +1,29 @@
-//! Authentication: credentials (from the caller or Docker's `config.json`),
+//! Authentication: credentials (from the caller, or Docker's config and
+//! credential helpers, looked up when a registry first asks),
 //! `WWW-Authenticate` challenges, and bearer tokens from the registry's
-//! token service, cached per endpoint and refreshed when they expire or are
-//! refused. Every message built here is free of secrets.
+//! token service (`token.rs`), cached per endpoint and refreshed when they
+//! expire or are refused. Every message built here is free of secrets, in
+//! every spelling they travel in ([`spellings`]).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use serde_json::Value;
 
-use crate::config::Scheme;
+use crate::docker::{DockerCredentials, Lookup};
 use crate::error::{Error, Result};
-use crate::transport::{Failure, Http};
+use crate::token::{self, encode_query};
+use crate::transport::Http;
 
-/// Lifetime assumed for tokens that do not say (the token spec's default).
-const DEFAULT_TOKEN_LIFETIME: u64 = 60;
 /// Tokens are refreshed this long before they expire, so none expires in flight.
 const TOKEN_MARGIN: u64 = 5;
 /// Tokens remembered for scrubbing messages (a pull refreshes only a few).
 const MAX_SEEN_TOKENS: usize = 16;
-/// Largest token-service response read.
-const MAX_TOKEN_RESPONSE: u64 = 1 << 20;
+/// Secrets shorter than this are not scrubbed (they would mangle messages).
+const MIN_SECRET: usize = 3;
 
 /// How to authenticate to a registry.
 #[derive(Clone, PartialEq, Eq)]
@@ -40,6 +39,14 @@ pub enum Credentials {
     /// A ready bearer token, sent to the registry as is (its token service is
     /// not asked); when it is refused the pull fails.
     Token(String),
+    /// An identity token (an OAuth2 refresh token, Docker's
+    /// `identitytoken`): exchanged at the token service for bearer tokens.
+    Identity {
+        /// The account name, `<token>` when unknown (as Docker's helpers say).
+        username: String,
+        /// The refresh token.
+        token: String,
+    },
 }
 
 impl fmt::Debug for Credentials {
@@ -48,79 +55,68 @@ impl fmt::Debug for Credentials {
         match self {
             Credentials::Basic { username, .. } => write!(f, "Basic {{ username: {username:?}, password: <redacted> }}"),
             Credentials::Token(_) => f.write_str("Token(<redacted>)"),
+            Credentials::Identity { username, .. } => write!(f, "Identity {{ username: {username:?}, token: <redacted> }}"),
         }
     }
 }
 
 impl Credentials {
-    fn basic_header(&self) -> Option<String> {
-        match self {
-            Credentials::Basic { username, password } => Some(format!("Basic {}", BASE64.encode(format!("{username}:{password}")))),
-            Credentials::Token(_) => None,
-        }
+    /// The `Authorization` value for Basic auth (registries that ask for it,
+    /// token services on GET); an identity token goes as the password.
+    pub(crate) fn basic_header(&self) -> Option<String> {
+        let (username, secret) = match self {
+            Credentials::Basic { username, password } => (username, password),
+            Credentials::Identity { username, token } => (username, token),
+            Credentials::Token(_) => return None,
+        };
+        Some(format!("Basic {}", BASE64.encode(format!("{username}:{secret}"))))
+    }
+
+    /// The secrets these credentials hold.
+    fn secrets(&self) -> Vec<String> {
+        let mut out = match self {
+            Credentials::Basic { password, .. } => vec![password.clone()],
+            Credentials::Token(token) | Credentials::Identity { token, .. } => vec![token.clone()],
+        };
+        out.extend(self.basic_header().map(|h| h["Basic ".len()..].to_string()));
+        out
     }
 }
 
-/// The `auths` of Docker's config file, by registry host; a file that
-/// cannot be read is remembered as an error raised only if credentials are
-/// needed, so a broken file does not break anonymous pulls.
-pub(crate) struct DockerAuths(Result<HashMap<String, Credentials>, String>);
-
-impl DockerAuths {
-    /// Reads `path`; a missing file holds no credentials.
-    pub(crate) fn load(path: Option<&Path>) -> DockerAuths {
-        let Some(path) = path else { return DockerAuths(Ok(HashMap::new())) };
-        let bytes = match std::fs::read(path) {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return DockerAuths(Ok(HashMap::new())),
-            Err(e) => return DockerAuths(Err(format!("cannot read docker config {}: {e}", path.display()))),
-        };
-        DockerAuths(parse_docker_config(&bytes).map_err(|why| format!("docker config {}: {why}", path.display())))
-    }
-
-    /// Credentials for the first of `hosts` (`host[:port]`) that has any.
-    pub(crate) fn lookup(&self, hosts: &[&str]) -> Result<Option<Credentials>, String> {
-        let auths = self.0.as_ref().map_err(Clone::clone)?;
-        Ok(hosts.iter().find_map(|h| auths.get(&h.to_ascii_lowercase()).cloned()))
-    }
+/// Every way `secret` may appear in text that went over the wire or into a
+/// log: as is, percent-encoded (queries, forms), base64 (standard and
+/// URL-safe, padded or not) and hex (either case).
+pub(crate) fn spellings(secret: &str) -> Vec<String> {
+    let mut out = vec![
+        secret.to_string(),
+        encode_query(secret),
+        encode_query(secret).replace("%20", "+"),
+        BASE64.encode(secret),
+        BASE64.encode(secret).trim_end_matches('=').to_string(),
+        URL_SAFE.encode(secret),
+        URL_SAFE_NO_PAD.encode(secret),
+        secret.bytes().map(|b| format!("{b:02x}")).collect(),
+        secret.bytes().map(|b| format!("{b:02X}")).collect(),
+    ];
+    out.retain(|s| s.len() >= MIN_SECRET);
+    // Longest first, so a spelling containing another is replaced whole.
+    out.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    out.dedup();
+    out
 }
 
-/// Keys are normalized to `host[:port]`: Docker writes some as URLs
-/// (`https://index.docker.io/v1/`).
-fn parse_docker_config(bytes: &[u8]) -> Result<HashMap<String, Credentials>, String> {
-    let value: Value = serde_json::from_slice(bytes).map_err(|e| format!("not valid JSON: {e}"))?;
-    let mut out = HashMap::new();
-    let Some(auths) = value.get("auths") else { return Ok(out) };
-    let auths = auths.as_object().ok_or("\"auths\" is not an object")?;
-    for (key, entry) in auths {
-        let host = key.split_once("://").map_or(key.as_str(), |(_, rest)| rest);
-        let host = host.split('/').next().unwrap_or_default().to_ascii_lowercase();
-        let field = |name: &str| entry.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-        let credentials = if let Some(encoded) = field("auth") {
-            let decoded = BASE64
-                .decode(encoded.trim())
-                .map_err(|_| format!("the \"auth\" of {host} is not base64"))?;
-            let decoded = String::from_utf8(decoded).map_err(|_| format!("the \"auth\" of {host} is not UTF-8"))?;
-            let (username, password) = decoded
-                .split_once(':')
-                .ok_or(format!("the \"auth\" of {host} is not user:password"))?;
-            Credentials::Basic {
-                username: username.to_string(),
-                password: password.to_string(),
-            }
-        } else if let (Some(username), Some(password)) = (field("username"), field("password")) {
-            Credentials::Basic {
-                username: username.to_string(),
-                password: password.to_string(),
-            }
-        } else if let Some(token) = field("registrytoken") {
-            Credentials::Token(token.to_string())
-        } else {
-            continue;
-        };
-        out.insert(host, credentials);
+/// `message` with every spelling of every secret replaced by `***`.
+pub(crate) fn scrub<'a>(mut message: String, secrets: impl IntoIterator<Item = &'a String>) -> String {
+    let mut all: Vec<String> = secrets
+        .into_iter()
+        .filter(|s| s.len() >= MIN_SECRET)
+        .flat_map(|s| spellings(s))
+        .collect();
+    all.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    for spelling in all {
+        message = message.replace(spelling.as_str(), "***");
     }
-    Ok(out)
+    message
 }
 
 /// What a registry asked for in `WWW-Authenticate`.
@@ -202,23 +198,35 @@ struct Token {
 struct State {
     challenge: Option<Challenge>,
     token: Option<Token>,
+    /// Docker's credentials for this endpoint, once looked up.
+    lookup: Option<Lookup>,
+    /// A newer identity token the token service handed back.
+    rotated: Option<String>,
     /// The latest tokens received, to scrub them from server-supplied messages.
     seen: Vec<String>,
 }
 
+/// Where an endpoint's credentials come from.
+pub(crate) enum Source {
+    /// The caller's.
+    Given(Credentials),
+    /// Docker's, for this registry (as references name it, or the mirror's host).
+    Docker(Arc<DockerCredentials>, String),
+}
+
 /// One endpoint's authentication: its credentials and what it asked for.
 pub(crate) struct Auth {
-    credentials: Result<Option<Credentials>, String>,
-    /// `repository:<path>:pull`.
-    scope: String,
+    source: Source,
+    /// `repository:<path>:pull`, or none (a login asks for no scope).
+    scope: Option<String>,
     state: Mutex<State>,
 }
 
 impl Auth {
-    pub(crate) fn new(credentials: Result<Option<Credentials>, String>, repository: &str) -> Auth {
+    pub(crate) fn new(source: Source, repository: Option<&str>) -> Auth {
         Auth {
-            credentials,
-            scope: format!("repository:{repository}:pull"),
+            source,
+            scope: repository.map(|r| format!("repository:{r}:pull")),
             state: Mutex::new(State::default()),
         }
     }
@@ -244,9 +252,35 @@ impl Auth {
         }
     }
 
-    /// Whether any credentials are available (for error messages).
+    /// The credentials to use, looking Docker's up on first need (running
+    /// a credential helper, off the JavaScript thread: pulls run on workers).
+    fn credentials(&self, state: &mut State, http: &Http) -> Result<Option<Credentials>> {
+        let mut credentials = match &self.source {
+            Source::Given(credentials) => Some(credentials.clone()),
+            Source::Docker(docker, registry) => {
+                if state.lookup.is_none() {
+                    state.lookup = Some(docker.lookup(registry, &http.cancel)?);
+                }
+                state.lookup.as_ref().and_then(|l| l.credentials.clone())
+            }
+        };
+        if let (Some(Credentials::Identity { token, .. }), Some(rotated)) = (&mut credentials, &state.rotated) {
+            token.clone_from(rotated);
+        }
+        Ok(credentials)
+    }
+
+    /// Whether any credentials were found (for error messages).
     pub(crate) fn has_credentials(&self) -> bool {
-        matches!(self.credentials, Ok(Some(_)))
+        match &self.source {
+            Source::Given(_) => true,
+            Source::Docker(..) => self.state().lookup.as_ref().is_some_and(|l| l.credentials.is_some()),
+        }
+    }
+
+    /// `message`, followed by what went wrong looking credentials up.
+    pub(crate) fn explain(&self, message: String) -> String {
+        self.explain_with(&self.state(), message)
     }
 
     /// The `Authorization` value to send, fetching a token when the registry
@@ -254,56 +288,75 @@ impl Auth {
     /// requests share one token fetch). Errors are `Error::Authentication`
     /// for `registry`/`repository`.
     pub(crate) fn header(&self, http: &Http, registry: &str, repository: &str) -> Result<Option<String>> {
-        let denied = |message: String| Error::Authentication {
-            registry: registry.to_string(),
-            repository: repository.to_string(),
-            message,
-        };
-        if let Ok(Some(Credentials::Token(token))) = &self.credentials {
+        if let Source::Given(Credentials::Token(token)) = &self.source {
             return Ok(Some(format!("Bearer {token}")));
         }
         let mut state = self.state();
-        match state.challenge.clone() {
-            None => Ok(None),
-            Some(Challenge::Basic) => match &self.credentials {
-                Ok(credentials) => Ok(credentials.as_ref().and_then(Credentials::basic_header)),
-                Err(why) => Err(denied(why.clone())),
-            },
-            Some(Challenge::Bearer { realm, service }) => {
-                if let Some(token) = state.token.as_ref().filter(|t| Instant::now() < t.refresh_at) {
-                    return Ok(Some(format!("Bearer {}", token.value)));
-                }
-                let basic = match &self.credentials {
-                    Ok(credentials) => credentials.as_ref().and_then(Credentials::basic_header),
-                    Err(why) => return Err(denied(why.clone())),
-                };
-                // Only a refusal is an authentication failure; an unreachable
-                // or broken token service is the registry's problem.
-                let scrubbed = |status: Option<u16>, message: String| {
-                    let message = self.redact_with(&state, message);
-                    match status {
-                        Some(401 | 403) => denied(message),
-                        _ => Error::Registry {
-                            registry: registry.to_string(),
-                            repository: repository.to_string(),
-                            digest: None,
-                            status,
-                            message,
-                        },
-                    }
-                };
-                let (value, lifetime) = fetch_token(http, &realm, service.as_deref(), &self.scope, basic.as_deref(), &scrubbed)?;
-                if state.seen.len() == MAX_SEEN_TOKENS {
-                    state.seen.remove(0);
-                }
-                state.seen.push(value.clone());
-                let refresh_at = Instant::now() + Duration::from_secs(lifetime.saturating_sub(TOKEN_MARGIN));
-                state.token = Some(Token {
-                    value: value.clone(),
-                    refresh_at,
-                });
-                Ok(Some(format!("Bearer {value}")))
+        let Some(challenge) = state.challenge.clone() else {
+            return Ok(None);
+        };
+        let credentials = self.credentials(&mut state, http)?;
+        let (realm, service) = match challenge {
+            Challenge::Basic => return Ok(credentials.as_ref().and_then(Credentials::basic_header)),
+            _ if matches!(credentials, Some(Credentials::Token(_))) => {
+                return Ok(credentials.and_then(|c| match c {
+                    Credentials::Token(token) => Some(format!("Bearer {token}")),
+                    _ => None,
+                }))
             }
+            Challenge::Bearer { realm, service } => (realm, service),
+        };
+        if let Some(token) = state.token.as_ref().filter(|t| Instant::now() < t.refresh_at) {
+            return Ok(Some(format!("Bearer {}", token.value)));
+        }
+        // Only a refusal is an authentication failure; an unreachable or
+        // broken token service is the registry's problem.
+        let fail = |status: Option<u16>, message: String| {
+            let message = self.redact_with(&state, message);
+            match status {
+                Some(400 | 401 | 403) => Error::Authentication {
+                    registry: registry.to_string(),
+                    repository: repository.to_string(),
+                    message: self.explain_with(&state, message),
+                },
+                _ => Error::Registry {
+                    registry: registry.to_string(),
+                    repository: repository.to_string(),
+                    digest: None,
+                    status,
+                    message,
+                },
+            }
+        };
+        let request = token::Request {
+            realm: &realm,
+            service: service.as_deref(),
+            scope: self.scope.as_deref(),
+            credentials: credentials.as_ref(),
+        };
+        let grant = token::fetch(http, &request, &fail)?;
+        if state.seen.len() >= MAX_SEEN_TOKENS {
+            state.seen.remove(0);
+        }
+        state.seen.push(grant.token.clone());
+        if let Some(refresh) = grant.refresh {
+            state.seen.push(refresh.clone());
+            state.rotated = Some(refresh);
+        }
+        let refresh_at = Instant::now() + Duration::from_secs(grant.lifetime.saturating_sub(TOKEN_MARGIN));
+        state.token = Some(Token {
+            value: grant.token.clone(),
+            refresh_at,
+        });
+        Ok(Some(format!("Bearer {}", grant.token)))
+    }
+
+    fn explain_with(&self, state: &State, message: String) -> String {
+        let trouble = state.lookup.as_ref().map(|l| l.trouble.join("; ")).unwrap_or_default();
+        if trouble.is_empty() {
+            message
+        } else {
+            format!("{message} ({trouble})")
         }
     }
 
@@ -312,120 +365,16 @@ impl Auth {
         self.redact_with(&self.state(), message)
     }
 
-    fn redact_with(&self, state: &State, mut message: String) -> String {
+    fn redact_with(&self, state: &State, message: String) -> String {
         let mut secrets: Vec<String> = state.seen.clone();
-        match &self.credentials {
-            Ok(Some(c @ Credentials::Basic { password, .. })) => {
-                secrets.push(password.clone());
-                secrets.extend(c.basic_header().map(|h| h["Basic ".len()..].to_string()));
-            }
-            Ok(Some(Credentials::Token(token))) => secrets.push(token.clone()),
-            _ => {}
-        }
-        for secret in secrets.iter().filter(|s| s.len() >= 3) {
-            for form in spellings(secret) {
-                message = message.replace(&form, "***");
-            }
-        }
-        message
+        let known = match &self.source {
+            Source::Given(credentials) => Some(credentials),
+            Source::Docker(..) => state.lookup.as_ref().and_then(|l| l.credentials.as_ref()),
+        };
+        secrets.extend(known.map(Credentials::secrets).unwrap_or_default());
+        secrets.extend(state.rotated.clone());
+        scrub(message, &secrets)
     }
-}
-
-/// The ways a secret can reach a message: as it is, percent-encoded (in a
-/// URL or a form), base64 (standard and URL-safe, padded or not), and hex
-/// (either case) — a server echoing a request back may use any of them.
-fn spellings(secret: &str) -> Vec<String> {
-    use base64::engine::general_purpose::{URL_SAFE, URL_SAFE_NO_PAD};
-    let bytes = secret.as_bytes();
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    let mut forms = vec![
-        secret.to_string(),
-        encode_query(secret),
-        BASE64.encode(bytes),
-        BASE64.encode(bytes).trim_end_matches('=').to_string(),
-        URL_SAFE.encode(bytes),
-        URL_SAFE_NO_PAD.encode(bytes),
-        hex.to_ascii_uppercase(),
-        hex,
-    ];
-    // Longest first, so a form that contains another is replaced whole.
-    forms.sort_by_key(|f| std::cmp::Reverse(f.len()));
-    forms.dedup();
-    forms
-}
-
-/// Asks the token service for a pull token: `(token, lifetime in seconds)`.
-/// Failures become `fail(status, message)`; cancellation stays `Aborted`.
-fn fetch_token(
-    http: &Http,
-    realm: &str,
-    service: Option<&str>,
-    scope: &str,
-    basic: Option<&str>,
-    fail: &dyn Fn(Option<u16>, String) -> Error,
-) -> Result<(String, u64)> {
-    let (scheme, authority) =
-        crate::response::split_url(realm).ok_or_else(|| fail(None, "the token realm is not an http(s) URL".into()))?;
-    if scheme == Scheme::Http && !http.config.plain_http_allowed(authority) {
-        return Err(fail(None, format!("refusing to ask the token service {authority} over plain HTTP")));
-    }
-    let mut url = format!(
-        "{realm}{}scope={}",
-        if realm.contains('?') { '&' } else { '?' },
-        encode_query(scope)
-    );
-    if let Some(service) = service {
-        url.push_str(&format!("&service={}", encode_query(service)));
-    }
-    let body = http.retrying(
-        None,
-        |status, why| fail(status, format!("cannot get a token from {authority}: {why}")),
-        || {
-            let mut request = http.agent_for(authority).get(&url);
-            if let Some(basic) = basic {
-                request = request.header("Authorization", basic);
-            }
-            let response = request.call().map_err(|e| Failure::transport(e, authority))?;
-            match response.status().as_u16() {
-                200..=299 => response
-                    .into_body()
-                    .into_with_config()
-                    .limit(MAX_TOKEN_RESPONSE)
-                    .read_to_vec()
-                    .map_err(|e| Failure::transport(e, authority)),
-                status @ (401 | 403) => Err(Failure::Fatal {
-                    status: Some(status),
-                    message: format!(
-                        "the token service refused {} (HTTP {status})",
-                        if basic.is_some() {
-                            "the credentials"
-                        } else {
-                            "an anonymous request"
-                        }
-                    ),
-                }),
-                _ => Err(Failure::status(response, authority, &|m| m)),
-            }
-        },
-    )?;
-    let value: Value =
-        serde_json::from_slice(&body).map_err(|_| fail(None, format!("the token service {authority} answered malformed JSON")))?;
-    let token = ["token", "access_token"]
-        .iter()
-        .find_map(|k| value.get(*k).and_then(Value::as_str).filter(|t| !t.is_empty()))
-        .ok_or_else(|| fail(None, format!("the token service {authority} answered no token")))?;
-    let lifetime = value.get("expires_in").and_then(Value::as_u64).unwrap_or(DEFAULT_TOKEN_LIFETIME);
-    Ok((token.to_string(), lifetime))
-}
-
-/// Percent-encodes a query value (scopes hold ':' and '/').
-fn encode_query(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[cfg(test)]
@@ -461,36 +410,6 @@ mod tests {
     }
 
     #[test]
-    fn reads_docker_config() {
-        let json = r#"{"auths":{
-            "https://index.docker.io/v1/":{"auth":"dXNlcjpwYTpzcw=="},
-            "Registry.Example:5000":{"username":"u","password":"p"},
-            "tok.example":{"registrytoken":"t"},
-            "helper.example":{}
-        }}"#;
-        let auths = parse_docker_config(json.as_bytes()).unwrap();
-        assert_eq!(
-            auths["index.docker.io"],
-            Credentials::Basic {
-                username: "user".into(),
-                password: "pa:ss".into()
-            }
-        );
-        assert_eq!(
-            auths["registry.example:5000"],
-            Credentials::Basic {
-                username: "u".into(),
-                password: "p".into()
-            }
-        );
-        assert_eq!(auths["tok.example"], Credentials::Token("t".into()));
-        assert!(!auths.contains_key("helper.example"));
-        assert!(parse_docker_config(br#"{"auths":{"x":{"auth":"!!"}}}"#).is_err());
-        assert!(parse_docker_config(b"{").is_err());
-        assert!(parse_docker_config(b"{}").unwrap().is_empty());
-    }
-
-    #[test]
     fn debug_and_redaction_hide_secrets() {
         let basic = Credentials::Basic {
             username: "me".into(),
@@ -498,19 +417,25 @@ mod tests {
         };
         assert!(!format!("{basic:?}").contains("hunter22"));
         assert!(!format!("{:?}", Credentials::Token("sekrit".into())).contains("sekrit"));
-        let auth = Auth::new(Ok(Some(basic)), "a/b");
+        let identity = Credentials::Identity {
+            username: "<token>".into(),
+            token: "refresh-me".into(),
+        };
+        assert!(!format!("{identity:?}").contains("refresh-me"));
+        let auth = Auth::new(Source::Given(basic), Some("a/b"));
         let header = BASE64.encode("me:hunter22");
         assert_eq!(auth.redact(format!("echo hunter22 {header}")), "echo *** ***");
-        let forms = format!("{} {} {}", BASE64.encode("hunter22"), "68756e7465723232", "68756E7465723232");
-        assert_eq!(auth.redact(forms), "*** *** ***");
-        let spaced = Auth::new(
-            Ok(Some(Credentials::Basic {
-                username: "me".into(),
-                password: "a b/c".into(),
-            })),
-            "a/b",
+        let auth = Auth::new(Source::Given(identity), None);
+        let secret = "refresh-me";
+        let hex: String = secret.bytes().map(|b| format!("{b:02x}")).collect();
+        let text = format!(
+            "{secret} {} {} {hex} {}",
+            BASE64.encode(secret),
+            URL_SAFE_NO_PAD.encode(secret),
+            hex.to_uppercase()
         );
-        assert_eq!(spaced.redact("sent a%20b%2Fc".into()), "sent ***");
-        assert_eq!(encode_query("repository:a/b:pull"), "repository%3Aa%2Fb%3Apull");
+        assert_eq!(auth.redact(text), "*** *** *** *** ***");
+        assert_eq!(scrub("a b/c+d".into(), &["b/c d".to_string()]), "a b/c+d");
+        assert_eq!(scrub("x=b%2Fc+d".into(), &["b/c d".to_string()]), "x=***");
     }
 }

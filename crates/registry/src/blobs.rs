@@ -13,7 +13,7 @@ use ureq::{Body, BodyReader};
 use oci::progress::Progress;
 use oci::Descriptor;
 
-use crate::client::Client;
+use crate::client::{Client, Need};
 use crate::error::{Error, Result};
 use crate::response::header;
 use crate::transport::{classify, Failure};
@@ -85,7 +85,7 @@ impl BlobReader<'_> {
     fn connect(&mut self) -> Result<()> {
         let (client, blob, offset) = (self.client, &self.blob, self.offset);
         let path = format!("blobs/{}", blob.digest);
-        let (endpoint, body) = client.each_endpoint(self.endpoint, |_, endpoint| {
+        let (endpoint, body) = client.each_endpoint(self.endpoint, Need::Pull, |_, endpoint| {
             let authority = endpoint.target.authority.as_str();
             let what = format!("blob {} from {}/{}", blob.digest, endpoint.target.label, client.reference.path());
             client.get(endpoint, &path, None, offset, Some(&blob.digest), |response| {
@@ -174,7 +174,10 @@ impl BlobReader<'_> {
             };
             let want = buf.len().min((self.blob.size - self.offset).try_into().unwrap_or(usize::MAX));
             match body.read(&mut buf[..want]) {
-                Ok(0) => self.broken("the connection closed early".into())?,
+                Ok(0) => {
+                    self.client.http.check_cancel()?;
+                    self.broken("the connection closed early".into())?
+                }
                 Ok(n) => {
                     self.offset += n as u64;
                     self.failures = 0;
@@ -183,6 +186,8 @@ impl BlobReader<'_> {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // A read the abort cut short.
+                    self.client.http.check_cancel()?;
                     let endpoint = &self.client.endpoints[self.endpoint];
                     match classify(ureq::Error::from(e), &endpoint.target.authority) {
                         Ok(reason) => self.broken(reason)?,

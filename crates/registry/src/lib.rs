@@ -8,10 +8,16 @@
 //! - HTTPS (rustls, Mozilla roots plus configured CA bundles). Plain HTTP
 //!   only for loopback hosts and hosts marked insecure, and only after
 //!   HTTPS failed, as Docker does.
-//! - Anonymous, Basic, or Bearer tokens from the registry's token service;
-//!   credentials from the options, else Docker's `config.json`.
-//! - Mirrors are tried in order before the origin; any failure of a mirror
-//!   falls through to the next one.
+//! - Anonymous, Basic, or Bearer tokens from the registry's token service
+//!   (identity tokens through the OAuth2 refresh grant); credentials from
+//!   the options, else as Docker finds them (`credHelpers`, `credsStore`,
+//!   `auths` in its `config.json`). `login`/`logout` store them there.
+//! - Mirrors (with a path prefix and capabilities, as containerd's
+//!   `hosts.toml`) are tried in order before the origin; any failure of a
+//!   mirror falls through to the next one. Each host may have its own CAs
+//!   and a client certificate.
+//! - An abort (the cancel flag) wakes every socket wait within 50 ms; a
+//!   document request (manifest, token) also ends at a deadline in all.
 //! - Transient failures (resets, timeouts, 429, 5xx) are retried with
 //!   bounded exponential backoff; blob streams resume with `Range`.
 //! - Errors name registry, repository and digest, never a secret.
@@ -22,9 +28,16 @@ mod auth;
 mod blobs;
 mod client;
 mod config;
+mod docker;
 pub mod error;
+mod helper;
+mod httpdate;
+mod login;
+mod net;
 mod resolve;
 mod response;
+mod settings;
+mod token;
 mod transport;
 
 use std::sync::atomic::AtomicBool;
@@ -36,8 +49,9 @@ use oci::Platform;
 pub use auth::Credentials;
 pub use blobs::BlobReader;
 pub use client::Client;
-pub use config::{RegistryConfig, RetryPolicy};
+pub use config::{HostTls, Mirror, RegistryConfig, RetryPolicy};
 pub use error::{Error, Result};
+pub use login::{login, logout, Stored};
 
 /// Everything a pull needs besides the reference.
 #[derive(Clone)]

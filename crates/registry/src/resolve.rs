@@ -8,7 +8,7 @@ use ureq::Body;
 use oci::digest::{self, Digest, ReadError};
 use oci::manifest::{self, Descriptor, Document, Manifest, DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, OCI_INDEX, OCI_MANIFEST};
 
-use crate::client::{Client, Endpoint};
+use crate::client::{Client, Endpoint, Need};
 use crate::error::{Error, Result};
 use crate::response::header;
 use crate::transport::Failure;
@@ -78,7 +78,9 @@ impl Client {
         descriptor: Option<&Descriptor>,
     ) -> Result<(Digest, Vec<u8>, Document)> {
         let path = format!("manifests/{target}");
-        let (_, fetched) = self.each_endpoint(0, |_, endpoint| {
+        // By tag only mirrors that may resolve; by digest those that may pull.
+        let need = if pinned.is_some() { Need::Pull } else { Need::Resolve };
+        let (_, fetched) = self.each_endpoint(0, need, |_, endpoint| {
             self.get(endpoint, &path, Some(MANIFEST_ACCEPT), 0, pinned, |response| {
                 self.read_manifest(endpoint, response, pinned, descriptor)
             })

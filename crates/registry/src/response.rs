@@ -1,6 +1,9 @@
 //! Reading what registries answer: error bodies quoted without secrets,
 //! headers, and the URLs of redirects.
 
+use std::io::Read;
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 use ureq::http::{HeaderMap, Response};
 use ureq::Body;
@@ -11,6 +14,9 @@ use crate::config::Scheme;
 const MAX_ERROR_BODY: u64 = 64 << 10;
 /// Longest server-supplied text quoted in an error.
 const MAX_SERVER_TEXT: usize = 300;
+/// Longest an error body is read for its message: a server dripping it
+/// gets this long, then the error is reported with what came.
+const ERROR_BODY_DEADLINE: Duration = Duration::from_secs(10);
 /// `"<authority> answered HTTP 404 Not Found: MANIFEST_UNKNOWN: ..."`, quoting
 /// the registry's JSON errors (scrubbed of secrets), never raw bodies.
 pub(crate) fn describe(response: Response<Body>, authority: &str, redact: &dyn Fn(String) -> String) -> String {
@@ -20,12 +26,10 @@ pub(crate) fn describe(response: Response<Body>, authority: &str, redact: &dyn F
         message.push(' ');
         message.push_str(reason);
     }
-    let body = response
-        .into_body()
-        .into_with_config()
-        .limit(MAX_ERROR_BODY)
-        .read_to_vec()
-        .unwrap_or_default();
+    let body = read_for(
+        response.into_body().into_with_config().limit(MAX_ERROR_BODY).reader(),
+        ERROR_BODY_DEADLINE,
+    );
     let errors = serde_json::from_slice::<Value>(&body)
         .ok()
         .and_then(|v| v.get("errors").and_then(Value::as_array).cloned());
@@ -53,6 +57,21 @@ pub(crate) fn describe(response: Response<Body>, authority: &str, redact: &dyn F
         message.push_str(&detail.replace(|c: char| c.is_control(), " "));
     }
     redact(message)
+}
+
+/// What `reader` yields within `deadline` (the reads themselves are bounded
+/// by the transport's per-read timeout and cancellation); errors end it.
+fn read_for(mut reader: impl Read, deadline: Duration) -> Vec<u8> {
+    let until = Instant::now() + deadline;
+    let mut body = Vec::new();
+    let mut buf = [0u8; 8192];
+    while Instant::now() < until {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    body
 }
 
 /// A response header as text.

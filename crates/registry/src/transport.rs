@@ -1,24 +1,25 @@
-//! The transport: connection-pooling agents (verified and unverified TLS),
-//! how a failed try is classified (transient or not), and the retry loop
-//! with its bounded backoff, progress and cancellation. Everything that
-//! speaks HTTP goes through here; what is said (auth, manifests, blobs)
-//! lives in the modules above it.
+//! The transport: connection-pooling agents (one per host, with that
+//! host's TLS settings, over sockets that wake on cancellation), how a
+//! failed try is classified (transient or not), and the retry loop with its
+//! bounded backoff, progress and cancellation. Everything that speaks HTTP
+//! goes through here; what is said (auth, manifests, blobs) lives in the
+//! modules above it.
 
+use std::collections::HashMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
 
 use oci::progress::{Progress, Sink};
 use oci::Digest;
 use ureq::http::Response;
 use ureq::tls::{RootCerts, TlsConfig};
-use ureq::{Agent, Body};
+use ureq::{Agent, Body, RequestBuilder};
 
 use crate::config::RegistryConfig;
 use crate::error::{Error, Result};
+use crate::net::{self, CancelFlag};
 use crate::response::{describe, header};
-use crate::PullOptions;
 
 const USER_AGENT: &str = concat!("microsandbox-cache/", env!("CARGO_PKG_VERSION"));
 /// How often a wait checks for cancellation.
@@ -27,52 +28,68 @@ const CANCEL_POLL: Duration = Duration::from_millis(25);
 /// Agents, retry policy, progress and cancellation, shared by all endpoints.
 pub(crate) struct Http {
     pub(crate) config: RegistryConfig,
-    verified: Agent,
-    unverified: Agent,
+    /// By authority, made on first use.
+    agents: Mutex<HashMap<String, Agent>>,
     progress: Option<Sink>,
-    cancel: Option<Arc<AtomicBool>>,
+    pub(crate) cancel: CancelFlag,
 }
 
 impl Http {
-    /// Agents trusting the configured roots, with the options' progress and cancellation.
-    pub(crate) fn new(config: RegistryConfig, options: &PullOptions) -> Result<Http> {
-        let roots = RootCerts::Specific(Arc::new(config.root_certs()?));
-        let timeout = Some(config.timeout);
-        let agent = |verify: bool| -> Agent {
-            let tls = TlsConfig::builder().root_certs(roots.clone()).disable_verification(!verify).build();
-            Agent::config_builder()
-                .tls_config(tls)
-                .http_status_as_error(false)
-                .max_redirects(0)
-                .user_agent(USER_AGENT)
-                .timeout_connect(timeout)
-                .timeout_recv_response(timeout)
-                .timeout_per_read(timeout)
-                .build()
-                .into()
-        };
+    /// Checks the global CA bundles now, so a bad one fails before any traffic.
+    pub(crate) fn new(config: RegistryConfig, progress: Option<Sink>, cancel: CancelFlag) -> Result<Http> {
+        config.root_certs(None)?;
         Ok(Http {
             config,
-            verified: agent(true),
-            unverified: agent(false),
-            progress: options.progress.clone(),
-            cancel: options.cancel.clone(),
+            agents: Mutex::new(HashMap::new()),
+            progress,
+            cancel,
         })
     }
 
-    /// The agent for `authority`: unverified TLS only for insecure hosts.
-    pub(crate) fn agent_for(&self, authority: &str) -> &Agent {
-        if self.config.is_insecure(authority) {
-            &self.unverified
-        } else {
-            &self.verified
+    /// The agent for `authority`: its CA bundles and client certificate,
+    /// unverified TLS only if it is insecure. Errors name a bad file.
+    pub(crate) fn agent_for(&self, authority: &str) -> Result<Agent> {
+        let key = authority.to_ascii_lowercase();
+        let mut agents = self.agents.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(agent) = agents.get(&key) {
+            return Ok(agent.clone());
         }
+        let tls = TlsConfig::builder()
+            .root_certs(RootCerts::Specific(Arc::new(self.config.root_certs(Some(&key))?)))
+            .client_cert(self.config.client_cert(&key)?)
+            .disable_verification(self.config.is_insecure(&key))
+            .build();
+        let timeout = Some(self.config.timeout);
+        let config = Agent::config_builder()
+            .tls_config(tls)
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(USER_AGENT)
+            .timeout_resolve(timeout)
+            .timeout_connect(timeout)
+            .timeout_recv_response(timeout)
+            .timeout_per_read(timeout)
+            .timeout_per_write(timeout)
+            .build();
+        let resolver = net::InterruptibleResolver {
+            cancel: self.cancel.clone(),
+        };
+        let agent = Agent::with_parts(config, net::connector(self.cancel.clone()), resolver);
+        agents.insert(key, agent.clone());
+        Ok(agent)
+    }
+
+    /// `request` bounded in all by the document deadline (see
+    /// [`RegistryConfig::deadline`]): for manifests, tokens, pings.
+    pub(crate) fn document<B>(&self, request: RequestBuilder<B>) -> RequestBuilder<B> {
+        request.config().timeout_per_call(Some(self.config.deadline)).build()
     }
 
     pub(crate) fn check_cancel(&self) -> Result<()> {
-        match &self.cancel {
-            Some(flag) if flag.load(Ordering::Relaxed) => Err(Error::Aborted),
-            _ => Ok(()),
+        if self.cancel.raised() {
+            Err(Error::Aborted)
+        } else {
+            Ok(())
         }
     }
 
@@ -109,6 +126,8 @@ impl Http {
             self.check_cancel()?;
             match attempt() {
                 Ok(value) => return Ok(value),
+                // Whatever a cancelled try ended with, it ended because of the abort.
+                Err(_) if self.cancel.raised() => return Err(Error::Aborted),
                 Err(Failure::Again) => {}
                 Err(Failure::Transient {
                     status,
@@ -167,9 +186,7 @@ impl Failure {
     /// An unexpected status: transient for 408, 429 and 5xx (but 501, 505).
     pub(crate) fn status(response: Response<Body>, authority: &str, redact: &dyn Fn(String) -> String) -> Failure {
         let status = response.status().as_u16();
-        let retry_after = header(&response, "retry-after")
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = header(&response, "retry-after").and_then(|v| retry_after(v, SystemTime::now()));
         let message = describe(response, authority, redact);
         if matches!(status, 408 | 429) || (status >= 500 && !matches!(status, 501 | 505)) {
             Failure::Transient {
@@ -186,12 +203,27 @@ impl Failure {
     }
 }
 
+/// A `Retry-After` value as a wait from `now`: delay-seconds, or an
+/// HTTP-date (RFC 9110: IMF-fixdate, or the obsolete RFC 850 and asctime
+/// forms), a date in the past meaning at once.
+fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = crate::httpdate::parse(value)?;
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
 /// Describes a transport error: `Ok` when a new try may cure it (the
 /// connection broke or stalled), `Err` when not (nothing listens, the name
 /// does not resolve, TLS fails, the peer speaks garbage).
 pub(crate) fn classify(e: ureq::Error, authority: &str) -> Result<String, String> {
     use io::ErrorKind::*;
     let transient = match &e {
+        // A document that took longer than its deadline in all: the server
+        // is dripping it, and would again.
+        ureq::Error::Timeout(ureq::Timeout::PerCall) => false,
         ureq::Error::Timeout(_) => true,
         ureq::Error::Io(io) => {
             matches!(
@@ -202,8 +234,19 @@ pub(crate) fn classify(e: ureq::Error, authority: &str) -> Result<String, String
         _ => false,
     };
     let mut description = format!("{authority}: {e}");
+    if matches!(e, ureq::Error::Timeout(ureq::Timeout::PerCall)) {
+        description.push_str(" (the answer took longer than the per-request deadline)");
+    }
     if transient {
         return Ok(description);
+    }
+    if ["fatal alert: BadCertificate", "fatal alert: CertificateRequired"]
+        .iter()
+        .any(|a| description.contains(a))
+    {
+        description.push_str(
+            " (the registry may want a client certificate: name clientCertificate and clientKey for this host in registries.json)",
+        );
     }
     if description.contains("invalid peer certificate") {
         description.push_str(" (TLS verification failed: add the registry's CA to the CA bundles, or mark the host insecure)");
@@ -214,6 +257,17 @@ pub(crate) fn classify(e: ureq::Error, authority: &str) -> Result<String, String
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_retry_after_in_both_forms() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_757); // Sun, 06 Nov 1994 08:49:17 GMT
+        assert_eq!(retry_after(" 7 ", now), Some(Duration::from_secs(7)));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:49:37 GMT", now), Some(Duration::from_secs(20)));
+        assert_eq!(retry_after("Sunday, 06-Nov-94 08:49:37 GMT", now), Some(Duration::from_secs(20)));
+        assert_eq!(retry_after("Sun Nov  6 08:49:37 1994", now), Some(Duration::from_secs(20)));
+        assert_eq!(retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon", now), None);
+    }
 
     #[test]
     fn classifies_transport_errors() {

@@ -34,7 +34,7 @@ impl Fixture {
 
     fn options(&self, mirrors: &[String]) -> PullOptions {
         let mut opts = options(self.work.path());
-        opts.config.mirrors = HashMap::from([(self.origin.host(), mirrors.to_vec())]);
+        opts.config.mirrors = HashMap::from([(self.origin.host(), mirrors.iter().map(registry::Mirror::new).collect())]);
         opts
     }
 }

@@ -26,6 +26,8 @@ pub struct Setup {
     pub token: Option<(String, String, String, PathBuf)>,
     /// Pull-through cache of this remote URL.
     pub proxy: Option<String>,
+    /// With `tls`: require client certificates signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A running registry, stopped (its process killed) when dropped.
@@ -53,6 +55,9 @@ impl Registry {
         writeln!(yaml, "http:\n  addr: 127.0.0.1:{port}\n  secret: test-secret").unwrap();
         if let Some((cert, key)) = &setup.tls {
             writeln!(yaml, "  tls:\n    certificate: {}\n    key: {}", cert.display(), key.display()).unwrap();
+            if let Some(ca) = &setup.client_ca {
+                writeln!(yaml, "    clientcas:\n      - {}", ca.display()).unwrap();
+            }
         }
         if let Some(htpasswd) = &setup.htpasswd {
             writeln!(yaml, "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}", htpasswd.display()).unwrap();

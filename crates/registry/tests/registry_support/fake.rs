@@ -29,6 +29,8 @@ pub struct Request {
     pub path: String,
     /// Header names lowercased.
     pub headers: Vec<(String, String)>,
+    /// The body (by Content-Length; empty without one).
+    pub body: Vec<u8>,
 }
 
 impl Request {
@@ -58,6 +60,16 @@ pub enum Reply {
     },
     /// Say nothing for this long, then close.
     Stall(Duration),
+    /// A complete head (with Content-Length), then the body one byte per
+    /// `every`, until it is sent or the client goes away.
+    Drip {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+        every: Duration,
+    },
+    /// These raw bytes (a head cut short), then nothing for this long.
+    Partial(Vec<u8>, Duration),
 }
 
 impl Reply {
@@ -187,6 +199,30 @@ fn serve(stream: TcpStream, handler: &Handler, requests: &Mutex<Vec<Request>>) {
             std::thread::sleep(duration);
             return;
         }
+        Reply::Drip {
+            status,
+            headers,
+            body,
+            every,
+        } => {
+            let mut head = status_line(status, &headers);
+            head.push_str(&format!("Content-Length: {}\r\nConnection: close\r\n\r\n", body.len()));
+            if stream.write_all(head.as_bytes()).is_err() {
+                return;
+            }
+            for byte in body {
+                std::thread::sleep(every);
+                if stream.write_all(&[byte]).and_then(|()| stream.flush()).is_err() {
+                    return;
+                }
+            }
+        }
+        Reply::Partial(bytes, duration) => {
+            let _ = stream.write_all(&bytes);
+            let _ = stream.flush();
+            std::thread::sleep(duration);
+            return;
+        }
     }
     let _ = stream.flush();
     let _ = stream.shutdown(Shutdown::Write);
@@ -246,7 +282,19 @@ fn read_request(stream: &TcpStream) -> Option<Request> {
         let (name, value) = line.split_once(':')?;
         headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
     }
-    Some(Request { method, path, headers })
+    let length = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; length.min(MAX_HEAD)];
+    reader.read_exact(&mut body).ok()?;
+    Some(Request {
+        method,
+        path,
+        headers,
+        body,
+    })
 }
 
 /// An in-memory registry: manifests by tag or digest, blobs with `Range`.
@@ -333,4 +381,57 @@ pub fn blob_reply(request: &Request, bytes: &[u8]) -> Reply {
             bytes,
         ),
     }
+}
+
+/// A small reverse proxy on the fake server: a request whose path starts
+/// with `prefix` goes to `upstream` (`http://host:port`) with the prefix
+/// cut off (so `/cache/v2/…` reaches `/v2/…`), and its answer comes back
+/// as is; anything else is a 404. What a registry behind a path-routing
+/// front end looks like to a client. Every request is recorded.
+pub fn rewriting_proxy(upstream: String, prefix: &'static str) -> Server {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build()
+        .into();
+    Server::start(move |request| {
+        let Some(rest) = request.path.strip_prefix(prefix) else {
+            return Reply::error(404, "NOT_FOUND", "outside the proxied prefix");
+        };
+        let mut forward = agent.get(format!("{upstream}{rest}"));
+        for (name, value) in &request.headers {
+            if ["accept", "authorization", "range"].contains(&name.as_str()) {
+                forward = forward.header(name, value);
+            }
+        }
+        let Ok(response) = forward.call() else {
+            return Reply::error(502, "BAD_GATEWAY", "upstream failed");
+        };
+        let keep = [
+            "content-type",
+            "docker-content-digest",
+            "www-authenticate",
+            "content-range",
+            "location",
+        ];
+        let headers = response
+            .headers()
+            .iter()
+            .filter(|(n, _)| keep.contains(&n.as_str()))
+            .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or_default().to_string()))
+            .collect();
+        let status = response.status().as_u16();
+        let body = response
+            .into_body()
+            .into_with_config()
+            .limit(64 << 20)
+            .read_to_vec()
+            .unwrap_or_default();
+        Reply::Full {
+            status,
+            headers,
+            body,
+            length: true,
+        }
+    })
 }

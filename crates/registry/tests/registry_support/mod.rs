@@ -7,6 +7,7 @@
 pub mod distribution;
 pub mod fake;
 pub mod faulty;
+pub mod helpers;
 pub mod image;
 pub mod tls;
 pub mod token;

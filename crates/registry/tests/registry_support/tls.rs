@@ -75,6 +75,75 @@ pub fn certs(dir: &Path, name: &str) -> Certs {
     }
 }
 
+/// A client certificate for mutual TLS: a CA (for the registry's
+/// `clientcas`) and a certificate it signs for client authentication, with
+/// its key. `cert_dir` holds `ca.crt` of `server_ca` and the client pair as
+/// skopeo's `--dest-cert-dir` wants them (`client.cert`, `client.key`).
+pub struct ClientCerts {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub cert_dir: PathBuf,
+}
+
+/// Makes a client CA named `name` and a client certificate under `dir`;
+/// `server_ca` is the registry's CA, copied into the skopeo directory.
+pub fn client_certs(dir: &Path, name: &str, server_ca: &Path) -> ClientCerts {
+    let work = dir.join(format!("{name}-client"));
+    std::fs::create_dir_all(&work).unwrap();
+    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let subject = format!("/CN={name} client CA");
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+    args.extend(ec);
+    args.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
+    args.extend([
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&work, &args);
+    let mut args = vec!["req", "-subj", "/CN=puller", "-keyout", "client.key", "-out", "client.csr"];
+    args.extend(ec);
+    openssl(&work, &args);
+    std::fs::write(
+        work.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .unwrap();
+    openssl(
+        &work,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.crt",
+        ],
+    );
+    let cert_dir = dir.join(format!("{name}-skopeo"));
+    std::fs::create_dir_all(&cert_dir).unwrap();
+    std::fs::copy(server_ca, cert_dir.join("ca.crt")).unwrap();
+    std::fs::copy(work.join("client.crt"), cert_dir.join("client.cert")).unwrap();
+    std::fs::copy(work.join("client.key"), cert_dir.join("client.key")).unwrap();
+    ClientCerts {
+        ca: work.join("ca.crt"),
+        cert: work.join("client.crt"),
+        key: work.join("client.key"),
+        cert_dir,
+    }
+}
+
 /// A self-signed P-256 key for signing tokens: (PKCS#8 DER key, DER
 /// certificate, PEM certificate path for the registry's rootcertbundle).
 pub fn signing_key(dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf) {

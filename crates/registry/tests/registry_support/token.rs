@@ -29,25 +29,42 @@ pub struct Issuer {
 }
 
 impl Issuer {
-    /// Serves tokens for `user`/`password`, signed with the PKCS#8 `key`
-    /// whose certificate is `cert_der`.
+    /// Serves tokens for `user`/`password` (Basic, on GET), signed with the
+    /// PKCS#8 `key` whose certificate is `cert_der`; anonymous requests get
+    /// tokens granting nothing.
     pub fn start(key: &[u8], cert_der: &[u8], user: &str, password: &str) -> Issuer {
+        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        let user = user.to_string();
+        Issuer::start_with(key, cert_der, move |request| match request.header("authorization") {
+            None => Ok(None),
+            Some(a) if a == expected => Ok(Some(user.clone())),
+            Some(_) => Err(Reply::new(
+                401,
+                &[("Content-Type", "application/json")],
+                r#"{"details":"bad credentials"}"#,
+            )),
+        })
+    }
+
+    /// Serves tokens to whom `authorize` names, granting every scope asked
+    /// for (in the query of a GET or the form of a POST) to a subject.
+    pub fn start_with(
+        key: &[u8],
+        cert_der: &[u8],
+        authorize: impl Fn(&Request) -> Result<Option<String>, Reply> + Send + Sync + 'static,
+    ) -> Issuer {
         let rng = SystemRandom::new();
         let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, key, &rng).expect("a P-256 PKCS#8 key");
         let x5c = STANDARD.encode(cert_der);
-        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
         let tokens = Arc::new(Mutex::new(Vec::new()));
         let expire_next = Arc::new(AtomicBool::new(false));
         let serial = AtomicU64::new(0);
-        let user = user.to_string();
         let server = {
             let (tokens, expire_next) = (tokens.clone(), expire_next.clone());
             Server::start(move |request: &Request| {
-                let authorization = request.header("authorization");
-                let known = match authorization {
-                    None => false,
-                    Some(a) if a == expected => true,
-                    Some(_) => return Reply::new(401, &[("Content-Type", "application/json")], r#"{"details":"bad credentials"}"#),
+                let subject = match authorize(request) {
+                    Ok(subject) => subject,
+                    Err(reply) => return reply,
                 };
                 let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
                 let exp = if expire_next.swap(false, Ordering::SeqCst) {
@@ -55,9 +72,11 @@ impl Issuer {
                 } else {
                     now + 300
                 };
-                let access: Vec<Value> = query(&request.path, "scope")
+                let params = params(request);
+                let access: Vec<Value> = values(&params, "scope")
                     .iter()
-                    .filter(|_| known)
+                    .flat_map(|s| s.split(' ').map(str::to_string).collect::<Vec<_>>())
+                    .filter(|_| subject.is_some())
                     .filter_map(|scope| {
                         let mut parts = scope.splitn(3, ':');
                         let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
@@ -67,8 +86,8 @@ impl Issuer {
                 let header = json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
                 let claims = json!({
                     "iss": ISSUER,
-                    "sub": if known { user.as_str() } else { "" },
-                    "aud": query(&request.path, "service").first().cloned().unwrap_or_default(),
+                    "sub": subject.clone().unwrap_or_default(),
+                    "aud": values(&params, "service").first().cloned().unwrap_or_default(),
                     "exp": exp,
                     "nbf": now - 10,
                     "iat": now,
@@ -105,17 +124,28 @@ impl Issuer {
     }
 }
 
-/// Every value of query parameter `name`, percent-decoded.
-fn query(path: &str, name: &str) -> Vec<String> {
-    let Some((_, query)) = path.split_once('?') else {
-        return Vec::new();
+/// The parameters of a token request: its query, and its form when a POST.
+pub fn params(request: &Request) -> Vec<(String, String)> {
+    let query = request.path.split_once('?').map(|(_, q)| q.to_string()).unwrap_or_default();
+    let form = if request.method == "POST" {
+        String::from_utf8_lossy(&request.body).into_owned()
+    } else {
+        String::new()
     };
-    query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .filter(|(k, _)| *k == name)
-        .map(|(_, v)| decode(v))
+    [query, form]
+        .iter()
+        .flat_map(|text| {
+            text.split('&')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(k, v)| (decode(k), decode(v)))
+                .collect::<Vec<_>>()
+        })
         .collect()
+}
+
+/// Every value of parameter `name`.
+pub fn values(params: &[(String, String)], name: &str) -> Vec<String> {
+    params.iter().filter(|(k, _)| k == name).map(|(_, v)| v.clone()).collect()
 }
 
 fn decode(s: &str) -> String {
