@@ -6,7 +6,7 @@
 use napi::bindgen_prelude::*;
 use napi::ValueType;
 
-use cache::prune_policy::{self, Pattern, PruneOptions};
+use cache::prune_policy::{self, Labels, Pattern, PruneOptions};
 
 use crate::args::{self, invalid};
 
@@ -51,7 +51,7 @@ fn duration(opts: &Option<Object<'_>>, key: &str) -> cache::Result<Option<u64>> 
 }
 
 /// `labels`: `{ key: value }` (equal) or `{ key: true }` (present).
-fn labels(opts: &Option<Object<'_>>) -> cache::Result<Option<Vec<(String, Option<String>)>>> {
+fn labels(opts: &Option<Object<'_>>) -> cache::Result<Option<Labels>> {
     let Some(object) = args::opt_object(opts, "labels")? else {
         return Ok(None);
     };

@@ -7,7 +7,7 @@ use napi::bindgen_prelude::*;
 use cache::{Error, PullPolicy};
 use oci::progress::Sink;
 use oci::Platform;
-use registry::{Credentials, PullOptions, RegistryConfig};
+use registry::{Credentials, Mirror, PullOptions, RegistryConfig};
 
 use crate::args::{self, invalid};
 use crate::callbacks::{self, AbortHook};
@@ -57,7 +57,7 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
                 mirrors.get(&host).map_err(|e| invalid(format!("mirrors: {e}")))?,
                 &format!("mirrors[{host:?}]"),
             )?;
-            options.config.mirrors.insert(host, list);
+            options.config.mirrors.insert(host, list.into_iter().map(Mirror::new).collect());
         }
     }
     if let Some(bundles) = args::field(&opts, "caBundles")? {

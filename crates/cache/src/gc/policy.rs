@@ -17,6 +17,10 @@ const UNITS: [(&str, f64); 6] = [
     ("w", 7.0 * 86400e3),
 ];
 
+/// Config labels a prune requires: key, and the value it must equal (None:
+/// present with any value).
+pub type Labels = Vec<(String, Option<String>)>;
+
 /// Options of one prune; the default is the plain `Image.prune()`.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct PruneOptions {
@@ -31,7 +35,7 @@ pub struct PruneOptions {
     pub references: Option<Vec<Pattern>>,
     /// Only images whose config labels match all of these (None: present
     /// with any value).
-    pub labels: Option<Vec<(String, Option<String>)>>,
+    pub labels: Option<Labels>,
     /// References never pruned.
     pub keep: Vec<Pattern>,
     /// Evict least recently used images until the cache is at most this big.

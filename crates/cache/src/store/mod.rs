@@ -18,7 +18,7 @@ mod lock;
 mod space;
 mod temp;
 
-use std::fs::{self, File};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -238,7 +238,6 @@ pub fn entries(dir: &Path) -> Result<Vec<Entry>> {
     }
     Ok(out)
 }
-
 
 /// Removes a file or directory tree, returning the bytes of the files it
 /// held (measured just before each unlink), or None when it was already gone.
