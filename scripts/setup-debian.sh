@@ -38,7 +38,8 @@ $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   skopeo umoci erofs-utils docker-registry busybox-static cpio xz-utils \
   pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross tmux \
-  gcc-mingw-w64-x86-64 wine wine64 llvm
+  gcc-mingw-w64-x86-64 wine wine64 llvm \
+  golang-docker-credential-helpers pass gnupg
 python3 -m pip --version >/dev/null 2>&1 || $sudo apt-get install -y -q --no-install-recommends python3-pip
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-user qemu-utils linux-image-amd64

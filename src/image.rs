@@ -12,6 +12,7 @@ use cache::{parse_reference, Cache, Format, LoadOptions, PullRequest};
 
 use crate::args;
 use crate::callbacks;
+use crate::login;
 use crate::prune;
 use crate::pull;
 use crate::task::{run, run_then};
@@ -263,6 +264,41 @@ impl Image {
                 result.map(ImageHandle::from)
             },
         )
+    }
+
+    /// Log in to `registry` (`host[:port]`, or `docker.io`) as `docker login`
+    /// does: the credentials are checked against the registry, then stored
+    /// where Docker keeps them (the credential helper its `config.json`
+    /// names for that host, else `auths` in that file), so pulls here and
+    /// Docker's both find them. Refused credentials reject with
+    /// `AuthenticationError` and store nothing. `insecure` allows plain
+    /// HTTP and unverified TLS for this host, as for a pull.
+    #[napi(
+        ts_args_type = "registry: string, credentials: { username: string; password: string; insecure?: boolean }",
+        ts_return_type = "Promise<void>"
+    )]
+    pub fn login<'env>(env: &'env Env, registry: Option<Unknown<'env>>, credentials: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+        let cache = configured("login");
+        let call = login::parse_login(registry, credentials);
+        run(
+            env,
+            move || {
+                let c = call?;
+                cache()?.login(&c.registry, &c.username, &c.password, &c.config).map(drop)
+            },
+            |()| (),
+        )
+    }
+
+    /// Forget what `login` (or `docker login`) stored for `registry`: erased
+    /// from its credential helper and removed from `config.json`. Resolves
+    /// to whether anything was stored.
+    #[napi(ts_args_type = "registry: string", ts_return_type = "Promise<boolean>")]
+    pub fn logout<'env>(env: &'env Env, registry: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, bool>> {
+        let cache = configured("logout");
+        let registry = args::string(registry, "registry");
+        let config = pull::from_environment();
+        run(env, move || cache()?.logout(&registry?, &config), |removed| removed)
     }
 
     /// Write cached images to an archive at `outputPath`: `"docker"` (the

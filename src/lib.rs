@@ -8,6 +8,7 @@ mod args;
 mod callbacks;
 mod errors;
 mod image;
+mod login;
 mod progress;
 mod prune;
 mod pull;

@@ -48,8 +48,7 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         .map(|p| Platform::parse(&p).map_err(Error::InvalidArgument))
         .transpose()?;
     options.insecure = args::opt_bool(&opts, "insecure")?.unwrap_or(false);
-    // Read here, on the thread that owns the environment, not on the worker.
-    options.config.docker_config = RegistryConfig::docker_config_from_env();
+    options.config = from_environment();
     options.auth = auth(&opts)?;
     if let Some(mirrors) = args::opt_object(&opts, "mirrors")? {
         for host in Object::keys(&mirrors).map_err(|e| invalid(format!("mirrors: {e}")))? {
@@ -74,6 +73,18 @@ pub fn parse(env: &Env, reference: Option<Unknown<'_>>, opts: Option<Unknown<'_>
         progress,
         abort,
     })
+}
+
+/// Registry settings from the environment: Docker's config file, and the
+/// environment its credential helpers run in. Read here, on the JavaScript
+/// thread that owns the environment (`process.env` writes it), never on a
+/// worker.
+pub fn from_environment() -> RegistryConfig {
+    RegistryConfig {
+        docker_config: RegistryConfig::docker_config_from_env(),
+        helper_env: Some(std::env::vars_os().collect()),
+        ..RegistryConfig::default()
+    }
 }
 
 fn auth(opts: &Option<Object<'_>>) -> cache::Result<Option<Credentials>> {

@@ -7,7 +7,7 @@
  */
 import type { MultiBar, SingleBar } from 'cli-progress'
 
-import type { LoadProgressEvent, PullProgressEvent } from './api'
+import type { PullProgressEvent } from './api'
 import { humanSize, shortDigest } from './format'
 
 /** What a pull command feeds its progress display. */
@@ -202,13 +202,13 @@ class LiveProgress implements Progress {
 
 /** What a load command feeds its progress bar. */
 export interface ArchiveProgress {
-  event(e: LoadProgressEvent): void
+  event(e: PullProgressEvent): void
   stop(): void
 }
 
 /**
  * One bar over the archive's bytes for `image load` on a TTY, fed by
- * events carrying `read` and `total`; other events leave it as it is.
+ * `archive` events (`read` of `total` bytes); other events leave it as it is.
  */
 export function archiveProgress(file: string): ArchiveProgress {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -218,7 +218,7 @@ export function archiveProgress(file: string): ArchiveProgress {
   const name = file.length > 40 ? '…' + file.slice(-39) : file
   return {
     event(e) {
-      if (typeof e.read !== 'number' || typeof e.total !== 'number') return
+      if (e.type !== 'archive') return
       rate.add(e.read)
       const filled = e.total > 0 ? Math.min(BAR, Math.round((e.read / e.total) * BAR)) : 0
       const line = `${name}: Loading [${'='.repeat(filled)}${' '.repeat(BAR - filled)}] ${humanSize(e.read)} / ${humanSize(e.total)}${rate.perSecond === undefined ? '' : `  ${humanSize(rate.perSecond)}/s`}`

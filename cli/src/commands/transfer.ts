@@ -3,7 +3,7 @@
  * (registry), `image load` and `image save` (archives). Ctrl-C aborts a
  * pull through its `AbortSignal` (exit 130, cache unchanged).
  */
-import { LANDED, api } from '../api'
+import { api } from '../api'
 import { UsageError } from '../errors'
 import { readStdin } from '../prompt'
 import { out } from '../output'
@@ -67,24 +67,20 @@ export async function pull(reference: string, opts: PullOptions): Promise<void> 
 
 /**
  * `image load`: imports an archive and prints `Loaded image: REF` per
- * image. The progress bar over the archive's bytes and Ctrl-C abort wait
- * for `Image.load` to take `onProgress` and `signal` (`LANDED.loadProgress`).
+ * image, with a bar over the archive's bytes on a TTY; Ctrl-C aborts and
+ * leaves the cache as it was.
  */
 export async function load(opts: { input: string; tag?: string; platform?: string; quiet?: boolean }): Promise<void> {
   const Image = api()
+  const progress = opts.quiet || !process.stdout.isTTY ? undefined : archiveProgress(opts.input)
   let handles
-  if (LANDED.loadProgress) {
-    const progress = opts.quiet || !process.stdout.isTTY ? undefined : archiveProgress(opts.input)
-    try {
-      handles = await withInterrupt(
-        (signal) => Image.load(opts.input, { tag: opts.tag, platform: opts.platform, onProgress: progress ? (e) => progress.event(e) : undefined, signal }),
-        () => progress?.stop(),
-      )
-    } finally {
-      progress?.stop()
-    }
-  } else {
-    handles = await Image.load(opts.input, { tag: opts.tag, platform: opts.platform })
+  try {
+    handles = await withInterrupt(
+      (signal) => Image.load(opts.input, { tag: opts.tag, platform: opts.platform, onProgress: progress ? (e) => progress.event(e) : undefined, signal }),
+      () => progress?.stop(),
+    )
+  } finally {
+    progress?.stop()
   }
   out(handles.map((h) => `Loaded image: ${h.reference}\n`).join(''))
 }

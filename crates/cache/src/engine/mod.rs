@@ -1,11 +1,13 @@
 //! The operations a user of the cache sees. Each is a short composition
 //! of the stages below it: resolve a reference, read or write the index,
 //! bring images in ([`crate::source`], [`crate::ingest`]), hand out root
-//! disks ([`boot`]), write archives ([`save`]), collect ([`crate::gc`]).
+//! disks ([`boot`]), write archives ([`save`]), collect ([`crate::gc`]),
+//! log in to registries ([`login`]).
 
 mod boot;
 mod check;
 mod collect;
+mod login;
 mod save;
 mod tag;
 mod usage;

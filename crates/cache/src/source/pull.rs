@@ -88,9 +88,14 @@ fn settings(home: &Path, request: &PullRequest<'_>) -> Result<PullOptions> {
     let mut options = request.options.clone();
     options.platform = request.platform.cloned().unwrap_or_else(Platform::host);
     options.progress = Some(request.progress.clone());
-    let file = RegistryConfig::from_file(&home.join(REGISTRY_SETTINGS))?;
-    options.config = file.extended_by(&options.config);
+    options.config = registry_settings(home, &options.config)?;
     Ok(options)
+}
+
+/// `registries.json` in the cache directory `home`, extended by a call's
+/// own settings: what every registry request of the call works with.
+pub fn registry_settings(home: &Path, call: &RegistryConfig) -> Result<RegistryConfig> {
+    Ok(RegistryConfig::from_file(&home.join(REGISTRY_SETTINGS))?.extended_by(call))
 }
 
 /// Resolves `reference` in its registry, ingests what the cache lacks, and
