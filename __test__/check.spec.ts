@@ -172,3 +172,17 @@ test('an orphan file and a stale temp file are found and deleted; a problem with
   for (const f of [orphan, temp]) await expect(fsp.stat(f)).rejects.toThrow()
   await sound()
 })
+
+test('a layer two held images share: its problem names the roots of both, whose disks a repair takes', async () => {
+  const B = await buildImage(path.join(work, 'B'), { layers: [sampleLayers('chk')[0], ...sampleLayers('chk-b')], refs: ['localhost/chk/b:v1'] })
+  expect(B.diffIds[0]).toBe(A.diffIds[0])
+  await Image.load(A.layout)
+  await Image.load(B.layout)
+  await Image.acquire('localhost/chk/a:v1', { sandbox: 'sb-a' })
+  await Image.acquire('localhost/chk/b:v1', { sandbox: 'sb-b' })
+  await fsp.rm(at(layerFile(A.diffIds[0])))
+  const [problem] = (await Image.check()).problems
+  expect(problem).toMatchObject({ kind: 'missing_file', path: at(layerFile(A.diffIds[0])) })
+  expect(problem.message).toContain('sandbox sb-a')
+  expect(problem.message).toContain('sandbox sb-b')
+})

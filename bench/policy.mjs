@@ -23,7 +23,10 @@ async function medianOf(runs, fn) {
   return median(times)
 }
 
-/** A fresh copy of `home`, flushed, as MSB_HOME. */
+/**
+ * A fresh copy of `home`, flushed, as MSB_HOME. Each copy needs a path of
+ * its own: the addon keeps an open cache per path.
+ */
 function freshCopy(home, dest) {
   rmSync(dest, { recursive: true, force: true })
   execFileSync('cp', ['-a', home, dest])
@@ -71,16 +74,16 @@ export async function policyBench(home, work, { runs }) {
   const byBudget = []
   const byName = []
   for (let i = 0; i < 2; i++) {
-    freshCopy(home, join(work, 'policy-copy'))
+    freshCopy(home, join(work, `policy-budget-${i}`))
     const [b, report] = await timeAsync(() => Image.prune({ maxBytes: budget }))
     if (report.imageRefsRemoved !== names.length || !report.budgetMet) throw new Error(`budget prune: ${JSON.stringify({ ...report, references: report.references.length })}`)
     byBudget.push(b)
-    freshCopy(home, join(work, 'policy-copy'))
+    freshCopy(home, join(work, `policy-names-${i}`))
     const [n, named] = await timeAsync(() => Image.prune({ references: names }))
     if (named.imageRefsRemoved !== names.length) throw new Error('prune by name removed the wrong images')
     byName.push(n)
+    for (const copy of [`policy-budget-${i}`, `policy-names-${i}`]) rmSync(join(work, copy), { recursive: true, force: true })
   }
-  rmSync(join(work, 'policy-copy'), { recursive: true, force: true })
   process.env.MSB_HOME = home
   return {
     dryRun,

@@ -5,7 +5,9 @@
 //   skopeo   skopeo copy docker://… oci:DIR (download and verify only)
 //   pigz     pigz -dc of each layer; the floor is max(skopeo, Σ pigz / cores)
 // plus the peak RSS of the pulling process and the Node event-loop delay
-// (perf_hooks.monitorEventLoopDelay) while a pull runs.
+// (perf_hooks.monitorEventLoopDelay) while a pull runs, and the same pull
+// into a cache whose config.json sets a budget it stays under (the
+// automatic collection's check only), interleaved with the plain runs.
 //
 //   node bench/pull.mjs [--work DIR] [--runs 3]
 import { spawn } from 'node:child_process'
@@ -121,11 +123,18 @@ try {
     }, (e) => { console.error(e); process.exit(1) })
   `
   const ours = []
+  const budgeted = []
   for (let i = 0; i < runs; i++) {
-    const home = join(work, `home-${i}`)
-    rmSync(home, { recursive: true, force: true })
-    ours.push(JSON.parse(sh(process.execPath, ['-e', child], { env: { ...process.env, MSB_HOME: home, REF: ref } }).toString()))
-    rmSync(home, { recursive: true, force: true })
+    for (const [list, config] of [[ours, undefined], [budgeted, { gc: { maxBytes: 1e15 } }]]) {
+      const home = join(work, `home-${i}`)
+      rmSync(home, { recursive: true, force: true })
+      if (config) {
+        mkdirSync(home, { recursive: true })
+        writeFileSync(join(home, 'config.json'), JSON.stringify(config))
+      }
+      list.push(JSON.parse(sh(process.execPath, ['-e', child], { env: { ...process.env, MSB_HOME: home, REF: ref } }).toString()))
+      rmSync(home, { recursive: true, force: true })
+    }
   }
   const hugeHome = join(work, 'home-huge')
   rmSync(hugeHome, { recursive: true, force: true })
@@ -152,6 +161,8 @@ try {
   const t = median(ours.map((o) => o.seconds))
   console.log(`\nImage.pull over loopback (medians of ${runs}, same run, ${cores} cores)`)
   console.log(`  ours: pull + verify + EROFS + fsmeta + VMDK ${t.toFixed(2)} s`)
+  const tb = median(budgeted.map((o) => o.seconds))
+  console.log(`  the same under a config.json budget it stays under: ${tb.toFixed(2)} s, ${(((tb - t) / t) * 100).toFixed(1)}% (target within 2%)`)
   console.log(`  skopeo copy docker:// → oci: ${median(skopeo).toFixed(2)} s`)
   console.log(`  pigz -dc per layer: ${pigz.map((x) => x.toFixed(2)).join(' + ')} = ${pigz.reduce((a, b) => a + b).toFixed(2)} s, / ${cores} cores = ${decompressFloor.toFixed(2)} s`)
   console.log(`  floor max(skopeo, Σpigz/cores) ${floor.toFixed(2)} s → ratio ${(t / floor).toFixed(2)}x (target ≤ 1.25x)`)

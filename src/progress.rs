@@ -47,7 +47,7 @@ pub enum PullProgressEvent {
     /// The reference is in the cache.
     Complete { reference: String, manifest_digest: String },
     /// The pull left the cache above the budget `config.json` sets: the
-    /// automatic collection evicted `references` (least recently used first).
+    /// automatic collection evicted `references` (sorted by reference).
     Gc {
         references: Vec<String>,
         bytes_reclaimed: f64,

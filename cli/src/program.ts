@@ -51,7 +51,6 @@ function imageCommand(program: Command): void {
     .option('-q, --quiet', 'no progress; print the reference only')
     .option('-u, --username <username>', 'registry user (password from --password-stdin)')
     .option('--password-stdin', 'read the password from stdin')
-    .option('--insecure', 'plain HTTP or unverified TLS for this registry')
     .addHelpText('after', examples(['microsandbox image pull python:3.12', 'microsandbox image pull --platform linux/arm64 --policy always alpine', 'echo "$TOKEN" | microsandbox image pull -u ci --password-stdin registry.example/app:1']))
     .action(async (ref: string, opts) => (await import('./commands/transfer')).pull(ref, opts))
   image
@@ -146,6 +145,7 @@ export function buildProgram(version: string): Command {
     .argument('[registry]', 'default docker.io')
     .option('-u, --username <username>')
     .option('--password-stdin', 'read the password from stdin')
+    .option('--insecure', 'plain HTTP or unverified TLS for this registry')
     .addHelpText('after', examples(['microsandbox login registry.example -u ci --password-stdin < token.txt', 'microsandbox login']))
     .action(async (registry: string | undefined, opts) => (await import('./commands/auth')).login(registry, opts))
   program

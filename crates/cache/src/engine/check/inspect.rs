@@ -60,16 +60,21 @@ pub struct Scope<'a> {
 }
 
 impl Scope<'_> {
-    fn finding(&self, kind: &'static str, manifest: Option<&Digest>, digest: &Digest, path: PathBuf, message: String, fix: Fix) -> Finding {
-        let roots = manifest.and_then(|m| self.rows.roots.get(m));
-        let message = match roots {
-            Some(roots) => format!("{message} (held by {})", roots.join(", ")),
-            None => message,
+    /// A finding about `digest`, which the images of `manifests` use: it
+    /// names the first one's reference, and every root holding any of
+    /// them (a repair may take files those roots boot from).
+    fn finding(&self, kind: &'static str, manifests: &[&Digest], digest: &Digest, path: PathBuf, message: String, fix: Fix) -> Finding {
+        let mut roots: Vec<&String> = manifests.iter().filter_map(|m| self.rows.roots.get(*m)).flatten().collect();
+        roots.sort();
+        roots.dedup();
+        let message = match roots.is_empty() {
+            false => format!("{message} (held by {})", roots.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
+            true => message,
         };
         Finding {
             problem: CheckProblem {
                 kind,
-                reference: manifest.and_then(|m| self.rows.refs.get(m)).and_then(|r| r.first().cloned()),
+                reference: manifests.first().and_then(|m| self.rows.refs.get(*m)).and_then(|r| r.first().cloned()),
                 digest: Some(digest.to_string()),
                 path: Some(path),
                 message,
@@ -88,7 +93,7 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
     let users = users_of_layers(scope.rows);
     for layer in scope.rows.layers.iter().filter(|l| !l.lost) {
         let path = scope.store.layer_path(&layer.diff_id);
-        let manifest = users.get(&layer.diff_id).copied();
+        let manifests = users.get(&layer.diff_id).map(Vec::as_slice).unwrap_or_default();
         let size = scope.measured.of(Kind::Layer).by_hex.get(layer.diff_id.hex()).copied();
         let problem = match size {
             None => Some(("missing_file", "the layer image is missing".to_string())),
@@ -107,7 +112,7 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
         };
         if let Some((kind, message)) = problem {
             let message = format!("{message}; a repair drops it, and the next load or pull of an image using it converts it again");
-            findings.push(scope.finding(kind, manifest, &layer.diff_id, path, message, Fix::DropLayer(layer.diff_id.clone())));
+            findings.push(scope.finding(kind, manifests, &layer.diff_id, path, message, Fix::DropLayer(layer.diff_id.clone())));
             bad.insert(layer.diff_id.clone());
         }
     }
@@ -123,12 +128,13 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
     Ok((findings, bad))
 }
 
-/// The first manifest using each layer (to name an image in a problem).
-fn users_of_layers(rows: &AuditRows) -> HashMap<Digest, &Digest> {
-    let mut users = HashMap::new();
+/// The manifests using each layer, in index order (to name an image and
+/// every root a layer's problem touches).
+fn users_of_layers(rows: &AuditRows) -> HashMap<Digest, Vec<&Digest>> {
+    let mut users: HashMap<Digest, Vec<&Digest>> = HashMap::new();
     for m in &rows.manifests {
         for l in &m.layers {
-            users.entry(l.clone()).or_insert(&m.digest);
+            users.entry(l.clone()).or_default().push(&m.digest);
         }
     }
     users
@@ -141,7 +147,7 @@ fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Vec<Finding>
     let store = scope.store;
     let rebuild = |kind, path: PathBuf, message: String| {
         let message = format!("{message}; a repair builds it again from the layers");
-        scope.finding(kind, Some(&m.digest), &m.digest, path, message, Fix::RebuildDisk(m.digest.clone()))
+        scope.finding(kind, &[&m.digest], &m.digest, path, message, Fix::RebuildDisk(m.digest.clone()))
     };
     let fsmeta_path = store.fsmeta_path(&m.digest);
     let vmdk_path = store.vmdk_path(&m.digest);
