@@ -277,7 +277,11 @@ impl Image {
         ts_args_type = "registry: string, credentials: { username: string; password: string; insecure?: boolean }",
         ts_return_type = "Promise<void>"
     )]
-    pub fn login<'env>(env: &'env Env, registry: Option<Unknown<'env>>, credentials: Option<Unknown<'env>>) -> Result<PromiseRaw<'env, ()>> {
+    pub fn login<'env>(
+        env: &'env Env,
+        registry: Option<Unknown<'env>>,
+        credentials: Option<Unknown<'env>>,
+    ) -> Result<PromiseRaw<'env, ()>> {
         let cache = configured("login");
         let call = login::parse_login(registry, credentials);
         run(

@@ -3,7 +3,6 @@
 //! block order, each through its own [`Sequential`].
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 
 /// Buffered writes to `file` at offsets that only move forward; the
 /// gaps between them are written as zeros, so the area is fully written
@@ -52,7 +51,7 @@ impl<'a> Sequential<'a> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        self.file.write_all_at(&self.buf, self.pos)?;
+        write_all_at(self.file, &self.buf, self.pos)?;
         self.pos += self.buf.len() as u64;
         self.buf.clear();
         Ok(())
@@ -63,4 +62,28 @@ impl<'a> Sequential<'a> {
         self.zeros_to(end)?;
         self.flush()
     }
+}
+
+/// Writes all of `buf` at `pos` without using the file's cursor.
+#[cfg(unix)]
+fn write_all_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, buf, pos)
+}
+
+/// Writes all of `buf` at `pos`. Windows has no positioned write that
+/// leaves the cursor alone (`seek_write` moves it), which is harmless
+/// here: every other writer of the image seeks before it writes.
+#[cfg(windows)]
+fn write_all_at(file: &File, mut buf: &[u8], mut pos: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_write(buf, pos)? {
+            0 => return Err(std::io::ErrorKind::WriteZero.into()),
+            n => {
+                buf = &buf[n..];
+                pos += n as u64;
+            }
+        }
+    }
+    Ok(())
 }

@@ -7,8 +7,7 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io;
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
 use erofs::reader::{FileMap, Image};
@@ -71,7 +70,9 @@ fn padding(path: &Path, file: &File) -> Result<Option<String>> {
         if start > cursor {
             let gap = (start.min(meta_start) - cursor) as usize;
             buf.resize(gap, 0);
-            file.read_exact_at(&mut buf, cursor).map_err(Error::cache(path))?;
+            let mut reader = file;
+            reader.seek(SeekFrom::Start(cursor)).map_err(Error::cache(path))?;
+            reader.read_exact(&mut buf).map_err(Error::cache(path))?;
             if let Some(at) = buf.iter().position(|&b| b != 0) {
                 return Ok(Some(format!(
                     "byte {} lies outside any file's data and is not zero",

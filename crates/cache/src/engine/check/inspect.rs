@@ -68,13 +68,19 @@ impl Scope<'_> {
         roots.sort();
         roots.dedup();
         let message = match roots.is_empty() {
-            false => format!("{message} (held by {})", roots.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")),
+            false => format!(
+                "{message} (held by {})",
+                roots.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(", ")
+            ),
             true => message,
         };
         Finding {
             problem: CheckProblem {
                 kind,
-                reference: manifests.first().and_then(|m| self.rows.refs.get(*m)).and_then(|r| r.first().cloned()),
+                reference: manifests
+                    .first()
+                    .and_then(|m| self.rows.refs.get(*m))
+                    .and_then(|r| r.first().cloned()),
                 digest: Some(digest.to_string()),
                 path: Some(path),
                 message,
@@ -112,7 +118,14 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
         };
         if let Some((kind, message)) = problem {
             let message = format!("{message}; a repair drops it, and the next load or pull of an image using it converts it again");
-            findings.push(scope.finding(kind, manifests, &layer.diff_id, path, message, Fix::DropLayer(layer.diff_id.clone())));
+            findings.push(scope.finding(
+                kind,
+                manifests,
+                &layer.diff_id,
+                path,
+                message,
+                Fix::DropLayer(layer.diff_id.clone()),
+            ));
             bad.insert(layer.diff_id.clone());
         }
     }
