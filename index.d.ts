@@ -201,6 +201,22 @@ export declare class Image {
    */
   static pull(reference: string, opts?: { platform?: string; pullPolicy?: 'if-missing' | 'always' | 'never'; auth?: { username: string; password: string } | { token: string }; insecure?: boolean; mirrors?: Record<string, readonly string[]>; caBundles?: readonly string[]; onProgress?: (event: PullProgressEvent) => void; signal?: AbortSignal }): Promise<ImageHandle>
   /**
+   * Log in to `registry` (`host[:port]`, or `docker.io`) as `docker login`
+   * does: the credentials are checked against the registry, then stored
+   * where Docker keeps them (the credential helper its `config.json`
+   * names for that host, else `auths` in that file), so pulls here and
+   * Docker's both find them. Refused credentials reject with
+   * `AuthenticationError` and store nothing. `insecure` allows plain
+   * HTTP and unverified TLS for this host, as for a pull.
+   */
+  static login(registry: string, credentials: { username: string; password: string; insecure?: boolean }): Promise<void>
+  /**
+   * Forget what `login` (or `docker login`) stored for `registry`: erased
+   * from its credential helper and removed from `config.json`. Resolves
+   * to whether anything was stored.
+   */
+  static logout(registry: string): Promise<boolean>
+  /**
    * Write cached images to an archive at `outputPath`: `"docker"` (the
    * `docker save` format, the default) or `"oci"` (an OCI layout tarball).
    * skopeo, Docker and `Image.load` read either back.

@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Fuzzes msb-erofs's format code: runs each cargo-fuzz target of fuzz/
+# Fuzzes the format code (msb-erofs) and what the sources parse from a
+# published image or a registry (manifests, indexes, configs, references,
+# platforms, WWW-Authenticate, Retry-After, a docker archive's
+# manifest.json through a whole load): runs each cargo-fuzz target of fuzz/
 # for SECONDS (default 60) and prints executions, exec/s and findings per
 # target. Findings (inputs that crashed, hung or ran out of memory) are
 # left in fuzz/artifacts/TARGET/ (a target stops at its first); once
@@ -8,17 +11,22 @@
 # fuzz/corpus/TARGET/ from the committed seeds in fuzz/seeds/: tar/
 # (GNU tar and Python tarfile archives, for tar_reader and
 # layer_roundtrip), erofs_reader/ (layer and fsmeta images the crate
-# wrote) and framing_decode/ (the framing of fuzz/fixtures/framing.tar).
+# wrote), framing_decode/ (the framing of fuzz/fixtures/framing.tar), and
+# oci_documents/, registry_headers/, docker_archive/ (hand-written
+# documents and headers). Findings of those three are replayed by hand
+# (cargo fuzz run TARGET FILE) until they get a regression test of their
+# own crate.
 #
 # usage: bench/fuzz.sh [SECONDS] [TARGET...]
-#   targets: tar_reader framing_decode erofs_reader layer_roundtrip (default: all)
+#   targets: tar_reader framing_decode erofs_reader layer_roundtrip
+#            oci_documents registry_headers docker_archive (default: all)
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 secs=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(tar_reader framing_decode erofs_reader layer_roundtrip)
+[ ${#targets[@]} -gt 0 ] || targets=(tar_reader framing_decode erofs_reader layer_roundtrip oci_documents registry_headers docker_archive)
 
 if ! command -v cargo-fuzz >/dev/null; then
   cargo install cargo-fuzz --locked

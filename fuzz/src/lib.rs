@@ -3,3 +3,5 @@
 
 #[path = "../../crates/erofs/tests/common/targets.rs"]
 pub mod targets;
+
+pub mod sources;

@@ -53,6 +53,23 @@ pub use config::{HostTls, Mirror, RegistryConfig, RetryPolicy};
 pub use error::{Error, Result};
 pub use login::{login, logout, Stored};
 
+/// Entry points for the fuzz targets in `fuzz/`: parsers of what a
+/// registry sends that the public API only reaches over a socket. Not an
+/// API (hidden, and only with the `fuzzing` feature).
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `WWW-Authenticate` values as a 401 answer's headers.
+    pub fn www_authenticate(headers: &[&str]) -> bool {
+        crate::auth::parse_challenges(headers.iter().copied()).is_some()
+    }
+
+    /// Parses a `Retry-After` value (seconds or an HTTP date).
+    pub fn retry_after(value: &str) -> Option<std::time::Duration> {
+        crate::transport::retry_after(value, std::time::SystemTime::now())
+    }
+}
+
 /// Everything a pull needs besides the reference.
 #[derive(Clone)]
 pub struct PullOptions {

@@ -206,7 +206,7 @@ impl Failure {
 /// A `Retry-After` value as a wait from `now`: delay-seconds, or an
 /// HTTP-date (RFC 9110: IMF-fixdate, or the obsolete RFC 850 and asctime
 /// forms), a date in the past meaning at once.
-fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
+pub(crate) fn retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
