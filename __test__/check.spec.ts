@@ -174,7 +174,7 @@ test('an orphan file and a stale temp file are found and deleted; a problem with
 })
 
 test('a layer two held images share: its problem names the roots of both, whose disks a repair takes', async () => {
-  const B = await buildImage(path.join(work, 'B'), { layers: [sampleLayers('chk')[0], ...sampleLayers('chk-b')], refs: ['localhost/chk/b:v1'] })
+  const B = await buildImage(path.join(work, 'B'), { base: A, layers: [{ entries: [{ type: 'file', path: 'b.txt', content: 'b\n' }] }], refs: ['localhost/chk/b:v1'] })
   expect(B.diffIds[0]).toBe(A.diffIds[0])
   await Image.load(A.layout)
   await Image.load(B.layout)

@@ -13,11 +13,14 @@ import { buildProgram } from './program'
 
 /** Runs the CLI on `argv` (as `process.argv`) and resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
+  // `--debug` counts wherever it stands (as Docker's `-D` does); it is taken
+  // out before parsing because the program's options are positional: they
+  // come before the command, so `system df -v` is verbose, not `--version`.
   const debug = argv.includes('--debug')
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   const { version } = require('../../package.json') as { version: string }
   try {
-    await buildProgram(version).parseAsync(argv)
+    await buildProgram(version).parseAsync(argv.filter((a, i) => i < 2 || a !== '--debug'))
     return EXIT.ok
   } catch (e) {
     if (e instanceof CommanderError) {

@@ -125,7 +125,8 @@ export function buildProgram(version: string): Command {
   program
     .description("microsandbox's local OCI image cache")
     .version(`microsandbox version ${version}`, '-v, --version', 'print the version')
-    .option('--debug', 'print error codes and stacks')
+    .option('--debug', 'print error codes and stacks (anywhere on the line)')
+    .enablePositionalOptions()
     .exitOverride()
     .configureOutput({ outputError: () => {} })
     .showSuggestionAfterError(true)
