@@ -19,13 +19,13 @@ fn openssl(dir: &Path, args: &[&str]) {
     run(Command::new(require_tool("openssl")).current_dir(dir).args(args));
 }
 
-/// Makes a CA named `name` and a server certificate under `dir`.
-pub fn certs(dir: &Path, name: &str) -> Certs {
-    let work = dir.join(format!("{name}-work"));
-    std::fs::create_dir_all(&work).unwrap();
+/// Makes, in `work`, a P-256 CA (`ca.crt`, `ca.key`, subject `ca_subject`)
+/// and a certificate it signs, `<leaf>.crt` and `<leaf>.key`, with subject
+/// `leaf_subject` and the X.509 extensions `extensions`.
+fn ca_and_leaf(work: &Path, ca_subject: &str, leaf: &str, leaf_subject: &str, extensions: &str) {
+    std::fs::create_dir_all(work).unwrap();
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let subject = format!("/CN={name} test CA");
-    let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
+    let mut args = vec!["req", "-x509", "-days", "2", "-subj", ca_subject];
     args.extend(ec);
     args.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
     args.extend([
@@ -34,22 +34,24 @@ pub fn certs(dir: &Path, name: &str) -> Certs {
         "-addext",
         "keyUsage=critical,keyCertSign,cRLSign",
     ]);
-    openssl(&work, &args);
-    let mut args = vec!["req", "-subj", "/CN=127.0.0.1", "-keyout", "server.key", "-out", "server.csr"];
+    openssl(work, &args);
+    let (key, csr, crt, ext) = (
+        format!("{leaf}.key"),
+        format!("{leaf}.csr"),
+        format!("{leaf}.crt"),
+        format!("{leaf}.ext"),
+    );
+    let mut args = vec!["req", "-subj", leaf_subject, "-keyout", &key, "-out", &csr];
     args.extend(ec);
-    openssl(&work, &args);
-    std::fs::write(
-        work.join("server.ext"),
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
+    openssl(work, &args);
+    std::fs::write(work.join(&ext), extensions).unwrap();
     openssl(
-        &work,
+        work,
         &[
             "x509",
             "-req",
             "-in",
-            "server.csr",
+            &csr,
             "-CA",
             "ca.crt",
             "-CAkey",
@@ -58,10 +60,22 @@ pub fn certs(dir: &Path, name: &str) -> Certs {
             "-days",
             "2",
             "-extfile",
-            "server.ext",
+            &ext,
             "-out",
-            "server.crt",
+            &crt,
         ],
+    );
+}
+
+/// Makes a CA named `name` and a server certificate under `dir`.
+pub fn certs(dir: &Path, name: &str) -> Certs {
+    let work = dir.join(format!("{name}-work"));
+    ca_and_leaf(
+        &work,
+        &format!("/CN={name} test CA"),
+        "server",
+        "/CN=127.0.0.1",
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n",
     );
     // skopeo's cert dir must hold only the CA (a *.key there is a client key).
     let ca_dir = dir.join(format!("{name}-ca"));
@@ -90,46 +104,12 @@ pub struct ClientCerts {
 /// `server_ca` is the registry's CA, copied into the skopeo directory.
 pub fn client_certs(dir: &Path, name: &str, server_ca: &Path) -> ClientCerts {
     let work = dir.join(format!("{name}-client"));
-    std::fs::create_dir_all(&work).unwrap();
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    let subject = format!("/CN={name} client CA");
-    let mut args = vec!["req", "-x509", "-days", "2", "-subj", &subject];
-    args.extend(ec);
-    args.extend(["-keyout", "ca.key", "-out", "ca.crt"]);
-    args.extend([
-        "-addext",
-        "basicConstraints=critical,CA:TRUE",
-        "-addext",
-        "keyUsage=critical,keyCertSign,cRLSign",
-    ]);
-    openssl(&work, &args);
-    let mut args = vec!["req", "-subj", "/CN=puller", "-keyout", "client.key", "-out", "client.csr"];
-    args.extend(ec);
-    openssl(&work, &args);
-    std::fs::write(
-        work.join("client.ext"),
-        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
-    )
-    .unwrap();
-    openssl(
+    ca_and_leaf(
         &work,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "client.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-extfile",
-            "client.ext",
-            "-out",
-            "client.crt",
-        ],
+        &format!("/CN={name} client CA"),
+        "client",
+        "/CN=puller",
+        "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=clientAuth\n",
     );
     let cert_dir = dir.join(format!("{name}-skopeo"));
     std::fs::create_dir_all(&cert_dir).unwrap();
