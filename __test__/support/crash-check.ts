@@ -18,7 +18,19 @@ import { Image } from '../..'
 import { artifactTree, consistencyProblems, freshHome, fsckProblems, readIndex, realEnv, setEnv } from './cache'
 
 /** Problems a crash may legitimately leave: files no index row reaches. */
-const DEBRIS = [/^unindexed artifact: /, /^file left in tmp\//, /^fsmeta \S+ belongs to no indexed manifest$/]
+/**
+ * What a kill may legitimately leave, all of it garbage the next prune
+ * reclaims: files no row names (published, not yet recorded; or unlinked
+ * late), and content rows (configs, documents, blob rows) of manifests a
+ * killed prune had already dropped: prune drops the rows that name files
+ * in one transaction and that content in a second, beside the unlinking.
+ */
+const DEBRIS = [
+  /^unindexed artifact: /,
+  /^file left in tmp\//,
+  /^fsmeta \S+ belongs to no indexed manifest$/,
+  /^(content of|blob row|config) sha256:[0-9a-f]{64} belongs to no manifest$/,
+]
 
 export interface Findings {
   problems: string[]

@@ -230,7 +230,7 @@ async function rerunProblem(op: Op): Promise<{ problem?: string; ms?: number }> 
   }
 }
 
-/** Runs rounds until `kills` kills landed mid-operation (or `maxRounds`); returns the report. */
+/** Runs rounds until `kills` kills landed mid-operation and every kind was killed (or `maxRounds`); returns the report. */
 export async function crashRounds(o: CrashOptions): Promise<CrashReport> {
   const started = Date.now()
   const log = o.log ?? (() => {})
@@ -241,7 +241,10 @@ export async function crashRounds(o: CrashOptions): Promise<CrashReport> {
   await fsp.mkdir(saveDir, { recursive: true })
   const report: CrashReport = { seed: o.seed, rounds: 0, kills: 0, finishedFirst: 0, byOp: {}, problems: [], debris: 0, savePartials: 0, features: o.world.features, seconds: 0 }
   let cycle: string[] = []
-  for (let round = 0; round < o.maxRounds && report.kills < o.kills; round++) {
+  // Until `kills` kills, and every kind of operation killed at least once
+  // (a fast one, such as tag, may need more rounds for its delays to adapt).
+  const unkilled = () => kinds.some((k) => !(report.byOp[k]?.kills > 0))
+  for (let round = 0; round < o.maxRounds && (report.kills < o.kills || unkilled()); round++) {
     if (cycle.length === 0) cycle = [...kinds].sort(() => r() - 0.5)
     const kind = cycle.shift()!
     const p = await plan(kind, round, o, r, saveDir)
