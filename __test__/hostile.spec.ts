@@ -123,9 +123,12 @@ describe('save never replaces what it must not', () => {
     expect(await settleTime(rejectionOf(Image.save(ref, { outputPath: fifo })))).toBeLessThan(1000)
     const received = fx.scratch('received.tar')
     const reader = require('child_process').spawn('sh', ['-c', `cat "${fifo}" > "${received}"`])
-    await new Promise((r) => setTimeout(r, 200))
+    // Listened for at once: the reader may drain and exit before save resolves.
+    const exited = new Promise((r) => reader.on('exit', r))
+    // Time for the reader to block in its open of the FIFO (a writer's non-blocking open needs it there).
+    await new Promise((r) => setTimeout(r, 500))
     await Image.save(ref, { outputPath: fifo })
-    await new Promise((r) => reader.on('exit', r))
+    await exited
     expect(fs.statSync(fifo).isFIFO()).toBe(true)
     const handles = await Image.load(received, { tag: 'localhost/test/from-fifo:v1' })
     expect(handles[0].manifestDigest).toBe((await Image.get(ref)).manifestDigest)
