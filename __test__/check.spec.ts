@@ -186,3 +186,21 @@ test('a layer two held images share: its problem names the roots of both, whose 
   expect(problem.message).toContain('sandbox sb-a')
   expect(problem.message).toContain('sandbox sb-b')
 })
+
+test('index damage: rows naming a missing parent (written with foreign keys off) are an `index` problem of the quick and the full check', async () => {
+  await Image.load(A.layout)
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const Database = require('better-sqlite3')
+  const db = new Database(at('db/index.sqlite'))
+  db.pragma('foreign_keys = OFF')
+  const cols = (db.pragma('table_info(manifest_layers)') as Array<{ name: string }>).map((c) => c.name)
+  const values = cols.map((c) => (c === 'manifest_digest' ? '?' : c === 'position' ? 'position + 100' : c))
+  // Two rows of one missing manifest: one dangling value.
+  db.prepare(`INSERT INTO manifest_layers (${cols.join(', ')}) SELECT ${values.join(', ')} FROM manifest_layers LIMIT 2`).run('sha256:' + 'cd'.repeat(32))
+  db.close()
+  for (const full of [false, true]) {
+    const r = await Image.check({ full })
+    expect(r.ok).toBe(false)
+    expect(r.problems).toEqual([expect.objectContaining({ kind: 'index', message: 'the cache index is damaged: manifest_layers.manifest_digest: 1 value names no manifests row', repaired: false })])
+  }
+})

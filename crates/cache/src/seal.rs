@@ -32,12 +32,18 @@ pub fn layer_meta_start(path: &Path) -> Result<u64> {
 /// followed by its metadata area, up to the end of the file.
 pub fn layer(path: &Path) -> Result<Digest> {
     let meta_start = layer_meta_start(path)?;
-    let mut file = File::open(path).map_err(Error::cache(path))?;
+    let file = File::open(path).map_err(Error::cache(path))?;
+    layer_of(&file, meta_start).map_err(Error::cache(path))
+}
+
+/// [`layer`] of an image already open, whose metadata area starts at
+/// `meta_start`: a full check has the file open to rebuild its tar.
+pub fn layer_of(mut file: &File, meta_start: u64) -> io::Result<Digest> {
     let mut out = HashingWriter::new(io::sink());
-    let mut first = (&mut file).take(erofs::BLOCK_SIZE.min(meta_start));
-    io::copy(&mut first, &mut out).map_err(Error::cache(path))?;
-    file.seek(SeekFrom::Start(meta_start)).map_err(Error::cache(path))?;
-    io::copy(&mut file, &mut out).map_err(Error::cache(path))?;
+    file.seek(SeekFrom::Start(0))?;
+    io::copy(&mut file.take(erofs::BLOCK_SIZE.min(meta_start)), &mut out)?;
+    file.seek(SeekFrom::Start(meta_start))?;
+    io::copy(&mut file, &mut out)?;
     Ok(out.finish().0)
 }
 

@@ -275,14 +275,27 @@ impl Input<'_> {
 /// The whole record is checked first (structure, ranges, checksum, length),
 /// so corrupt framing writes nothing.
 pub(crate) fn write_tar(image: &File, framing: &[u8], out: &mut dyn Write) -> Result<u64, Error> {
-    replay(image, framing, None)?;
-    replay(image, framing, Some(out))
+    let image_len = image.metadata()?.len();
+    replay(image, image_len, framing, None)?;
+    replay(image, image_len, framing, Some(out))
+}
+
+/// Bytes of the image read at once.
+const CHUNK: usize = 1 << 20;
+
+/// The first `n` bytes of `buf`, grown (zeroed) to hold them. A replay of
+/// a small layer touches only what it needs: a fresh 1 MiB buffer zeroed
+/// per layer cost a full check of many small layers more than reading them.
+fn room(buf: &mut Vec<u8>, n: usize) -> &mut [u8] {
+    if buf.len() < n {
+        buf.resize(n, 0);
+    }
+    &mut buf[..n]
 }
 
 /// One pass over `framing`: writes the tar to `out`, or only checks the
 /// record when there is none.
-fn replay(image: &File, mut framing: &[u8], mut out: Option<&mut dyn Write>) -> Result<u64, Error> {
-    let image_len = image.metadata()?.len();
+fn replay(image: &File, image_len: u64, mut framing: &[u8], mut out: Option<&mut dyn Write>) -> Result<u64, Error> {
     let mut input = Input {
         inner: BufReader::with_capacity(FLUSH_AT, &mut framing as &mut dyn Read),
         crc: !0,
@@ -291,15 +304,16 @@ fn replay(image: &File, mut framing: &[u8], mut out: Option<&mut dyn Write>) -> 
     if version != VERSION {
         return Err(invalid(format!("unknown framing version {version}")));
     }
-    let mut buf = vec![0u8; 1 << 20];
+    let mut buf = Vec::new();
     let (mut written, mut prev_end) = (0u64, 0u64);
     loop {
         match input.byte()? {
             TAG_LITERAL => {
                 let n = input.run()?;
-                input.bytes(&mut buf[..n])?;
+                let run = room(&mut buf, n);
+                input.bytes(run)?;
                 if let Some(out) = out.as_mut() {
-                    out.write_all(&buf[..n])?;
+                    out.write_all(run)?;
                 }
                 written += n as u64;
             }
@@ -328,9 +342,10 @@ fn replay(image: &File, mut framing: &[u8], mut out: Option<&mut dyn Write>) -> 
                     let mut file = image;
                     file.seek(SeekFrom::Start(at))?;
                     while at < end {
-                        let k = (end - at).min(buf.len() as u64) as usize;
-                        file.read_exact(&mut buf[..k])?;
-                        out.write_all(&buf[..k])?;
+                        let chunk = room(&mut buf, (end - at).min(CHUNK as u64) as usize);
+                        file.read_exact(chunk)?;
+                        out.write_all(chunk)?;
+                        let k = chunk.len();
                         at += k as u64;
                     }
                 }

@@ -9,11 +9,11 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::parallel;
-use crate::store::{self, Entry, Kind, Store};
+use crate::store::{self, Kind, Store};
 
 /// Directories under the cache root that the size leaves out.
 const UNCOUNTED: [&str; 2] = ["locks", "tmp"];
@@ -30,6 +30,9 @@ pub struct KindFiles {
     pub bytes: u64,
     /// Size of each artifact file, by the hex digest of its name.
     pub by_hex: HashMap<String, u64>,
+    /// Entries not named as an artifact of the directory's kind: strays
+    /// whatever the index says (a check reports them from this listing).
+    pub others: Vec<PathBuf>,
 }
 
 /// What [`measure`] found.
@@ -84,7 +87,7 @@ pub fn measure(store: &Store) -> Result<Measured> {
 
 /// Bytes of the files under `path` (itself if a file), leaving out the
 /// artifact directories, which [`kind_files`] measures.
-fn walk(path: &Path, artifact_dirs: &[std::path::PathBuf]) -> Result<u64> {
+fn walk(path: &Path, artifact_dirs: &[PathBuf]) -> Result<u64> {
     if artifact_dirs.iter().any(|d| d == path) {
         return Ok(0);
     }
@@ -100,30 +103,42 @@ fn walk(path: &Path, artifact_dirs: &[std::path::PathBuf]) -> Result<u64> {
 }
 
 /// Every file of one artifact directory, statted in inode order on
-/// [`STATTERS`] threads.
+/// [`STATTERS`] threads, each relative to the directory's open handle
+/// (`DirEntry::metadata`: `statx` on the directory's descriptor, so the
+/// kernel looks up one name instead of walking the whole path; on Windows
+/// the size comes with the listing).
 fn kind_files(dir: &Path, kind: Kind) -> Result<KindFiles> {
-    let mut entries = store::entries(dir)?;
-    entries.sort_unstable_by_key(|e| e.inode);
-    let sizes = sizes_of(&entries)?;
+    let mut entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
+        Ok(read) => read.collect::<io::Result<_>>().map_err(Error::cache(dir))?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::cache(dir)(e)),
+    };
+    entries.sort_unstable_by_key(crate::os::deletion_key);
+    let chunks: Vec<&[fs::DirEntry]> = entries.chunks(entries.len().div_ceil(STATTERS).max(1)).collect();
+    let sized = parallel::map(&chunks, STATTERS, |chunk| chunk.iter().map(entry_size).collect::<Result<Vec<_>>>())?;
     let mut files = KindFiles::default();
-    for (entry, size) in entries.into_iter().zip(sizes) {
+    for (entry, size) in entries.iter().zip(sized.into_iter().flatten()) {
         let Some(size) = size else { continue };
         files.count += 1;
         files.bytes += size;
-        if let Some(hex) = entry.name.strip_suffix(kind.suffix()) {
-            files.by_hex.insert(hex.to_string(), size);
+        match entry.file_name().to_string_lossy().strip_suffix(kind.suffix()) {
+            Some(hex) => {
+                files.by_hex.insert(hex.to_string(), size);
+            }
+            None => files.others.push(entry.path()),
         }
     }
     Ok(files)
 }
 
-/// The size of each entry (a directory: of the files under it; None: gone).
-pub fn sizes_of(entries: &[Entry]) -> Result<Vec<Option<u64>>> {
-    let chunks: Vec<&[Entry]> = entries.chunks(entries.len().div_ceil(STATTERS).max(1)).collect();
-    let sized = parallel::map(&chunks, STATTERS, |chunk| {
-        chunk.iter().map(|e| tree_size(&e.path)).collect::<Result<Vec<_>>>()
-    })?;
-    Ok(sized.into_iter().flatten().collect())
+/// The size of a listed entry (a directory: of the files under it; None: gone).
+fn entry_size(entry: &fs::DirEntry) -> Result<Option<u64>> {
+    match entry.metadata() {
+        Ok(meta) if meta.is_dir() => tree_size(&entry.path()),
+        Ok(meta) => Ok(Some(meta.len())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::cache(&entry.path())(e)),
+    }
 }
 
 /// Bytes of the file at `path`, or of every file under it if it is a

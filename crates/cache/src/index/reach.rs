@@ -133,6 +133,12 @@ pub struct LiveSet {
 }
 
 impl LiveSet {
+    /// The live set of these hex digests (layers, manifests with an
+    /// fsmeta image, manifests with a VMDK).
+    pub fn new(layers: HashSet<String>, fsmeta: HashSet<String>, vmdk: HashSet<String>) -> LiveSet {
+        LiveSet { layers, fsmeta, vmdk }
+    }
+
     /// Whether the index reaches the artifact of `kind` whose digest is `hex`.
     pub fn reaches_hex(&self, kind: Kind, hex: &str) -> bool {
         match kind {

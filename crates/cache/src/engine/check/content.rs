@@ -24,9 +24,9 @@ pub fn layer(path: &Path, diff_id: &Digest, framing: &[u8], recorded: Option<&Di
     let Ok(raw) = zstd::stream::decode_all(framing) else {
         return Ok(Some("its tar framing in the index cannot be decompressed".into()));
     };
-    let image = File::open(path).map_err(Error::cache(path))?;
+    let file = File::open(path).map_err(Error::cache(path))?;
     let mut out = HashingWriter::new(io::sink());
-    match erofs::write_tar(&image, &raw, &mut out) {
+    match erofs::write_tar(&file, &raw, &mut out) {
         Ok(_) => {}
         Err(erofs::Error::Io(e)) => return Err(Error::cache(path)(e)),
         Err(e) => return Ok(Some(format!("its tar cannot be rebuilt: {e}"))),
@@ -35,12 +35,18 @@ pub fn layer(path: &Path, diff_id: &Digest, framing: &[u8], recorded: Option<&Di
     if &rebuilt != diff_id {
         return Ok(Some(format!("file data differs from the layer's: its tar hashes to {rebuilt}")));
     }
+    let image = match Image::open(path) {
+        Ok(image) => image,
+        Err(erofs::Error::Io(e)) => return Err(Error::cache(path)(e)),
+        Err(e) => return Ok(Some(format!("unreadable: {e}"))),
+    };
+    let meta_start = image.meta_blkaddr() * BLOCK_SIZE;
     if let Some(recorded) = recorded {
-        if &seal::layer(path)? != recorded {
+        if &seal::layer_of(&file, meta_start).map_err(Error::cache(path))? != recorded {
             return Ok(Some("its superblock or metadata area differs from when it was published".into()));
         }
     }
-    padding(path, &image)
+    padding(path, &file, &image, meta_start)
 }
 
 /// What is wrong with a whole-file artifact (None: it hashes to `recorded`).
@@ -52,14 +58,8 @@ pub fn whole(path: &Path, recorded: &Digest) -> Result<Option<String>> {
 /// Checks that the data area holds nothing but file data: every byte
 /// between the first block and the metadata area that no regular file's
 /// data covers is zero.
-fn padding(path: &Path, file: &File) -> Result<Option<String>> {
-    let image = match Image::open(path) {
-        Ok(image) => image,
-        Err(erofs::Error::Io(e)) => return Err(Error::cache(path)(e)),
-        Err(e) => return Ok(Some(format!("unreadable: {e}"))),
-    };
-    let meta_start = image.meta_blkaddr() * BLOCK_SIZE;
-    let mut extents = match data_extents(&image) {
+fn padding(path: &Path, file: &File, image: &Image, meta_start: u64) -> Result<Option<String>> {
+    let mut extents = match data_extents(image) {
         Ok(extents) => extents,
         Err(e) => return Ok(Some(format!("unreadable: {e}"))),
     };

@@ -14,15 +14,19 @@ use super::content;
 use crate::disk::vmdk::{self, Extent};
 use crate::error::Result;
 use crate::gc::measure::Measured;
-use crate::index::audit::{AuditManifest, AuditRows};
+use crate::index::audit::{AuditLayer, AuditManifest, AuditRows};
 use crate::index::reach::LiveSet;
 use crate::index::{read, Index};
 use crate::model::CheckProblem;
 use crate::parallel;
 use crate::store::{self, Kind, Store};
 
-/// Manifests checked at once: each is a few small reads.
-const CHECKERS: usize = 4;
+/// Layers or manifests checked at once: one per core. Each is a few small
+/// reads from the page cache (and in a full check, hashing), so work for
+/// the CPU; more threads than cores only slow the index check beside them.
+fn checkers() -> usize {
+    std::thread::available_parallelism().map_or(2, |n| n.get()).min(8)
+}
 
 /// How a repair fixes a problem.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,37 +101,21 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
     let mut findings = Vec::new();
     let mut bad = HashSet::new();
     let users = users_of_layers(scope.rows);
-    for layer in scope.rows.layers.iter().filter(|l| !l.lost) {
-        let path = scope.store.layer_path(&layer.diff_id);
+    let layers: Vec<&AuditLayer> = scope.rows.layers.iter().filter(|l| !l.lost).collect();
+    let problems = parallel::map(&layers, checkers(), |layer| layer_problem(scope, layer, full))?;
+    for (layer, problem) in layers.into_iter().zip(problems) {
+        let Some((kind, message)) = problem else { continue };
         let manifests = users.get(&layer.diff_id).map(Vec::as_slice).unwrap_or_default();
-        let size = scope.measured.of(Kind::Layer).by_hex.get(layer.diff_id.hex()).copied();
-        let problem = match size {
-            None => Some(("missing_file", "the layer image is missing".to_string())),
-            Some(size) if size != layer.size => Some((
-                "size_mismatch",
-                format!("the layer image is {size} bytes, the index says {}", layer.size),
-            )),
-            Some(_) if full => {
-                let framing = scope.index.read(|conn| read::layer_framing(conn, &layer.diff_id))?;
-                match framing {
-                    None => Some(("corrupt", "the layer has no tar framing in the index".to_string())),
-                    Some(framing) => content::layer(&path, &layer.diff_id, &framing, layer.seal.as_ref())?.map(|m| ("corrupt", m)),
-                }
-            }
-            Some(_) => None,
-        };
-        if let Some((kind, message)) = problem {
-            let message = format!("{message}; a repair drops it, and the next load or pull of an image using it converts it again");
-            findings.push(scope.finding(
-                kind,
-                manifests,
-                &layer.diff_id,
-                path,
-                message,
-                Fix::DropLayer(layer.diff_id.clone()),
-            ));
-            bad.insert(layer.diff_id.clone());
-        }
+        let message = format!("{message}; a repair drops it, and the next load or pull of an image using it converts it again");
+        findings.push(scope.finding(
+            kind,
+            manifests,
+            &layer.diff_id,
+            scope.store.layer_path(&layer.diff_id),
+            message,
+            Fix::DropLayer(layer.diff_id.clone()),
+        ));
+        bad.insert(layer.diff_id.clone());
     }
     let lost: HashSet<&Digest> = scope.rows.layers.iter().filter(|l| l.lost).map(|l| &l.diff_id).collect();
     let sound: Vec<&AuditManifest> = scope
@@ -136,9 +124,33 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
         .iter()
         .filter(|m| m.layers.iter().all(|l| !bad.contains(l) && !lost.contains(l)))
         .collect();
-    let per_manifest = parallel::map(&sound, CHECKERS, |m| disk(scope, m, full))?;
+    let per_manifest = parallel::map(&sound, checkers(), |m| disk(scope, m, full))?;
     findings.extend(per_manifest.into_iter().flatten());
     Ok((findings, bad))
+}
+
+/// What is wrong with one layer's file: missing, of another size than
+/// recorded, or (full) content that differs from what was published.
+/// Layers are checked a few at a time: a full check of many small layers
+/// is bound by opening and reading files, not by hashing.
+fn layer_problem(scope: &Scope<'_>, layer: &AuditLayer, full: bool) -> Result<Option<(&'static str, String)>> {
+    let size = scope.measured.of(Kind::Layer).by_hex.get(layer.diff_id.hex()).copied();
+    Ok(match size {
+        None => Some(("missing_file", "the layer image is missing".to_string())),
+        Some(size) if size != layer.size => Some((
+            "size_mismatch",
+            format!("the layer image is {size} bytes, the index says {}", layer.size),
+        )),
+        Some(_) if full => {
+            let path = scope.store.layer_path(&layer.diff_id);
+            let framing = scope.index.read(|conn| read::layer_framing(conn, &layer.diff_id))?;
+            match framing {
+                None => Some(("corrupt", "the layer has no tar framing in the index".to_string())),
+                Some(framing) => content::layer(&path, &layer.diff_id, &framing, layer.seal.as_ref())?.map(|m| ("corrupt", m)),
+            }
+        }
+        Some(_) => None,
+    })
 }
 
 /// The manifests using each layer, in index order (to name an image and
@@ -245,25 +257,27 @@ fn descriptor(store: &Store, manifest: &Digest, fsmeta: u64, layers: &[Digest], 
     Ok((actual != expected.as_bytes()).then(|| "the VMDK does not name fsmeta and the layers, in order, at their sizes".to_string()))
 }
 
-/// Files in the artifact directories that `live` does not reach, and
-/// everything in `tmp/` (the exclusive collector lock is held: no ingest
-/// is writing).
-pub fn strays(store: &Store, live: &LiveSet) -> Result<Vec<Finding>> {
+/// Files in the artifact directories that `live` does not reach (from the
+/// listing `measured` made), and everything in `tmp/` (the exclusive
+/// collector lock is held: no ingest is writing).
+pub fn strays(store: &Store, live: &LiveSet, measured: &Measured) -> Result<Vec<Finding>> {
     let mut findings = Vec::new();
     for kind in Kind::ALL {
-        for entry in store::entries(&store.root().join(kind.dir()))? {
-            let reached = entry
-                .name
-                .strip_suffix(kind.suffix())
-                .is_some_and(|hex| live.reaches_hex(kind, hex));
-            if !reached {
-                findings.push(stray(
-                    "orphan_file",
-                    entry.path,
-                    "no index row names this file; a repair deletes it",
-                ));
-            }
-        }
+        let files = measured.of(kind);
+        let dir = store.dir(kind);
+        let mut paths: Vec<PathBuf> = files
+            .by_hex
+            .keys()
+            .filter(|hex| !live.reaches_hex(kind, hex))
+            .map(|hex| dir.join(format!("{hex}{}", kind.suffix())))
+            .chain(files.others.iter().cloned())
+            .collect();
+        paths.sort();
+        findings.extend(
+            paths
+                .into_iter()
+                .map(|path| stray("orphan_file", path, "no index row names this file; a repair deletes it")),
+        );
     }
     for entry in store::entries(&store.tmp_dir())? {
         findings.push(stray(

@@ -1,8 +1,10 @@
 //! `check`, as `podman system check` does it. Quick (the default): the
-//! index's integrity (SQLite `integrity_check`, foreign keys), every row's
+//! index's integrity (SQLite `quick_check`, foreign keys), every row's
 //! file present with its recorded size, each root disk consistent with
-//! its layers, files no row reaches, stale temp files. Full: also every
-//! artifact's content against what was recorded when it was published.
+//! its layers, files no row reaches, stale temp files. Full: SQLite's
+//! `integrity_check`, and every artifact's content against what was
+//! recorded when it was published. SQLite's checks run on a thread of
+//! their own beside the files' (one is CPU, the other mostly system calls).
 //! Repair: rebuilds a bad fsmeta or VMDK from its layers; drops a lost or
 //! corrupt layer image and the disks built on it (its references stay
 //! listed; `acquire` says to load or pull again, and that converts only
@@ -17,9 +19,9 @@ mod inspect;
 mod repair;
 
 use super::Cache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gc::measure;
-use crate::index::{audit, reach, Index};
+use crate::index::{audit, Index};
 use crate::ingest::Lease;
 use crate::model::{CheckProblem, CheckReport};
 use crate::seal;
@@ -33,19 +35,17 @@ impl Cache {
     pub fn check(&self, full: bool, repair: bool) -> Result<CheckReport> {
         let (mut findings, files, bytes, rebuild) = {
             let _lock = self.store.lock_collect()?;
-            let integrity = self.index.read(audit::integrity)?;
-            let rows = self.index.read(audit::rows)?;
-            let live = self.index.read(reach::live_set)?;
-            let measured = measure::measure(&self.store)?;
-            let scope = Scope {
-                store: &self.store,
-                index: &self.index,
-                rows: &rows,
-                measured: &measured,
-            };
-            let mut findings: Vec<Finding> = integrity.into_iter().map(index_problem).collect();
-            findings.extend(inspect::files(&scope, full)?.0);
-            findings.extend(inspect::strays(&self.store, &live)?);
+            let (integrity, looked) = std::thread::scope(|scope| {
+                let integrity = scope.spawn(|| self.index.read(|conn| audit::integrity(conn, full)));
+                let looked = self.look(full);
+                let integrity = integrity
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("checking the index panicked".into())));
+                (integrity, looked)
+            });
+            let (file_findings, measured) = looked?;
+            let mut findings: Vec<Finding> = integrity?.into_iter().map(index_problem).collect();
+            findings.extend(file_findings);
             let files: u64 = measured.kinds.iter().map(|k| k.count).sum();
             let bytes: u64 = measured.kinds.iter().map(|k| k.bytes).sum::<u64>() + measured.index;
             let rebuild = match repair {
@@ -62,6 +62,30 @@ impl Cache {
             checked_files: files,
             checked_bytes: bytes,
         })
+    }
+
+    /// The files against the rows: problems, and what was measured.
+    fn look(&self, full: bool) -> Result<(Vec<Finding>, measure::Measured)> {
+        // The files are statted (system calls) while the rows are read.
+        let (rows, measured) = std::thread::scope(|scope| {
+            let measured = scope.spawn(|| measure::measure(&self.store));
+            let rows = self.index.read(audit::rows);
+            let measured = measured
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())));
+            (rows, measured)
+        });
+        let (rows, measured) = (rows?, measured?);
+        let live = rows.live();
+        let scope = Scope {
+            store: &self.store,
+            index: &self.index,
+            rows: &rows,
+            measured: &measured,
+        };
+        let mut findings = inspect::files(&scope, full)?.0;
+        findings.extend(inspect::strays(&self.store, &live, &measured)?);
+        Ok((findings, measured))
     }
 }
 
