@@ -12,6 +12,7 @@ import { artifactTree, freshHomePerTest, tmpFiles } from './support/cache'
 import { makeCerts, makeHtpasswd, push, Registry, startRegistry } from './support/registry'
 import { InstalledCli, cliEnv, installCli, runCli } from './support/cli'
 import { startTerminal } from './support/cli-terminal'
+import { PASSWORD } from './support/secrets'
 
 jest.setTimeout(240_000)
 
@@ -39,13 +40,13 @@ test('login stores credentials where pulls find them; logout forgets them', asyn
   const certs = await makeCerts(work)
   let secure: Registry | undefined
   try {
-    secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', 's3cret-pass') })
+    secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', PASSWORD) })
     const layout = path.join(work, 'login-app')
     await buildImage(layout, { layers: sampleLayers('login'), refs: ['localhost/w/login:v1'] })
     const ref = `${secure.host}/private/login:v1`
-    await push(`oci:${layout}:localhost/w/login:v1`, ref, { certDir: certs.caDir, creds: 'alice:s3cret-pass' })
+    await push(`oci:${layout}:localhost/w/login:v1`, ref, { certDir: certs.caDir, creds: `alice:${PASSWORD}` })
     const env = { DOCKER_CONFIG: path.join(work, 'docker-config') }
-    expect(await msb(['login', '--insecure', secure.host, '-u', 'alice', '--password-stdin'], { env, input: 's3cret-pass\n' })).toMatchObject({ code: 0, stdout: 'Login Succeeded\n' })
+    expect(await msb(['login', '--insecure', secure.host, '-u', 'alice', '--password-stdin'], { env, input: `${PASSWORD}\n` })).toMatchObject({ code: 0, stdout: 'Login Succeeded\n' })
     expect(await msb(['image', 'pull', '-q', '--insecure', ref], { env })).toMatchObject({ code: 0, stdout: `${ref}\n` })
     expect(await msb(['logout', secure.host], { env })).toMatchObject({ code: 0, stdout: `Removing login credentials for ${secure.host}\n` })
     expect(await msb(['image', 'pull', '-q', '--insecure', '--policy', 'always', ref], { env })).toMatchObject({ code: 1 })

@@ -13,6 +13,7 @@ import { BuiltImage, buildImage, makeTempDir, requireTools, sampleLayers } from 
 import { consistencyProblems, freshHomePerTest } from './support/cache'
 import { makeCerts, makeHtpasswd, push, Registry, startRegistry } from './support/registry'
 import { InstalledCli, cliEnv, controlChars, installCli, runCli } from './support/cli'
+import { PASSWORD, WRONG_PASSWORD } from './support/secrets'
 
 jest.setTimeout(180_000)
 
@@ -28,9 +29,9 @@ beforeAll(async () => {
   let certs: Awaited<ReturnType<typeof makeCerts>>
   ;[cli, base, certs] = await Promise.all([installCli(), buildImage(path.join(work, 'base'), { layers: sampleLayers('base'), refs: ['localhost/pull/base:v1'] }), makeCerts(work)])
   plain = await startRegistry()
-  secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', 's3cret-pass') })
+  secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', PASSWORD) })
   await push(`oci:${base.layout}:localhost/pull/base:v1`, `${plain.host}/team/base:v1`)
-  await push(`oci:${base.layout}:localhost/pull/base:v1`, `${secure.host}/private/base:v1`, { certDir: certs.caDir, creds: 'alice:s3cret-pass' })
+  await push(`oci:${base.layout}:localhost/pull/base:v1`, `${secure.host}/private/base:v1`, { certDir: certs.caDir, creds: `alice:${PASSWORD}` })
 }, 600_000)
 
 afterAll(async () => {
@@ -87,7 +88,7 @@ describe('credentials, over TLS the CLI is told not to verify (--insecure)', () 
   const ref = () => `${secure.host}/private/base:v1`
 
   test('-u with --password-stdin', async () => {
-    const r = await msb(['image', 'pull', '-q', '--insecure', '-u', 'alice', '--password-stdin', ref()], { input: 's3cret-pass\n' })
+    const r = await msb(['image', 'pull', '-q', '--insecure', '-u', 'alice', '--password-stdin', ref()], { input: `${PASSWORD}\n` })
     expect(r).toEqual({ code: 0, signal: null, stdout: `${ref()}\n`, stderr: '' })
     expect((await Image.get(ref())).manifestDigest).toBe(base.manifestDigest)
   })
@@ -95,17 +96,17 @@ describe('credentials, over TLS the CLI is told not to verify (--insecure)', () 
   test("Docker's config.json from DOCKER_CONFIG", async () => {
     const dockerDir = path.join(work, 'docker-config')
     await fsp.mkdir(dockerDir, { recursive: true })
-    await fsp.writeFile(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('alice:s3cret-pass').toString('base64') } } }))
+    await fsp.writeFile(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } } }))
     expect(await msb(['image', 'pull', '-q', '--insecure', ref()], { env: { DOCKER_CONFIG: dockerDir } })).toMatchObject({ code: 0, stdout: `${ref()}\n` })
   })
 
   test('no, wrong or unverified credentials fail with one line that names no secret', async () => {
     const anonymous = await msb(['image', 'pull', '-q', '--insecure', ref()], { env: { DOCKER_CONFIG: path.join(work, 'no-docker-config') } })
     expect(anonymous).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^microsandbox: [^\n]+\n$/) })
-    const wrong = await msb(['image', 'pull', '-q', '--insecure', '-u', 'alice', '--password-stdin', ref()], { input: 'wrong-password-42' })
+    const wrong = await msb(['image', 'pull', '-q', '--insecure', '-u', 'alice', '--password-stdin', ref()], { input: WRONG_PASSWORD })
     expect(wrong).toMatchObject({ code: 1, stdout: '', stderr: expect.stringMatching(/^microsandbox: [^\n]+\n$/) })
-    expect(wrong.stderr).not.toContain('wrong-password-42')
-    const untrusted = await msb(['image', 'pull', '-q', '-u', 'alice', '--password-stdin', ref()], { input: 's3cret-pass' })
+    expect(wrong.stderr).not.toContain(WRONG_PASSWORD)
+    const untrusted = await msb(['image', 'pull', '-q', '-u', 'alice', '--password-stdin', ref()], { input: PASSWORD })
     expect(untrusted).toMatchObject({ code: 1, stderr: expect.stringMatching(/^microsandbox: [^\n]*certificate[^\n]*\n$/i) })
     expect(await Image.list()).toEqual([])
   })

@@ -13,10 +13,10 @@ import { Image, AuthenticationError, InvalidArgumentError } from '..'
 import { buildImage, makeTempDir, requireTools, sampleLayers } from './support/images'
 import { freshHomePerTest, setEnv } from './support/cache'
 import { makeCerts, makeHtpasswd, push, Registry, startRegistry } from './support/registry'
+import { LOGIN_PASSWORD as PASSWORD } from './support/secrets'
 
 jest.setTimeout(240_000)
 
-const PASSWORD = 'pw-Zq81-never-shown'
 let work: string
 let registry: Registry
 let ref: string

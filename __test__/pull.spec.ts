@@ -8,6 +8,7 @@ import { Image, ImageHandle, PullProgressEvent } from '../index'
 import { artifactTree, childEnv, consistencyProblems, freshHome, realEnv, rejectionOf, runNodeScript, setEnv, PACKAGE_ROOT } from './support/cache'
 import { buildImage, BuiltImage, copyLayout, makeTempDir, multiPlatformLayout, noise, readImage, requireTools, run, sampleLayers } from './support/images'
 import { makeCerts, makeHtpasswd, push, Registry, startRegistry } from './support/registry'
+import { PASSWORD, WRONG_PASSWORD } from './support/secrets'
 
 jest.setTimeout(300_000)
 
@@ -156,20 +157,20 @@ describe('TLS with Basic auth', () => {
 
   beforeAll(async () => {
     certs = await makeCerts(work)
-    secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', 's3cret-pass') })
-    await push(`oci:${base.layout}:localhost/pull/base:v1`, ref(), { certDir: certs.caDir, creds: 'alice:s3cret-pass' })
+    secure = await startRegistry({ tls: { cert: certs.cert, key: certs.key }, htpasswd: await makeHtpasswd(work, 'alice', PASSWORD) })
+    await push(`oci:${base.layout}:localhost/pull/base:v1`, ref(), { certDir: certs.caDir, creds: `alice:${PASSWORD}` })
   })
   afterAll(async () => secure?.stop())
 
   test('credentials in the options, CA bundle trusted', async () => {
-    const handle = await Image.pull(ref(), { auth: { username: 'alice', password: 's3cret-pass' }, caBundles: [certs.ca] })
+    const handle = await Image.pull(ref(), { auth: { username: 'alice', password: PASSWORD }, caBundles: [certs.ca] })
     expect(handle.manifestDigest).toBe(base.manifestDigest)
   })
 
   test("credentials from Docker's config.json and a CA from registries.json", async () => {
     const dockerDir = path.join(work, 'docker-config')
     await fsp.mkdir(dockerDir, { recursive: true })
-    await fsp.writeFile(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from('alice:s3cret-pass').toString('base64') } } }))
+    await fsp.writeFile(path.join(dockerDir, 'config.json'), JSON.stringify({ auths: { [secure.host]: { auth: Buffer.from(`alice:${PASSWORD}`).toString('base64') } } }))
     await fsp.mkdir(home.home, { recursive: true })
     await fsp.writeFile(path.join(home.home, 'registries.json'), JSON.stringify({ caBundles: [certs.ca] }))
     const previous = realEnv('DOCKER_CONFIG')
@@ -186,16 +187,16 @@ describe('TLS with Basic auth', () => {
     const before = await artifactTree(home.home)
     const noAuth = await rejectionOf(Image.pull(ref(), { caBundles: [certs.ca] }))
     expect(noAuth).toMatchObject({ name: 'AuthenticationError', code: 'authentication', registry: secure.host })
-    const wrong = await rejectionOf(Image.pull(ref(), { caBundles: [certs.ca], auth: { username: 'alice', password: 'wrong-password-42' } }))
+    const wrong = await rejectionOf(Image.pull(ref(), { caBundles: [certs.ca], auth: { username: 'alice', password: WRONG_PASSWORD } }))
     expect(wrong.code).toBe('authentication')
-    expect(wrong.message).not.toContain('wrong-password-42')
-    const untrusted = await rejectionOf(Image.pull(ref(), { auth: { username: 'alice', password: 's3cret-pass' } }))
+    expect(wrong.message).not.toContain(WRONG_PASSWORD)
+    const untrusted = await rejectionOf(Image.pull(ref(), { auth: { username: 'alice', password: PASSWORD } }))
     expect(untrusted.code).toBe('registry')
     expect(untrusted.message).toMatch(/certificate/i)
     expect(await Image.list()).toEqual([])
     expect(await artifactTree(home.home)).toEqual(before)
     // insecure: skips verification for that registry only.
-    expect((await Image.pull(ref(), { insecure: true, auth: { username: 'alice', password: 's3cret-pass' } })).manifestDigest).toBe(base.manifestDigest)
+    expect((await Image.pull(ref(), { insecure: true, auth: { username: 'alice', password: PASSWORD } })).manifestDigest).toBe(base.manifestDigest)
   })
 })
 

@@ -13,6 +13,7 @@ import * as path from 'path'
 
 import { ChildResult, PACKAGE_ROOT, childEnv, spawnCollect } from './cache'
 import { makeTempDir } from './images'
+import { observe } from './secrets'
 
 const PLATFORM = 'linux-x64-gnu'
 
@@ -91,6 +92,10 @@ export function runCli(cli: InstalledCli, args: string[], opts: { env: NodeJS.Pr
     child.on('error', reject)
     child.on('close', (code, signal) => {
       clearTimeout(timer)
+      // Every line the CLI prints is watched for secrets (support/secrets-watch.ts fails the test).
+      const where = `microsandbox ${args.join(' ')} in "${expect.getState().currentTestName}"`
+      observe(`${where}: stdout`, stdout)
+      observe(`${where}: stderr`, stderr)
       resolve({ code, signal, stdout, stderr })
     })
   })

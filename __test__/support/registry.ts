@@ -7,6 +7,7 @@ import * as net from 'net'
 import * as path from 'path'
 
 import { makeTempDir, requireTools, run } from './images'
+import { REGISTRY_HTTP_SECRET } from './secrets'
 
 export interface RegistrySetup {
   /** Serve HTTPS with this certificate and key. */
@@ -65,7 +66,7 @@ export async function startRegistry(setup: RegistrySetup = {}): Promise<Registry
     '      enabled: false',
     'http:',
     `  addr: 127.0.0.1:${port}`,
-    '  secret: test-secret',
+    `  secret: ${REGISTRY_HTTP_SECRET}`,
   ]
   if (setup.tls) lines.push('  tls:', `    certificate: ${setup.tls.cert}`, `    key: ${setup.tls.key}`)
   if (setup.htpasswd) lines.push('auth:', '  htpasswd:', '    realm: test-realm', `    path: ${setup.htpasswd}`)

@@ -21,7 +21,7 @@ use registry_support::helpers::PassStore;
 use registry_support::image::{self, Image};
 use registry_support::tls::signing_key;
 use registry_support::token::{params, values, Issuer, ISSUER, SERVICE};
-use registry_support::{options, pull};
+use registry_support::{options, pull, secrets};
 use serde_json::json;
 
 const IDENTITY: &str = "refresh-7f3a9c-Identity";
@@ -44,6 +44,9 @@ fn json_reply(status: u16, body: &str) -> Reply {
 
 impl Fixture {
     fn new() -> Fixture {
+        secrets::register_basic("<token>", IDENTITY);
+        let (pusher, pusher_password) = PUSHER.split_once(':').unwrap();
+        secrets::register_basic(pusher, pusher_password);
         let work = tempfile::tempdir().unwrap();
         let (key, cert_der, cert_pem) = signing_key(work.path());
         let valid = Arc::new(Mutex::new(HashSet::from([IDENTITY.to_string()])));
@@ -119,22 +122,10 @@ impl Fixture {
         opts
     }
 
-    /// Error text (Display and Debug), checked to hold no identity token and no token.
+    /// Error text (Display and Debug); the support checked it for the
+    /// identity token and every token the issuer minted.
     fn text(&self, e: &Error) -> String {
-        let text = format!("{e} {e:?}");
-        let hex: String = IDENTITY.bytes().map(|b| format!("{b:02x}")).collect();
-        for secret in [
-            IDENTITY.to_string(),
-            STANDARD.encode(IDENTITY),
-            hex,
-            STANDARD.encode(format!("<token>:{IDENTITY}")),
-        ] {
-            assert!(!text.contains(&secret), "{text}");
-        }
-        for token in self.issuer.tokens.lock().unwrap().iter() {
-            assert!(!text.contains(token.as_str()), "{text}");
-        }
-        text
+        format!("{e} {e:?}")
     }
 
     /// The refresh grants the service received.

@@ -17,7 +17,7 @@ use registry::Error;
 use registry_support::fake::{blob_reply, Reply, Server};
 use registry_support::faulty::*;
 use registry_support::image::{self};
-use registry_support::{options, pull, read_blob, Events};
+use registry_support::{options, pull, read_blob, secrets, Events};
 
 #[test]
 fn permanent_errors_fail_fast() {
@@ -266,6 +266,7 @@ fn redirects_keep_credentials_on_the_registry() {
         }
     });
     let password = "redirect-pa55";
+    secrets::register_basic("someone", password);
     let expected = format!("Basic {}", STANDARD.encode(format!("someone:{password}")));
     let storage_host = storage.host();
     let config_digest = image.config_digest.to_string();
@@ -317,6 +318,7 @@ fn redirects_keep_credentials_on_the_registry() {
 #[test]
 fn errors_never_repeat_secrets_a_server_echoes() {
     let password = "echo-Pa55word";
+    secrets::register_basic("echo", password);
     let header = format!("Basic {}", STANDARD.encode(format!("echo:{password}")));
     let server = {
         let header = header.clone();
@@ -350,4 +352,19 @@ fn errors_never_repeat_secrets_a_server_echoes() {
         assert!(!text.contains(password) && !text.contains(&header[6..]), "{text}");
     }
     assert!(texts[0].contains("ECHO") && texts[0].contains("***"), "{}", texts[0]);
+}
+
+#[test]
+fn the_secret_check_fails_on_a_registered_secret_and_names_only_where() {
+    let password = "caught-Pa55word";
+    secrets::register_basic("someone", password);
+    secrets::check("this test", "clean text", "no credentials here");
+    let header = format!("Basic {}", STANDARD.encode(format!("someone:{password}")));
+    let caught = std::panic::catch_unwind(|| secrets::check("this test", "a message", &format!("sent {header}")));
+    let message = *caught.expect_err("the check panics").downcast::<String>().unwrap();
+    assert!(
+        message.starts_with("this test: a message holds secret registered at #"),
+        "{message}"
+    );
+    assert!(!message.contains(password) && !message.contains(&header[6..]), "{message}");
 }

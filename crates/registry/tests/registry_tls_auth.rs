@@ -13,10 +13,12 @@ use registry::{Credentials, PullOptions};
 use registry_support::distribution::{push_image, Push, Registry, Setup};
 use registry_support::image::{self, Image};
 use registry_support::tls::{certs, htpasswd, Certs};
-use registry_support::{options, pull};
+use registry_support::{options, pull, secrets};
 
 const USER: &str = "puller";
 const PASSWORD: &str = "s3cret-Pa55word";
+/// A password the registry refuses.
+const WRONG: &str = "not-the-password";
 
 struct Fixture {
     registry: Registry,
@@ -27,6 +29,8 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        secrets::register_basic(USER, PASSWORD);
+        secrets::register_basic(USER, WRONG);
         let work = tempfile::tempdir().unwrap();
         let certs = certs(work.path(), "good");
         let registry = Registry::start(Setup {
@@ -137,12 +141,12 @@ fn missing_or_wrong_credentials_are_authentication_errors() {
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
     }
     let mut opts = f.options();
-    opts.auth = Some(basic("not-the-password"));
+    opts.auth = Some(basic(WRONG));
     match pull(&f.reference(), &opts) {
         Err(e @ Error::Authentication { .. }) => {
             let text = format!("{e} {e:?}");
             assert!(
-                !text.contains("not-the-password") && !text.contains(&STANDARD.encode(format!("{USER}:not-the-password"))),
+                !text.contains(WRONG) && !text.contains(&STANDARD.encode(format!("{USER}:{WRONG}"))),
                 "{text}"
             );
         }

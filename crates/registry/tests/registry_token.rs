@@ -13,10 +13,14 @@ use registry_support::distribution::{push_image, Push, Registry, Setup};
 use registry_support::image::{self, Image};
 use registry_support::tls::signing_key;
 use registry_support::token::{Issuer, ISSUER, SERVICE};
-use registry_support::{options, pull};
+use registry_support::{options, pull, secrets};
 
 const USER: &str = "robot";
 const PASSWORD: &str = "t0ken-Issuer-Pass";
+/// A password the issuer refuses.
+const WRONG: &str = "wrong-password";
+/// A bearer token the registry refuses.
+const BAD_TOKEN: &str = "not-a-valid-token";
 
 struct Fixture {
     issuer: Issuer,
@@ -27,6 +31,9 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
+        secrets::register_basic(USER, PASSWORD);
+        secrets::register_basic(USER, WRONG);
+        secrets::register(BAD_TOKEN);
         let work = tempfile::tempdir().unwrap();
         let (key, cert_der, cert_pem) = signing_key(work.path());
         let issuer = Issuer::start(&key, &cert_der, USER, PASSWORD);
@@ -65,14 +72,6 @@ impl Fixture {
         });
         opts
     }
-
-    /// Error text (Display and Debug) must hold no password and no token.
-    fn assert_no_secrets(&self, text: &str) {
-        assert!(!text.contains(PASSWORD), "{text}");
-        for token in self.issuer.tokens.lock().unwrap().iter() {
-            assert!(!text.contains(token.as_str()), "{text}");
-        }
-    }
 }
 
 #[test]
@@ -108,7 +107,6 @@ fn a_token_without_access_fails_after_one_refresh() {
             let text = format!("{e} {e:?}");
             assert!(text.contains("secured/app") && text.contains(&f.registry.host()), "{text}");
             assert!(text.contains("anonymous token") && text.contains("no credentials"), "{text}");
-            f.assert_no_secrets(&text);
         }
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
     }
@@ -119,12 +117,11 @@ fn a_token_without_access_fails_after_one_refresh() {
 fn refused_credentials_are_authentication_errors() {
     let f = Fixture::new();
     let started = std::time::Instant::now();
-    match pull(&f.reference(), &f.options(Some("wrong-password"))) {
+    match pull(&f.reference(), &f.options(Some(WRONG))) {
         Err(e @ Error::Authentication { .. }) => {
             let text = format!("{e} {e:?}");
             assert!(text.contains("refused the credentials"), "{text}");
-            assert!(!text.contains("wrong-password"), "{text}");
-            f.assert_no_secrets(&text);
+            assert!(!text.contains(WRONG), "{text}");
         }
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
     }
@@ -141,9 +138,9 @@ fn a_ready_token_is_sent_as_is() {
     opts.auth = Some(Credentials::Token(token));
     assert_eq!(pull(&f.reference(), &opts).unwrap().digest, f.image.manifest_digest);
     assert_eq!(f.issuer.requests(), before, "the token service was not asked");
-    opts.auth = Some(Credentials::Token("not-a-valid-token".into()));
+    opts.auth = Some(Credentials::Token(BAD_TOKEN.into()));
     match pull(&f.reference(), &opts) {
-        Err(e @ Error::Authentication { .. }) => assert!(!format!("{e} {e:?}").contains("not-a-valid-token")),
+        Err(e @ Error::Authentication { .. }) => assert!(!format!("{e} {e:?}").contains(BAD_TOKEN)),
         other => panic!("expected an authentication error, got {:?}", other.map(|p| p.digest)),
     }
 }

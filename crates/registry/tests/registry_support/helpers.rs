@@ -91,8 +91,9 @@ impl PassStore {
         String::from_utf8(out.stdout).unwrap()
     }
 
-    /// Stores credentials for `server` with the real helper.
+    /// Stores credentials for `server` with the real helper (registering the secret).
     pub fn store(&self, server: &str, username: &str, secret: &str) {
+        super::secrets::register_basic(username, secret);
         let json = serde_json::json!({"ServerURL": server, "Username": username, "Secret": secret});
         self.pass("store", &json.to_string());
     }

@@ -2,6 +2,8 @@
 //! (CNCF distribution, pushed to with skopeo), a handcrafted HTTP server for
 //! faults, a token issuer, TLS material from openssl, images built here, and
 //! a pull driven through the client API. Everything listens on 127.0.0.1.
+//! Every error `pull` and `login` return and every progress event is
+//! checked for the registered secrets (`secrets`).
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod distribution;
@@ -9,6 +11,7 @@ pub mod fake;
 pub mod faulty;
 pub mod helpers;
 pub mod image;
+pub mod secrets;
 pub mod tls;
 pub mod token;
 
@@ -23,7 +26,7 @@ use oci::manifest::Manifest;
 use oci::progress::Progress;
 use oci::reference::Reference;
 use registry::Result;
-use registry::{Client, PullOptions, RetryPolicy};
+use registry::{Client, PullOptions, RegistryConfig, RetryPolicy, Stored};
 
 /// Fails (never skips) when a tool the tests rely on is missing.
 pub fn require_tool(name: &str) -> String {
@@ -69,10 +72,14 @@ pub fn options(dir: &Path) -> PullOptions {
 pub struct Events(pub Arc<Mutex<Vec<Progress>>>);
 
 impl Events {
-    /// Installs itself as `options.progress`.
+    /// Installs itself as `options.progress`, checking each event for secrets.
     pub fn attach(&self, options: &mut PullOptions) {
         let events = self.0.clone();
-        options.progress = Some(Arc::new(move |e: Progress| events.lock().unwrap().push(e)));
+        let test = secrets::test_name();
+        options.progress = Some(Arc::new(move |e: Progress| {
+            secrets::check(&test, "a progress event", &format!("{e:?}"));
+            events.lock().unwrap().push(e)
+        }));
     }
 
     pub fn all(&self) -> Vec<Progress> {
@@ -104,8 +111,20 @@ pub fn read_blob(client: &Client, blob: &oci::manifest::Descriptor) -> Result<Ve
     Ok(bytes)
 }
 
-/// Resolves, fetches the config and reads every layer of `reference`.
+/// Resolves, fetches the config and reads every layer of `reference`; the
+/// options' credentials are registered as secrets, and an error is checked.
 pub fn pull(reference: &str, options: &PullOptions) -> Result<Pulled> {
+    if let Some(auth) = &options.auth {
+        secrets::register_credentials(auth);
+    }
+    let pulled = pull_unchecked(reference, options);
+    if let Err(e) = &pulled {
+        secrets::check_error(&format!("the error of pulling {reference}"), e);
+    }
+    pulled
+}
+
+fn pull_unchecked(reference: &str, options: &PullOptions) -> Result<Pulled> {
     let reference = Reference::parse(reference).expect("test references are valid");
     let client = Client::new(&reference, options)?;
     let (digest, manifest_bytes, manifest) = client.resolve_manifest()?;
@@ -122,4 +141,14 @@ pub fn pull(reference: &str, options: &PullOptions) -> Result<Pulled> {
         config,
         layers,
     })
+}
+
+/// `registry::login`, with the credentials registered and an error checked.
+pub fn login(registry: &str, username: &str, password: &str, config: &RegistryConfig) -> Result<Stored> {
+    secrets::register_basic(username, password);
+    let stored = registry::login(registry, username, password, config);
+    if let Err(e) = &stored {
+        secrets::check_error(&format!("the error of logging in to {registry}"), e);
+    }
+    stored
 }

@@ -176,8 +176,9 @@ pub fn signing_key(dir: &Path) -> (Vec<u8>, Vec<u8>, PathBuf) {
     )
 }
 
-/// An htpasswd file (bcrypt) with one user.
+/// An htpasswd file (bcrypt) with one user, whose password is registered as a secret.
 pub fn htpasswd(dir: &Path, user: &str, password: &str) -> PathBuf {
+    super::secrets::register_basic(user, password);
     let path = dir.join("htpasswd");
     let line = run(Command::new(require_tool("htpasswd")).args(["-Bbn", user, password]));
     std::fs::write(&path, line.trim()).unwrap();

@@ -2,6 +2,7 @@
 //! server: checks Basic credentials and returns an ES256 JWT whose `x5c`
 //! header carries a certificate the registry trusts (its rootcertbundle),
 //! granting the requested repository actions to the known user only.
+//! Its credentials and every token it mints are registered as secrets.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -33,6 +34,7 @@ impl Issuer {
     /// PKCS#8 `key` whose certificate is `cert_der`; anonymous requests get
     /// tokens granting nothing.
     pub fn start(key: &[u8], cert_der: &[u8], user: &str, password: &str) -> Issuer {
+        super::secrets::register_basic(user, password);
         let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
         let user = user.to_string();
         Issuer::start_with(key, cert_der, move |request| match request.header("authorization") {
@@ -101,6 +103,7 @@ impl Issuer {
                 );
                 let signature = key.sign(&SystemRandom::new(), signing_input.as_bytes()).unwrap();
                 let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()));
+                super::secrets::register(&token);
                 tokens.lock().unwrap().push(token.clone());
                 let body = json!({"token": token, "access_token": token, "expires_in": 300}).to_string();
                 Reply::new(200, &[("Content-Type", "application/json")], body)
