@@ -66,7 +66,11 @@ impl AuditRows {
                 .collect()
         };
         LiveSet::new(
-            self.layers.iter().filter(|l| !l.lost).map(|l| l.diff_id.hex().to_string()).collect(),
+            self.layers
+                .iter()
+                .filter(|l| !l.lost)
+                .map(|l| l.diff_id.hex().to_string())
+                .collect(),
             hexes(|m| m.fsmeta_size),
             hexes(|m| m.vmdk_size),
         )
