@@ -6,11 +6,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::Cache;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::gc::budget::{self, hex_of};
 use crate::gc::measure::{self, Measured};
 use crate::gc::policy::PruneOptions;
-use crate::index::reach::LiveSet;
 use crate::index::{now_ms, plan};
 use crate::model::{DiskUsage, FileCount, ImageUsage};
 use crate::store::Kind;
@@ -20,21 +19,29 @@ impl Cache {
     /// as a prune does, so no ingest in flight counts as garbage.
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let _lock = self.store.lock_collect()?;
-        let measured = measure::measure(&self.store)?;
-        let (live, graph, refs) = self.index.read(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            plan::select(&tx, &PruneOptions::default(), now_ms())?;
-            plan::take(&tx, None)?;
-            let live = plan::follow(&tx)?.live;
-            let graph = budget::graph(&tx, &measured)?;
-            let mut stmt = tx.prepare_cached(
-                "SELECT r.reference, r.manifest_digest, m.last_used_at FROM image_refs r \
-                 JOIN manifests m ON m.digest = r.manifest_digest ORDER BY r.reference",
-            )?;
-            let refs: Vec<(String, String, Option<i64>)> = stmt
-                .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            Ok((live, graph, refs))
+        // The files are listed and measured beside the read transaction's
+        // first statements (system calls beside SQLite's CPU); the graph,
+        // which needs their sizes, is read in the same snapshot after.
+        let (measured, live, graph, refs) = std::thread::scope(|scope| {
+            let measuring = scope.spawn(|| measure::measure(&self.store));
+            self.index.read(|conn| {
+                let tx = conn.unchecked_transaction()?;
+                plan::select(&tx, &PruneOptions::default(), now_ms())?;
+                plan::take(&tx, None)?;
+                let live = plan::follow(&tx)?.live;
+                let mut stmt = tx.prepare_cached(
+                    "SELECT r.reference, r.manifest_digest, m.last_used_at FROM image_refs r \
+                     JOIN manifests m ON m.digest = r.manifest_digest ORDER BY r.reference",
+                )?;
+                let refs: Vec<(String, String, Option<i64>)> = stmt
+                    .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
+                    .collect::<rusqlite::Result<_>>()?;
+                let measured = measuring
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())))?;
+                let graph = budget::graph(&tx, &measured)?;
+                Ok((measured, live, graph, refs))
+            })
         })?;
         let temp = measure::tree_size(&self.store.tmp_dir())?.unwrap_or(0);
         let count = |kind: Kind| {
@@ -46,7 +53,7 @@ impl Cache {
         };
         Ok(DiskUsage {
             total_bytes: measured.total,
-            reclaimable_bytes: unreached_bytes(&measured, &live) + temp,
+            reclaimable_bytes: measured.unreached(&live).bytes + temp,
             index_bytes: measured.index,
             layers: count(Kind::Layer),
             fsmeta: count(Kind::Fsmeta),
@@ -54,24 +61,6 @@ impl Cache {
             images: images(&measured, &graph, refs),
         })
     }
-}
-
-/// Bytes of the artifact-directory files `live` does not reach: what the
-/// sweep would delete.
-fn unreached_bytes(measured: &Measured, live: &LiveSet) -> u64 {
-    Kind::ALL
-        .into_iter()
-        .map(|kind| {
-            let files = measured.of(kind);
-            let reached: u64 = files
-                .by_hex
-                .iter()
-                .filter(|(hex, _)| live.reaches_hex(kind, hex))
-                .map(|(_, size)| size)
-                .sum();
-            files.bytes - reached
-        })
-        .sum()
 }
 
 /// Per reference: its files, and what removing it alone would free (its

@@ -12,6 +12,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::index::reach::LiveSet;
 use crate::parallel;
 use crate::store::{self, Kind, Store};
 
@@ -55,6 +56,41 @@ impl Measured {
     /// The size of the artifact of `kind` named by `hex` (0 if absent).
     pub fn size(&self, kind: Kind, hex: &str) -> u64 {
         self.of(kind).by_hex.get(hex).copied().unwrap_or(0)
+    }
+}
+
+/// Of the measured artifact-directory files, those a [`LiveSet`] does not
+/// reach: what the sweep deletes (temp files apart).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Unreached {
+    /// fsmeta files (and strays of their directory).
+    pub fsmeta: u64,
+    /// VMDK files (and strays of their directory).
+    pub vmdk: u64,
+    /// Bytes of every unreached file, layer images included.
+    pub bytes: u64,
+}
+
+impl Measured {
+    /// What the sweep would delete of these files once only `live` is
+    /// reached: a dry run's and `diskUsage`'s answer, from the one listing.
+    pub fn unreached(&self, live: &LiveSet) -> Unreached {
+        let mut gone = Unreached::default();
+        for kind in Kind::ALL {
+            let files = self.of(kind);
+            let (count, bytes) = files
+                .by_hex
+                .iter()
+                .filter(|(hex, _)| live.reaches_hex(kind, hex))
+                .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
+            gone.bytes += files.bytes - bytes;
+            match kind {
+                Kind::Fsmeta => gone.fsmeta = files.count - count,
+                Kind::Vmdk => gone.vmdk = files.count - count,
+                Kind::Layer => {}
+            }
+        }
+        gone
     }
 }
 

@@ -24,7 +24,6 @@ use crate::model::{BudgetOutcome, PruneReport};
 use crate::store::Store;
 use measure::Measured;
 use policy::PruneOptions;
-use sweep::Mode;
 
 /// Deletes what `options` select (by default every reference no sandbox or
 /// snapshot uses), everything that became unreachable, and every file no
@@ -74,44 +73,64 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, measured: Optio
         plan::take(conn, chosen.as_deref())?;
         plan::follow(conn)
     };
-    let planned = if options.dry_run {
+    let mut report = PruneReport {
+        dry_run: options.dry_run,
+        ..PruneReport::default()
+    };
+    let (planned, temp) = if options.dry_run {
         // A read transaction: one snapshot of the index, rolled back on drop
-        // with the TEMP tables written in it.
-        index.read(|conn| {
-            let tx = conn.unchecked_transaction()?;
-            make(&tx)
-        })?
+        // with the TEMP tables written in it. The files are listed and
+        // measured beside it (system calls beside SQLite's CPU), unless a
+        // budget measured them already; what the plan does not keep is what
+        // the sweep would delete.
+        let (planned, listed) = std::thread::scope(|scope| {
+            let listing = measured.is_none().then(|| scope.spawn(|| measure::measure(store)));
+            let planned = index.read(|conn| {
+                let tx = conn.unchecked_transaction()?;
+                make(&tx)
+            });
+            let listed = listing.map(|listing| {
+                listing
+                    .join()
+                    .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())))
+            });
+            (planned, listed.transpose())
+        });
+        let (planned, listed) = (planned?, listed?);
+        let files = listed
+            .as_ref()
+            .or(measured)
+            .ok_or_else(|| Error::Internal("no listing of the files".into()))?;
+        let gone = files.unreached(&planned.live);
+        let temp = measure::tree_size(&store.tmp_dir())?.unwrap_or(0);
+        report.fsmeta_removed = gone.fsmeta;
+        report.vmdk_removed = gone.vmdk;
+        report.bytes_reclaimed = gone.bytes + temp;
+        (planned, temp)
     } else {
-        index.write_bulk(|tx| {
+        let planned = index.write_bulk(|tx| {
             let planned = make(tx)?;
             plan::execute(tx)?;
             plan::discard(tx)?;
             Ok(planned)
-        })?
-    };
-    let mut report = PruneReport {
-        image_refs_removed: planned.references.len() as u64,
-        manifests_removed: planned.manifests,
-        layers_removed: planned.layers,
-        references: planned.references,
-        dry_run: options.dry_run,
-        ..PruneReport::default()
-    };
-    let temp = if options.dry_run {
-        sweep::unreached(store, &planned.live, &mut report, Mode::Measure)?
-    } else {
-        std::thread::scope(|scope| {
+        })?;
+        let temp = std::thread::scope(|scope| {
             let content = scope.spawn(|| {
                 index.write_bulk(reach::drop_unused_content)?;
                 index.checkpoint()
             });
-            let swept = sweep::unreached(store, &planned.live, &mut report, Mode::Delete);
+            let swept = sweep::unreached(store, &planned.live, &mut report);
             let content = content
                 .join()
                 .unwrap_or_else(|_| Err(Error::Internal("pruning the index panicked".into())));
             content.and(swept)
-        })?
+        })?;
+        (planned, temp)
     };
+    report.image_refs_removed = planned.references.len() as u64;
+    report.manifests_removed = planned.manifests;
+    report.layers_removed = planned.layers;
+    report.references = planned.references;
     if let (Some(budget_bytes), Some(measured)) = (options.max_bytes, measured) {
         if !options.dry_run {
             // The deletions went through the WAL: give its bytes back too.

@@ -4,35 +4,16 @@
 //! file, which halves the time on a journaled ext4. Remove deletes only
 //! the files of the rows it dropped. Both measure each file just before
 //! unlinking it, so `bytesReclaimed` is what the disk got back. A dry run
-//! goes through the same listing and measures the same files without
-//! unlinking them, so its report is the one the real prune would make.
+//! does not come here: it measures the same listing
+//! ([`super::measure::Measured::unreached`]).
 
 use std::path::PathBuf;
 
-use super::measure;
 use crate::error::Result;
 use crate::index::reach::{Doomed, LiveSet};
 use crate::model::PruneReport;
 use crate::parallel;
 use crate::store::{self, Artifact, Kind, Store};
-
-/// What the sweep does with each file it condemns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Unlink it (measuring it just before).
-    Delete,
-    /// Only measure it: a dry run.
-    Measure,
-}
-
-impl Mode {
-    fn apply(self, path: &std::path::Path) -> Result<Option<u64>> {
-        match self {
-            Mode::Delete => store::remove(path),
-            Mode::Measure => measure::tree_size(path),
-        }
-    }
-}
 
 /// Threads deleting files at once. An unlink holds its directory only
 /// briefly; most of its cost (freeing the inode and blocks, and on a disk
@@ -70,15 +51,14 @@ pub fn doomed(store: &Store, doomed: &Doomed) -> Result<PruneReport> {
         layers_removed: doomed.layers.len() as u64,
         ..PruneReport::default()
     };
-    remove_all(&garbage, &mut report, Mode::Delete)?;
+    remove_all(&garbage, &mut report)?;
     Ok(report)
 }
 
-/// Deletes (or with [`Mode::Measure`] measures) every file in the cache
-/// that `live` does not reach: what the collection just dropped, leftovers
+/// Deletes every file in the cache that `live` does not reach: what the collection just dropped, leftovers
 /// of a crash between publishing and recording, and temp files. Adds what
 /// it deleted to `report`; returns the bytes of those under `tmp/`.
-pub fn unreached(store: &Store, live: &LiveSet, report: &mut PruneReport, mode: Mode) -> Result<u64> {
+pub fn unreached(store: &Store, live: &LiveSet, report: &mut PruneReport) -> Result<u64> {
     let mut garbage = Vec::new();
     for kind in Kind::ALL {
         for entry in store::entries(&store.dir(kind))? {
@@ -97,23 +77,23 @@ pub fn unreached(store: &Store, live: &LiveSet, report: &mut PruneReport, mode: 
     }
     // Stable: where there are no inode numbers, directory order is kept.
     garbage.sort_by_key(|g| g.inode);
-    remove_all(&garbage, report, mode)?;
+    remove_all(&garbage, report)?;
     let mut temp = 0;
     for entry in store::entries(&store.tmp_dir())? {
-        temp += mode.apply(&entry.path)?.unwrap_or(0);
+        temp += store::remove(&entry.path)?.unwrap_or(0);
     }
     report.bytes_reclaimed += temp;
     Ok(temp)
 }
 
-/// Deletes (or measures) `garbage` with [`DELETERS`] threads, each taking
-/// one contiguous run, adding the files and bytes deleted to `report`.
-fn remove_all(garbage: &[Garbage], report: &mut PruneReport, mode: Mode) -> Result<()> {
+/// Deletes `garbage` with [`DELETERS`] threads, each taking one
+/// contiguous run, adding the files and bytes deleted to `report`.
+fn remove_all(garbage: &[Garbage], report: &mut PruneReport) -> Result<()> {
     let chunks: Vec<&[Garbage]> = garbage.chunks(garbage.len().div_ceil(DELETERS).max(1)).collect();
     let remove_chunk = |chunk: &&[Garbage]| -> Result<(u64, u64, u64)> {
         let (mut fsmeta, mut vmdk, mut bytes) = (0, 0, 0);
         for item in *chunk {
-            if let Some(size) = mode.apply(&item.path)? {
+            if let Some(size) = store::remove(&item.path)? {
                 bytes += size;
                 match item.kind {
                     Kind::Fsmeta => fsmeta += 1,
