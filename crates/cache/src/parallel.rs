@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use crate::error::Result;
+use std::thread::ScopedJoinHandle;
+
+use crate::error::{Error, Result};
 
 /// Runs `work` on every item with up to `workers` threads, stopping early
 /// after the first failure. Returns results in item order, or the failure
@@ -29,4 +31,10 @@ pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, work: impl Fn(&T) -> R
     let mut done = done.into_inner().unwrap_or_else(|p| p.into_inner());
     done.sort_by_key(|(i, _)| *i);
     done.into_iter().map(|(_, result)| result).collect()
+}
+
+/// What a scoped thread returned, its panic as an `Internal` error saying
+/// which `work` panicked: work beside a call must fail the call, not abort it.
+pub fn join<T>(handle: ScopedJoinHandle<'_, Result<T>>, work: &str) -> Result<T> {
+    handle.join().unwrap_or_else(|_| Err(Error::Internal(format!("{work} panicked"))))
 }

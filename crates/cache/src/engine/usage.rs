@@ -6,12 +6,13 @@
 use std::collections::{HashMap, HashSet};
 
 use super::Cache;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gc::budget::{self, hex_of};
 use crate::gc::measure::{self, Measured};
 use crate::gc::policy::PruneOptions;
 use crate::index::{now_ms, plan};
 use crate::model::{DiskUsage, FileCount, ImageUsage};
+use crate::parallel;
 use crate::store::Kind;
 
 impl Cache {
@@ -36,9 +37,7 @@ impl Cache {
                 let refs: Vec<(String, String, Option<i64>)> = stmt
                     .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))?
                     .collect::<rusqlite::Result<_>>()?;
-                let measured = measuring
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())))?;
+                let measured = parallel::join(measuring, "measuring the cache")?;
                 let graph = budget::graph(&tx, &measured)?;
                 Ok((measured, live, graph, refs))
             })

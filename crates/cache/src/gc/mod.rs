@@ -21,6 +21,7 @@ use oci::Reference;
 use crate::error::{Error, Result};
 use crate::index::{now_ms, plan, reach, read, Index};
 use crate::model::{BudgetOutcome, PruneReport};
+use crate::parallel;
 use crate::store::Store;
 use measure::Measured;
 use policy::PruneOptions;
@@ -89,11 +90,7 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, measured: Optio
                 let tx = conn.unchecked_transaction()?;
                 make(&tx)
             });
-            let listed = listing.map(|listing| {
-                listing
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())))
-            });
+            let listed = listing.map(|listing| parallel::join(listing, "measuring the cache"));
             (planned, listed.transpose())
         });
         let (planned, listed) = (planned?, listed?);
@@ -120,9 +117,7 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, measured: Optio
                 index.checkpoint()
             });
             let swept = sweep::unreached(store, &planned.live, &mut report);
-            let content = content
-                .join()
-                .unwrap_or_else(|_| Err(Error::Internal("pruning the index panicked".into())));
+            let content = parallel::join(content, "pruning the index");
             content.and(swept)
         })?;
         (planned, temp)

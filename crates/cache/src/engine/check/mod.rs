@@ -19,11 +19,12 @@ mod inspect;
 mod repair;
 
 use super::Cache;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::gc::measure;
 use crate::index::{audit, Index};
 use crate::ingest::Lease;
 use crate::model::{CheckProblem, CheckReport};
+use crate::parallel;
 use crate::seal;
 use crate::store::Store;
 use inspect::{Finding, Fix, Scope};
@@ -38,9 +39,7 @@ impl Cache {
             let (integrity, looked) = std::thread::scope(|scope| {
                 let integrity = scope.spawn(|| self.index.read(|conn| audit::integrity(conn, full)));
                 let looked = self.look(full);
-                let integrity = integrity
-                    .join()
-                    .unwrap_or_else(|_| Err(Error::Internal("checking the index panicked".into())));
+                let integrity = parallel::join(integrity, "checking the index");
                 (integrity, looked)
             });
             let (file_findings, measured) = looked?;
@@ -70,9 +69,7 @@ impl Cache {
         let (rows, measured) = std::thread::scope(|scope| {
             let measured = scope.spawn(|| measure::measure(&self.store));
             let rows = self.index.read(audit::rows);
-            let measured = measured
-                .join()
-                .unwrap_or_else(|_| Err(Error::Internal("measuring the cache panicked".into())));
+            let measured = parallel::join(measured, "measuring the cache");
             (rows, measured)
         });
         let (rows, measured) = (rows?, measured?);
