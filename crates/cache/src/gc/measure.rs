@@ -3,10 +3,14 @@
 //! `locks/` (lock files hold no data) and `tmp/` (files being written,
 //! which belong to no image until published): artifacts, the index with
 //! its WAL and shared-memory files, `config.json`, `registries.json`.
-//! Taken from the files, never from the sizes the index recorded, so it
-//! agrees with what `du --apparent-size` and the sweep see.
+//! Every file counted is one a listing found. An artifact an index row
+//! names counts at the size the row records, which was taken from the
+//! file when it was published: artifacts are written once, fsynced,
+//! renamed into place and never changed (a full `check` proves it, a quick
+//! one compares every size), and statting 70,000 files costs more than the
+//! whole of `diskUsage` may. Every other file is statted, and `check`
+//! stats them all.
 
-use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -15,6 +19,7 @@ use crate::error::{Error, Result};
 use crate::index::reach::LiveSet;
 use crate::parallel;
 use crate::store::{self, Kind, Store};
+use crate::DigestMap;
 
 /// Directories under the cache root that the size leaves out.
 const UNCOUNTED: [&str; 2] = ["locks", "tmp"];
@@ -30,7 +35,7 @@ pub struct KindFiles {
     /// Their bytes.
     pub bytes: u64,
     /// Size of each artifact file, by the hex digest of its name.
-    pub by_hex: HashMap<String, u64>,
+    pub by_hex: DigestMap<String, u64>,
     /// Entries not named as an artifact of the directory's kind: strays
     /// whatever the index says (a check reports them from this listing).
     pub others: Vec<PathBuf>,
@@ -98,27 +103,119 @@ fn kind_index(kind: Kind) -> usize {
     Kind::ALL.iter().position(|k| *k == kind).expect("every kind is in ALL")
 }
 
-/// Measures the cache in `store`.
-pub fn measure(store: &Store) -> Result<Measured> {
+/// The artifact directories' entries, listed but not statted: what
+/// [`list`] found, to be sized once the index's rows are read.
+pub struct Listing {
+    /// Entries of each artifact directory, in [`Kind::ALL`] order, each in
+    /// inode order, with the hex digest an artifact's name spells (None:
+    /// a stray).
+    kinds: [Vec<(fs::DirEntry, Option<String>)>; 3],
+}
+
+/// Lists the artifact directories of `store` (a system call per few
+/// hundred names; no file is statted).
+pub fn list(store: &Store) -> Result<Listing> {
     let root = store.root();
-    let mut measured = Measured::default();
-    let artifact_dirs: Vec<_> = Kind::ALL.iter().map(|k| root.join(k.dir())).collect();
-    for entry in store::entries(root)? {
-        if UNCOUNTED.contains(&entry.name.as_str()) {
-            continue;
-        }
-        let bytes = walk(&entry.path, &artifact_dirs)?;
-        measured.total += bytes;
-        if entry.name == "db" {
-            measured.index += bytes;
-        }
-    }
+    let mut kinds: [Vec<(fs::DirEntry, Option<String>)>; 3] = Default::default();
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
-        let files = kind_files(&artifact_dirs[i], kind)?;
-        measured.total += files.bytes;
-        measured.kinds[i] = files;
+        let dir = root.join(kind.dir());
+        let mut entries: Vec<fs::DirEntry> = match fs::read_dir(&dir) {
+            Ok(read) => read.collect::<io::Result<_>>().map_err(Error::cache(&dir))?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(Error::cache(&dir)(e)),
+        };
+        entries.sort_unstable_by_key(crate::os::deletion_key);
+        // One allocation per name: the name itself, cut to its hex digest.
+        kinds[i] = entries
+            .into_iter()
+            .map(|entry| {
+                let hex = entry.file_name().into_string().ok().and_then(|mut name| {
+                    let hex_len = name.strip_suffix(kind.suffix())?.len();
+                    name.truncate(hex_len);
+                    Some(name)
+                });
+                (entry, hex)
+            })
+            .collect();
     }
-    Ok(measured)
+    Ok(Listing { kinds })
+}
+
+/// Measures the cache in `store`, statting every file (what `check`
+/// compares the rows against).
+pub fn measure(store: &Store) -> Result<Measured> {
+    list(store)?.sized(store, |_, _| None)
+}
+
+impl Listing {
+    /// The cache's size: each listed artifact at the size `recorded`
+    /// gives for its kind and hex digest, or statted where it gives none;
+    /// the files outside the artifact directories statted now (after any
+    /// checkpoint the caller ran since listing).
+    pub fn sized(self, store: &Store, recorded: impl Fn(Kind, &str) -> Option<u64>) -> Result<Measured> {
+        let root = store.root();
+        let mut measured = Measured::default();
+        let artifact_dirs: Vec<_> = Kind::ALL.iter().map(|k| root.join(k.dir())).collect();
+        for entry in store::entries(root)? {
+            if UNCOUNTED.contains(&entry.name.as_str()) {
+                continue;
+            }
+            let bytes = walk(&entry.path, &artifact_dirs)?;
+            measured.total += bytes;
+            if entry.name == "db" {
+                measured.index += bytes;
+            }
+        }
+        for (i, (kind, entries)) in Kind::ALL.into_iter().zip(self.kinds).enumerate() {
+            let files = kind_files(entries, kind, &recorded)?;
+            measured.total += files.bytes;
+            measured.kinds[i] = files;
+        }
+        Ok(measured)
+    }
+}
+
+/// The files of one artifact directory: sizes from `recorded`, the rest
+/// statted on [`STATTERS`] threads, each relative to the directory's open
+/// handle (`DirEntry::metadata`: `statx` on the directory's descriptor, so
+/// the kernel looks up one name instead of walking the whole path; on
+/// Windows the size comes with the listing).
+fn kind_files(
+    entries: Vec<(fs::DirEntry, Option<String>)>,
+    kind: Kind,
+    recorded: &impl Fn(Kind, &str) -> Option<u64>,
+) -> Result<KindFiles> {
+    let known: Vec<Option<u64>> = entries
+        .iter()
+        .map(|(_, hex)| hex.as_deref().and_then(|hex| recorded(kind, hex)))
+        .collect();
+    let unknown: Vec<&fs::DirEntry> = entries
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|((e, _), _)| e)
+        .collect();
+    let chunks: Vec<&[&fs::DirEntry]> = unknown.chunks(unknown.len().div_ceil(STATTERS).max(1)).collect();
+    let statted = parallel::map(&chunks, STATTERS, |chunk| {
+        chunk.iter().map(|e| entry_size(e)).collect::<Result<Vec<_>>>()
+    })?;
+    let mut statted = statted.into_iter().flatten();
+    let mut files = KindFiles::default();
+    files.by_hex.reserve(entries.len());
+    for ((entry, hex), known) in entries.into_iter().zip(known) {
+        let Some(size) = known.or_else(|| statted.next().flatten()) else {
+            continue;
+        };
+        files.count += 1;
+        files.bytes += size;
+        match hex {
+            Some(hex) => {
+                files.by_hex.insert(hex, size);
+            }
+            None => files.others.push(entry.path()),
+        }
+    }
+    Ok(files)
 }
 
 /// Bytes of the files under `path` (itself if a file), leaving out the
@@ -136,35 +233,6 @@ fn walk(path: &Path, artifact_dirs: &[PathBuf]) -> Result<u64> {
         bytes += walk(&entry.path, artifact_dirs)?;
     }
     Ok(bytes)
-}
-
-/// Every file of one artifact directory, statted in inode order on
-/// [`STATTERS`] threads, each relative to the directory's open handle
-/// (`DirEntry::metadata`: `statx` on the directory's descriptor, so the
-/// kernel looks up one name instead of walking the whole path; on Windows
-/// the size comes with the listing).
-fn kind_files(dir: &Path, kind: Kind) -> Result<KindFiles> {
-    let mut entries: Vec<fs::DirEntry> = match fs::read_dir(dir) {
-        Ok(read) => read.collect::<io::Result<_>>().map_err(Error::cache(dir))?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(Error::cache(dir)(e)),
-    };
-    entries.sort_unstable_by_key(crate::os::deletion_key);
-    let chunks: Vec<&[fs::DirEntry]> = entries.chunks(entries.len().div_ceil(STATTERS).max(1)).collect();
-    let sized = parallel::map(&chunks, STATTERS, |chunk| chunk.iter().map(entry_size).collect::<Result<Vec<_>>>())?;
-    let mut files = KindFiles::default();
-    for (entry, size) in entries.iter().zip(sized.into_iter().flatten()) {
-        let Some(size) = size else { continue };
-        files.count += 1;
-        files.bytes += size;
-        match entry.file_name().to_string_lossy().strip_suffix(kind.suffix()) {
-            Some(hex) => {
-                files.by_hex.insert(hex.to_string(), size);
-            }
-            None => files.others.push(entry.path()),
-        }
-    }
-    Ok(files)
 }
 
 /// The size of a listed entry (a directory: of the files under it; None: gone).

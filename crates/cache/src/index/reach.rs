@@ -8,7 +8,7 @@
 //! Deletions name children before parents explicitly, because the
 //! collector runs them with foreign keys off ([`super::Index::write_bulk`]).
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
 
 use oci::Digest;
 use rusqlite::{Connection, OptionalExtension, Transaction};
@@ -16,6 +16,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction};
 use super::rows::RefRow;
 use crate::error::Result;
 use crate::store::{Artifact, Kind};
+use crate::DigestSet;
 
 const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_digest = manifests.digest) \
      AND NOT EXISTS (SELECT 1 FROM sandboxes WHERE manifest_digest = manifests.digest) \
@@ -125,17 +126,17 @@ pub fn drop_layer_if_unused(tx: &Transaction<'_>, diff_id: &Digest) -> Result<Op
 pub struct LiveSet {
     /// Hex diff_ids of layers (file names are hex, so no digest is
     /// spelled out or parsed per file while sweeping).
-    layers: HashSet<String>,
+    layers: DigestSet<String>,
     /// Hex digests of manifests with an fsmeta image.
-    fsmeta: HashSet<String>,
+    fsmeta: DigestSet<String>,
     /// Hex digests of manifests with a VMDK.
-    vmdk: HashSet<String>,
+    vmdk: DigestSet<String>,
 }
 
 impl LiveSet {
     /// The live set of these hex digests (layers, manifests with an
     /// fsmeta image, manifests with a VMDK).
-    pub fn new(layers: HashSet<String>, fsmeta: HashSet<String>, vmdk: HashSet<String>) -> LiveSet {
+    pub fn new(layers: DigestSet<String>, fsmeta: DigestSet<String>, vmdk: DigestSet<String>) -> LiveSet {
         LiveSet { layers, fsmeta, vmdk }
     }
 
@@ -163,31 +164,11 @@ pub fn live_set(conn: &Connection) -> Result<LiveSet> {
     })
 }
 
-/// The live set once the plan in the connection's TEMP tables is carried
-/// out ([`super::plan`]): what a dry run keeps, and what a real prune's
-/// sweep spares.
-pub fn live_after_plan(conn: &Connection) -> Result<LiveSet> {
-    Ok(LiveSet {
-        layers: hexes(
-            conn,
-            "SELECT diff_id FROM layers WHERE lost = 0 AND diff_id NOT IN (SELECT diff_id FROM temp.prune_layers)",
-        )?,
-        fsmeta: hexes(
-            conn,
-            "SELECT digest FROM manifests WHERE fsmeta_size IS NOT NULL AND digest NOT IN (SELECT digest FROM temp.prune_manifests)",
-        )?,
-        vmdk: hexes(
-            conn,
-            "SELECT digest FROM manifests WHERE vmdk_size IS NOT NULL AND digest NOT IN (SELECT digest FROM temp.prune_manifests)",
-        )?,
-    })
-}
-
 /// The hex digests a one-column query of digests returns.
-fn hexes(conn: &Connection, sql: &str) -> Result<HashSet<String>> {
+fn hexes(conn: &Connection, sql: &str) -> Result<DigestSet<String>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map([], |row| row.get::<_, Digest>(0))?;
-    let mut set = HashSet::new();
+    let mut set = DigestSet::default();
     for digest in rows {
         set.insert(digest?.hex().to_string());
     }

@@ -1,0 +1,465 @@
+//! The index as the collector plans over it: every reference, manifest and
+//! layer row read once into memory ([`crate::index::plan::graph`]), and
+//! what follows from a choice of references computed here in one pass:
+//! which manifests and layers go with them, which files stay reachable,
+//! what a size budget evicts, what each image alone holds. As in
+//! containerd, the algorithm lives apart from the storage that reads and
+//! deletes the rows. A dry run, a real prune, a budget and `diskUsage`
+//! share it, so their numbers cannot drift apart, and none of them costs a
+//! statement per question over tens of thousands of rows.
+
+use super::measure::Measured;
+use super::policy::PruneOptions;
+use crate::index::reach::LiveSet;
+use crate::store::Kind;
+use crate::{DigestMap, DigestSet};
+
+/// An image reference row.
+#[derive(Debug)]
+pub struct RefNode {
+    /// The normalized reference.
+    pub name: String,
+    /// Index of its manifest in [`Graph::manifests`].
+    pub manifest: usize,
+    /// When it entered the cache (ms since epoch).
+    pub created_at: i64,
+}
+
+/// A manifest row.
+#[derive(Debug)]
+pub struct ManifestNode {
+    /// Its digest as stored (`sha256:<hex>`).
+    pub digest: String,
+    /// When a sandbox last acquired it.
+    pub last_used_at: Option<i64>,
+    /// Recorded size of its fsmeta image (None: none built).
+    pub fsmeta_size: Option<u64>,
+    /// Recorded size of its VMDK (None: none built).
+    pub vmdk_size: Option<u64>,
+    /// Whether a sandbox or snapshot holds it: it never goes.
+    pub rooted: bool,
+    /// Its layers by index in [`Graph::layers`], one per position.
+    pub layers: Vec<usize>,
+}
+
+/// A layer row.
+#[derive(Debug)]
+pub struct LayerNode {
+    /// Its diff_id as stored.
+    pub diff_id: String,
+    /// Recorded size of its image.
+    pub size: u64,
+    /// Whether a repair dropped its image (no file is expected).
+    pub lost: bool,
+}
+
+/// The rows, linked by position. References are sorted by name.
+#[derive(Debug, Default)]
+pub struct Graph {
+    /// Every reference, sorted by name.
+    pub refs: Vec<RefNode>,
+    /// Every manifest.
+    pub manifests: Vec<ManifestNode>,
+    /// Every layer.
+    pub layers: Vec<LayerNode>,
+    manifest_by_hex: DigestMap<String, usize>,
+    layer_by_hex: DigestMap<String, usize>,
+    /// The manifest the last [`Graph::link`] named: links come grouped.
+    last_linked: Option<(String, usize)>,
+}
+
+/// What a prune takes, and what it leaves reachable.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// References, sorted.
+    pub references: Vec<String>,
+    /// Digests of the manifest rows that go (each names an fsmeta and a VMDK).
+    pub manifests: Vec<String>,
+    /// diff_ids of the layer rows that go (each names a layer image).
+    pub layers: Vec<String>,
+    /// The files the index reaches once the plan is carried out.
+    pub live: LiveSet,
+}
+
+/// The hex part of a digest as stored (`sha256:<hex>`): artifact file names.
+pub fn hex_of(digest: &str) -> &str {
+    digest.split_once(':').map_or(digest, |(_, hex)| hex)
+}
+
+impl Graph {
+    /// Adds a manifest row (before the references and links naming it).
+    pub fn add_manifest(&mut self, node: ManifestNode) {
+        self.manifest_by_hex.insert(hex_of(&node.digest).to_string(), self.manifests.len());
+        self.manifests.push(node);
+    }
+
+    /// Adds a layer row (before the links naming it).
+    pub fn add_layer(&mut self, node: LayerNode) {
+        self.layer_by_hex.insert(hex_of(&node.diff_id).to_string(), self.layers.len());
+        self.layers.push(node);
+    }
+
+    /// Adds the next layer of a manifest (rows come by position); a
+    /// link naming a row the graph lacks is left out.
+    pub fn link(&mut self, manifest: &str, diff_id: &str) {
+        let m = match &self.last_linked {
+            Some((last, m)) if last == manifest => Some(*m),
+            _ => {
+                let m = self.manifest_by_hex.get(hex_of(manifest)).copied();
+                self.last_linked = m.map(|m| (manifest.to_string(), m));
+                m
+            }
+        };
+        if let (Some(m), Some(&l)) = (m, self.layer_by_hex.get(hex_of(diff_id))) {
+            self.manifests[m].layers.push(l);
+        }
+    }
+
+    /// Adds a reference row; references must come sorted by name.
+    pub fn add_ref(&mut self, name: String, manifest: &str, created_at: i64) {
+        if let Some(&manifest) = self.manifest_by_hex.get(hex_of(manifest)) {
+            self.refs.push(RefNode {
+                name,
+                manifest,
+                created_at,
+            });
+        }
+    }
+
+    /// Marks the manifest `digest` as held by a sandbox or snapshot.
+    pub fn root(&mut self, digest: &str) {
+        if let Some(&m) = self.manifest_by_hex.get(hex_of(digest)) {
+            self.manifests[m].rooted = true;
+        }
+    }
+
+    /// The reference named `name`, by index.
+    pub fn reference(&self, name: &str) -> Option<usize> {
+        self.refs.binary_search_by(|r| r.name.as_str().cmp(name)).ok()
+    }
+
+    /// The size the index records for the artifact of `kind` named `hex`,
+    /// if a row names such a file (a lost layer names none).
+    pub fn recorded(&self, kind: Kind, hex: &str) -> Option<u64> {
+        match kind {
+            Kind::Layer => self
+                .layer_by_hex
+                .get(hex)
+                .map(|&l| &self.layers[l])
+                .filter(|l| !l.lost)
+                .map(|l| l.size),
+            Kind::Fsmeta => self.manifest_by_hex.get(hex).and_then(|&m| self.manifests[m].fsmeta_size),
+            Kind::Vmdk => self.manifest_by_hex.get(hex).and_then(|&m| self.manifests[m].vmdk_size),
+        }
+    }
+
+    /// The references a prune may take under `options` at `now` (ms), by
+    /// index, least recently used first (the image's `last_used_at`, or
+    /// the reference's `created_at` for an image never acquired; ties by
+    /// reference): no sandbox or snapshot holds their image, the durations
+    /// select them, and `matching` (what the pattern filters selected,
+    /// [`crate::index::plan::matching`]; None: no pattern filter) names them.
+    pub fn candidates(&self, options: &PruneOptions, now: i64, matching: Option<&[String]>) -> Vec<usize> {
+        let cutoff = |ms: Option<u64>| ms.map(|ms| now.saturating_sub(ms as i64));
+        let (unused_before, created_before) = (cutoff(options.unused_for), cutoff(options.older_than));
+        let matched = matching.map(|names| {
+            let mut matched = vec![false; self.refs.len()];
+            for r in names.iter().filter_map(|name| self.reference(name)) {
+                matched[r] = true;
+            }
+            matched
+        });
+        let at = |r: &RefNode| self.manifests[r.manifest].last_used_at.unwrap_or(r.created_at);
+        let mut picked: Vec<usize> = (0..self.refs.len())
+            .filter(|&i| {
+                let r = &self.refs[i];
+                !self.manifests[r.manifest].rooted
+                    && unused_before.is_none_or(|cutoff| at(r) < cutoff)
+                    && created_before.is_none_or(|cutoff| r.created_at < cutoff)
+                    && matched.as_ref().is_none_or(|matched| matched[i])
+            })
+            .collect();
+        // Stable: references are sorted by name, which breaks ties.
+        picked.sort_by_key(|&i| at(&self.refs[i]));
+        picked
+    }
+
+    /// References naming each manifest.
+    fn ref_counts(&self) -> Vec<u64> {
+        let mut counts = vec![0; self.manifests.len()];
+        for r in &self.refs {
+            counts[r.manifest] += 1;
+        }
+        counts
+    }
+
+    /// Positions at which manifests that stay use each layer.
+    fn layer_users(&self, stays: impl Fn(usize) -> bool) -> Vec<u64> {
+        let mut users = vec![0; self.layers.len()];
+        for m in (0..self.manifests.len()).filter(|&m| stays(m)) {
+            for &l in &self.manifests[m].layers {
+                users[l] += 1;
+            }
+        }
+        users
+    }
+
+    /// The plan that takes the references `taken` (indexes into
+    /// [`Graph::refs`]): with them go the manifests no other reference
+    /// names and no root holds, and the layers no remaining manifest uses;
+    /// so does whatever no root reached already.
+    pub fn plan(&self, taken: &[usize]) -> Plan {
+        let mut gone_ref = vec![false; self.refs.len()];
+        for &r in taken {
+            gone_ref[r] = true;
+        }
+        let mut counts = vec![0u64; self.manifests.len()];
+        for (node, _) in self.refs.iter().zip(&gone_ref).filter(|(_, &gone)| !gone) {
+            counts[node.manifest] += 1;
+        }
+        let stays = |m: usize| counts[m] > 0 || self.manifests[m].rooted;
+        let users = self.layer_users(stays);
+        let mut plan = Plan {
+            references: self
+                .refs
+                .iter()
+                .zip(&gone_ref)
+                .filter(|(_, &g)| g)
+                .map(|(r, _)| r.name.clone())
+                .collect(),
+            ..Plan::default()
+        };
+        let (mut fsmeta, mut vmdk) = (DigestSet::default(), DigestSet::default());
+        for (m, manifest) in self.manifests.iter().enumerate() {
+            if !stays(m) {
+                plan.manifests.push(manifest.digest.clone());
+                continue;
+            }
+            let hex = hex_of(&manifest.digest);
+            if manifest.fsmeta_size.is_some() {
+                fsmeta.insert(hex.to_string());
+            }
+            if manifest.vmdk_size.is_some() {
+                vmdk.insert(hex.to_string());
+            }
+        }
+        let mut layers = DigestSet::default();
+        for (layer, &n) in self.layers.iter().zip(&users) {
+            if n == 0 {
+                plan.layers.push(layer.diff_id.clone());
+            } else if !layer.lost {
+                layers.insert(hex_of(&layer.diff_id).to_string());
+            }
+        }
+        plan.live = LiveSet::new(layers, fsmeta, vmdk);
+        plan
+    }
+
+    /// Bytes of each manifest's fsmeta and VMDK files, and of each
+    /// layer's image (0 for a lost one), as `measured`: looked up once.
+    fn sizes(&self, measured: &Measured) -> (Vec<u64>, Vec<u64>) {
+        let disks = self
+            .manifests
+            .iter()
+            .map(|m| {
+                let hex = hex_of(&m.digest);
+                let fsmeta = m.fsmeta_size.map_or(0, |_| measured.size(Kind::Fsmeta, hex));
+                let vmdk = m.vmdk_size.map_or(0, |_| measured.size(Kind::Vmdk, hex));
+                fsmeta + vmdk
+            })
+            .collect();
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| {
+                if l.lost {
+                    0
+                } else {
+                    measured.size(Kind::Layer, hex_of(&l.diff_id))
+                }
+            })
+            .collect();
+        (disks, layers)
+    }
+
+    /// What a size budget evicts: a prefix of `lru` (candidate references,
+    /// least recently used first), taken until the cache as `measured`
+    /// fits in `budget` bytes; all of them when even that does not fit.
+    /// Bytes are freed as the sweep frees them: first whatever no root
+    /// reaches already, then a manifest's fsmeta and VMDK when its last
+    /// reference goes (and no root holds it), a layer image when the last
+    /// manifest using it goes. The index file does not shrink when rows go
+    /// (nothing VACUUMs it; the next ingest reuses its free pages), so it
+    /// counts as it is.
+    pub fn choose(&self, lru: &[usize], measured: &Measured, budget: u64) -> Vec<usize> {
+        let (disks, layer_bytes) = self.sizes(measured);
+        let mut counts = self.ref_counts();
+        let stays = |m: usize, counts: &[u64]| counts[m] > 0 || self.manifests[m].rooted;
+        let mut users = self.layer_users(|m| stays(m, &counts));
+        let kept: u64 = (0..self.manifests.len())
+            .filter(|&m| stays(m, &counts))
+            .map(|m| disks[m])
+            .sum::<u64>()
+            + (0..self.layers.len())
+                .filter(|&l| users[l] > 0)
+                .map(|l| layer_bytes[l])
+                .sum::<u64>();
+        let artifacts: u64 = measured.kinds.iter().map(|k| k.bytes).sum();
+        let mut remaining = measured.total - (artifacts - kept.min(artifacts));
+        let mut chosen = Vec::new();
+        for &r in lru {
+            if remaining <= budget {
+                break;
+            }
+            chosen.push(r);
+            let m = self.refs[r].manifest;
+            counts[m] -= 1;
+            if stays(m, &counts) {
+                continue;
+            }
+            remaining = remaining.saturating_sub(disks[m]);
+            for &l in &self.manifests[m].layers {
+                users[l] -= 1;
+                if users[l] == 0 {
+                    remaining = remaining.saturating_sub(layer_bytes[l]);
+                }
+            }
+        }
+        chosen
+    }
+
+    /// Per reference: the bytes of its files, and what removing it alone
+    /// would free (its fsmeta and VMDK, and the layers no other live
+    /// manifest uses, unless another reference or a root keeps the manifest).
+    pub fn usage(&self, measured: &Measured) -> Vec<ImageBytes> {
+        let (disks, layer_bytes) = self.sizes(measured);
+        let counts = self.ref_counts();
+        let users = self.layer_users(|m| counts[m] > 0 || self.manifests[m].rooted);
+        let mut own = Vec::new();
+        self.refs
+            .iter()
+            .map(|r| {
+                let manifest = &self.manifests[r.manifest];
+                let alone = counts[r.manifest] == 1 && !manifest.rooted;
+                let disk = disks[r.manifest];
+                let (mut size, mut unique) = (disk, if alone { disk } else { 0 });
+                // Each distinct layer once, with the positions this manifest uses it at.
+                own.clear();
+                own.extend_from_slice(&manifest.layers);
+                own.sort_unstable();
+                for run in own.chunk_by(|a, b| a == b) {
+                    let l = run[0];
+                    size += layer_bytes[l];
+                    if alone && users[l] == run.len() as u64 {
+                        unique += layer_bytes[l];
+                    }
+                }
+                ImageBytes { size, unique }
+            })
+            .collect()
+    }
+}
+
+/// One reference's bytes, as [`Graph::usage`] counts them.
+#[derive(Debug, Clone, Copy)]
+pub struct ImageBytes {
+    /// Bytes of its files: layer images, fsmeta, VMDK.
+    pub size: u64,
+    /// What removing it alone would free.
+    pub unique: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gc::measure::KindFiles;
+
+    fn manifest(digest: &str, rooted: bool) -> ManifestNode {
+        ManifestNode {
+            digest: digest.into(),
+            last_used_at: None,
+            fsmeta_size: Some(10),
+            vmdk_size: Some(1),
+            rooted,
+            layers: Vec::new(),
+        }
+    }
+
+    fn layer(diff_id: &str) -> LayerNode {
+        LayerNode {
+            diff_id: diff_id.into(),
+            size: 100,
+            lost: false,
+        }
+    }
+
+    /// Two images sharing layer `s`, one rooted image, one manifest no
+    /// reference names, one layer no manifest uses.
+    fn graph() -> Graph {
+        let mut g = Graph::default();
+        for (m, rooted) in [("x:a", false), ("x:b", false), ("x:r", true), ("x:o", false)] {
+            g.add_manifest(manifest(m, rooted));
+        }
+        for l in ["x:s", "x:1", "x:2", "x:3", "x:u"] {
+            g.add_layer(layer(l));
+        }
+        for (m, l) in [
+            ("x:a", "x:s"),
+            ("x:a", "x:1"),
+            ("x:b", "x:s"),
+            ("x:b", "x:2"),
+            ("x:r", "x:3"),
+            ("x:o", "x:3"),
+        ] {
+            g.link(m, l);
+        }
+        for (name, m) in [("a", "x:a"), ("b", "x:b"), ("b2", "x:b"), ("r", "x:r")] {
+            g.add_ref(name.into(), m, 0);
+        }
+        g
+    }
+
+    #[test]
+    fn a_plan_follows_references_to_what_only_they_keep() {
+        let g = graph();
+        let plan = g.plan(&[g.reference("a").unwrap(), g.reference("b").unwrap()]);
+        assert_eq!(plan.references, ["a", "b"]);
+        // b2 keeps x:b; x:o is unreached already; x:3 stays for the root.
+        assert_eq!(plan.manifests, ["x:a", "x:o"]);
+        assert_eq!(plan.layers, ["x:1", "x:u"]);
+        assert!(plan.live.reaches_hex(Kind::Layer, "s") && plan.live.reaches_hex(Kind::Layer, "3"));
+        assert!(!plan.live.reaches_hex(Kind::Fsmeta, "a") && plan.live.reaches_hex(Kind::Vmdk, "b"));
+    }
+
+    #[test]
+    fn a_budget_evicts_in_order_and_counts_shared_layers_once() {
+        let g = graph();
+        let mut measured = Measured::default();
+        let files = |names: &[&str], size: u64| KindFiles {
+            count: names.len() as u64,
+            bytes: size * names.len() as u64,
+            by_hex: names.iter().map(|n| (n.to_string(), size)).collect(),
+            ..KindFiles::default()
+        };
+        measured.kinds = [
+            files(&["s", "1", "2", "3", "u"], 100),
+            files(&["a", "b", "r", "o"], 10),
+            files(&["a", "b", "r", "o"], 1),
+        ];
+        measured.total = measured.kinds.iter().map(|k| k.bytes).sum::<u64>() + 5;
+        let lru: Vec<usize> = ["a", "b", "b2"].iter().map(|n| g.reference(n).unwrap()).collect();
+        // Unreached (x:o's disks, layer u) goes first: 549 - 111 = 438.
+        assert_eq!(g.choose(&lru, &measured, 438), Vec::<usize>::new());
+        // a frees its disks and layer 1 (111): 327.
+        assert_eq!(g.choose(&lru, &measured, 327), lru[..1]);
+        // b alone frees nothing while b2 names x:b; b2 then frees x:b's
+        // disks, layer 2 and the shared layer s.
+        assert_eq!(g.choose(&lru, &measured, 326), lru);
+        assert_eq!(g.choose(&lru, &measured, 0), lru);
+        let usage = g.usage(&measured);
+        let a = &usage[g.reference("a").unwrap()];
+        assert_eq!((a.size, a.unique), (211, 111));
+        let b = &usage[g.reference("b").unwrap()];
+        assert_eq!((b.size, b.unique), (211, 0));
+    }
+}
