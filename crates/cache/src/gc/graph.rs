@@ -64,8 +64,9 @@ pub struct Graph {
     pub layers: Vec<LayerNode>,
     manifest_by_hex: DigestMap<String, usize>,
     layer_by_hex: DigestMap<String, usize>,
-    /// The manifest the last [`Graph::link`] named: links come grouped.
-    last_linked: Option<(String, usize)>,
+    /// Where [`Graph::link`] is in [`Graph::layers`]: links come sorted by
+    /// diff_id, as layers do, so each finds its layer by walking forward.
+    link_cursor: usize,
 }
 
 /// What a prune takes, and what it leaves reachable.
@@ -93,25 +94,23 @@ impl Graph {
         self.manifests.push(node);
     }
 
-    /// Adds a layer row (before the links naming it).
+    /// Adds a layer row (before the links naming it); layers must come
+    /// sorted by diff_id.
     pub fn add_layer(&mut self, node: LayerNode) {
         self.layer_by_hex.insert(hex_of(&node.diff_id).to_string(), self.layers.len());
         self.layers.push(node);
     }
 
-    /// Adds the next layer of a manifest (rows come by position); a
-    /// link naming a row the graph lacks is left out.
+    /// Records that `manifest` uses layer `diff_id` (once per position).
+    /// Links must come sorted by diff_id, as layers do (an index scan,
+    /// with no sort); a link naming a row the graph lacks is left out.
     pub fn link(&mut self, manifest: &str, diff_id: &str) {
-        let m = match &self.last_linked {
-            Some((last, m)) if last == manifest => Some(*m),
-            _ => {
-                let m = self.manifest_by_hex.get(hex_of(manifest)).copied();
-                self.last_linked = m.map(|m| (manifest.to_string(), m));
-                m
-            }
-        };
-        if let (Some(m), Some(&l)) = (m, self.layer_by_hex.get(hex_of(diff_id))) {
-            self.manifests[m].layers.push(l);
+        while self.layers.get(self.link_cursor).is_some_and(|l| l.diff_id.as_str() < diff_id) {
+            self.link_cursor += 1;
+        }
+        let layer = self.layers.get(self.link_cursor).filter(|l| l.diff_id == diff_id);
+        if let (Some(_), Some(&m)) = (layer, self.manifest_by_hex.get(hex_of(manifest))) {
+            self.manifests[m].layers.push(self.link_cursor);
         }
     }
 
@@ -400,16 +399,16 @@ mod tests {
         for (m, rooted) in [("x:a", false), ("x:b", false), ("x:r", true), ("x:o", false)] {
             g.add_manifest(manifest(m, rooted));
         }
-        for l in ["x:s", "x:1", "x:2", "x:3", "x:u"] {
+        for l in ["x:1", "x:2", "x:3", "x:s", "x:u"] {
             g.add_layer(layer(l));
         }
         for (m, l) in [
-            ("x:a", "x:s"),
             ("x:a", "x:1"),
-            ("x:b", "x:s"),
             ("x:b", "x:2"),
             ("x:r", "x:3"),
             ("x:o", "x:3"),
+            ("x:a", "x:s"),
+            ("x:b", "x:s"),
         ] {
             g.link(m, l);
         }
@@ -427,6 +426,10 @@ mod tests {
         // b2 keeps x:b; x:o is unreached already; x:3 stays for the root.
         assert_eq!(plan.manifests, ["x:a", "x:o"]);
         assert_eq!(plan.layers, ["x:1", "x:u"]);
+        // Links are sorted by diff_id; one naming no layer row is left out.
+        let mut g = graph();
+        g.link("x:a", "x:t");
+        assert_eq!(g.manifests[0].layers.len(), 2);
         assert!(plan.live.reaches_hex(Kind::Layer, "s") && plan.live.reaches_hex(Kind::Layer, "3"));
         assert!(!plan.live.reaches_hex(Kind::Fsmeta, "a") && plan.live.reaches_hex(Kind::Vmdk, "b"));
     }

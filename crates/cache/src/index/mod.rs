@@ -71,7 +71,8 @@ impl Index {
             // only as used.
             conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
             conn.pragma_update(None, "foreign_keys", true)?;
-            // A prune plans in TEMP tables ([`plan`]): memory, not temp files.
+            // Ephemeral tables (a prune's `IN (SELECT ...)` key lists, sorts)
+            // stay in memory, not temp files.
             conn.pragma_update(None, "temp_store", "MEMORY")?;
             conn.set_prepared_statement_cache_capacity(64);
             Ok(conn)
