@@ -11,7 +11,7 @@
 use super::measure::Measured;
 use super::policy::PruneOptions;
 use crate::index::reach::LiveSet;
-use crate::store::Kind;
+use crate::store::{Key, Kind};
 use crate::{DigestMap, DigestSet};
 
 /// An image reference row.
@@ -62,8 +62,12 @@ pub struct Graph {
     pub manifests: Vec<ManifestNode>,
     /// Every layer.
     pub layers: Vec<LayerNode>,
-    manifest_by_hex: DigestMap<String, usize>,
-    layer_by_hex: DigestMap<String, usize>,
+    manifest_by_key: DigestMap<Key, usize>,
+    layer_by_key: DigestMap<Key, usize>,
+    /// Each manifest's key, by position (None: not a sha256, so no file).
+    manifest_keys: Vec<Option<Key>>,
+    /// Each layer's key, by position.
+    layer_keys: Vec<Option<Key>>,
     /// Where [`Graph::link`] is in [`Graph::layers`]: links come sorted by
     /// diff_id, as layers do, so each finds its layer by walking forward.
     link_cursor: usize,
@@ -82,22 +86,25 @@ pub struct Plan {
     pub live: LiveSet,
 }
 
-/// The hex part of a digest as stored (`sha256:<hex>`): artifact file names.
-pub fn hex_of(digest: &str) -> &str {
-    digest.split_once(':').map_or(digest, |(_, hex)| hex)
-}
-
 impl Graph {
     /// Adds a manifest row (before the references and links naming it).
     pub fn add_manifest(&mut self, node: ManifestNode) {
-        self.manifest_by_hex.insert(hex_of(&node.digest).to_string(), self.manifests.len());
+        let key = Key::of_digest(&node.digest);
+        if let Some(key) = key {
+            self.manifest_by_key.insert(key, self.manifests.len());
+        }
+        self.manifest_keys.push(key);
         self.manifests.push(node);
     }
 
     /// Adds a layer row (before the links naming it); layers must come
     /// sorted by diff_id.
     pub fn add_layer(&mut self, node: LayerNode) {
-        self.layer_by_hex.insert(hex_of(&node.diff_id).to_string(), self.layers.len());
+        let key = Key::of_digest(&node.diff_id);
+        if let Some(key) = key {
+            self.layer_by_key.insert(key, self.layers.len());
+        }
+        self.layer_keys.push(key);
         self.layers.push(node);
     }
 
@@ -109,14 +116,14 @@ impl Graph {
             self.link_cursor += 1;
         }
         let layer = self.layers.get(self.link_cursor).filter(|l| l.diff_id == diff_id);
-        if let (Some(_), Some(&m)) = (layer, self.manifest_by_hex.get(hex_of(manifest))) {
+        if let (Some(_), Some(&m)) = (layer, self.manifest(manifest)) {
             self.manifests[m].layers.push(self.link_cursor);
         }
     }
 
     /// Adds a reference row; references must come sorted by name.
     pub fn add_ref(&mut self, name: String, manifest: &str, created_at: i64) {
-        if let Some(&manifest) = self.manifest_by_hex.get(hex_of(manifest)) {
+        if let Some(&manifest) = self.manifest(manifest) {
             self.refs.push(RefNode {
                 name,
                 manifest,
@@ -127,9 +134,14 @@ impl Graph {
 
     /// Marks the manifest `digest` as held by a sandbox or snapshot.
     pub fn root(&mut self, digest: &str) {
-        if let Some(&m) = self.manifest_by_hex.get(hex_of(digest)) {
+        if let Some(&m) = self.manifest(digest) {
             self.manifests[m].rooted = true;
         }
+    }
+
+    /// The manifest whose digest is `digest` (as stored), by index.
+    fn manifest(&self, digest: &str) -> Option<&usize> {
+        Key::of_digest(digest).and_then(|key| self.manifest_by_key.get(&key))
     }
 
     /// The reference named `name`, by index.
@@ -137,18 +149,18 @@ impl Graph {
         self.refs.binary_search_by(|r| r.name.as_str().cmp(name)).ok()
     }
 
-    /// The size the index records for the artifact of `kind` named `hex`,
-    /// if a row names such a file (a lost layer names none).
-    pub fn recorded(&self, kind: Kind, hex: &str) -> Option<u64> {
+    /// The size the index records for the artifact of `kind` whose digest
+    /// is `key`, if a row names such a file (a lost layer names none).
+    pub fn recorded(&self, kind: Kind, key: &Key) -> Option<u64> {
         match kind {
             Kind::Layer => self
-                .layer_by_hex
-                .get(hex)
+                .layer_by_key
+                .get(key)
                 .map(|&l| &self.layers[l])
                 .filter(|l| !l.lost)
                 .map(|l| l.size),
-            Kind::Fsmeta => self.manifest_by_hex.get(hex).and_then(|&m| self.manifests[m].fsmeta_size),
-            Kind::Vmdk => self.manifest_by_hex.get(hex).and_then(|&m| self.manifests[m].vmdk_size),
+            Kind::Fsmeta => self.manifest_by_key.get(key).and_then(|&m| self.manifests[m].fsmeta_size),
+            Kind::Vmdk => self.manifest_by_key.get(key).and_then(|&m| self.manifests[m].vmdk_size),
         }
     }
 
@@ -234,20 +246,20 @@ impl Graph {
                 plan.manifests.push(manifest.digest.clone());
                 continue;
             }
-            let hex = hex_of(&manifest.digest);
+            let Some(key) = self.manifest_keys[m] else { continue };
             if manifest.fsmeta_size.is_some() {
-                fsmeta.insert(hex.to_string());
+                fsmeta.insert(key);
             }
             if manifest.vmdk_size.is_some() {
-                vmdk.insert(hex.to_string());
+                vmdk.insert(key);
             }
         }
         let mut layers = DigestSet::default();
-        for (layer, &n) in self.layers.iter().zip(&users) {
+        for ((layer, &n), key) in self.layers.iter().zip(&users).zip(&self.layer_keys) {
             if n == 0 {
                 plan.layers.push(layer.diff_id.clone());
             } else if !layer.lost {
-                layers.insert(hex_of(&layer.diff_id).to_string());
+                layers.extend(*key);
             }
         }
         plan.live = LiveSet::new(layers, fsmeta, vmdk);
@@ -260,22 +272,21 @@ impl Graph {
         let disks = self
             .manifests
             .iter()
-            .map(|m| {
-                let hex = hex_of(&m.digest);
-                let fsmeta = m.fsmeta_size.map_or(0, |_| measured.size(Kind::Fsmeta, hex));
-                let vmdk = m.vmdk_size.map_or(0, |_| measured.size(Kind::Vmdk, hex));
+            .zip(&self.manifest_keys)
+            .map(|(m, key)| {
+                let Some(key) = key else { return 0 };
+                let fsmeta = m.fsmeta_size.map_or(0, |_| measured.size(Kind::Fsmeta, key));
+                let vmdk = m.vmdk_size.map_or(0, |_| measured.size(Kind::Vmdk, key));
                 fsmeta + vmdk
             })
             .collect();
         let layers = self
             .layers
             .iter()
-            .map(|l| {
-                if l.lost {
-                    0
-                } else {
-                    measured.size(Kind::Layer, hex_of(&l.diff_id))
-                }
+            .zip(&self.layer_keys)
+            .map(|(l, key)| match key {
+                Some(key) if !l.lost => measured.size(Kind::Layer, key),
+                _ => 0,
             })
             .collect();
         (disks, layers)
@@ -373,9 +384,19 @@ mod tests {
     use super::*;
     use crate::gc::measure::KindFiles;
 
-    fn manifest(digest: &str, rooted: bool) -> ManifestNode {
+    /// The hex of a test digest named by one character.
+    fn h(name: &str) -> String {
+        format!("{:02x}", name.as_bytes()[0]).repeat(32)
+    }
+
+    /// A test digest, as stored, named by one character.
+    fn d(name: &str) -> String {
+        format!("sha256:{}", h(name))
+    }
+
+    fn manifest(digest: String, rooted: bool) -> ManifestNode {
         ManifestNode {
-            digest: digest.into(),
+            digest,
             last_used_at: None,
             fsmeta_size: Some(10),
             vmdk_size: Some(1),
@@ -384,9 +405,9 @@ mod tests {
         }
     }
 
-    fn layer(diff_id: &str) -> LayerNode {
+    fn layer(diff_id: String) -> LayerNode {
         LayerNode {
-            diff_id: diff_id.into(),
+            diff_id,
             size: 100,
             lost: false,
         }
@@ -396,24 +417,24 @@ mod tests {
     /// reference names, one layer no manifest uses.
     fn graph() -> Graph {
         let mut g = Graph::default();
-        for (m, rooted) in [("x:a", false), ("x:b", false), ("x:r", true), ("x:o", false)] {
+        for (m, rooted) in [(d("a"), false), (d("b"), false), (d("r"), true), (d("o"), false)] {
             g.add_manifest(manifest(m, rooted));
         }
-        for l in ["x:1", "x:2", "x:3", "x:s", "x:u"] {
+        for l in [d("1"), d("2"), d("3"), d("s"), d("u")] {
             g.add_layer(layer(l));
         }
         for (m, l) in [
-            ("x:a", "x:1"),
-            ("x:b", "x:2"),
-            ("x:r", "x:3"),
-            ("x:o", "x:3"),
-            ("x:a", "x:s"),
-            ("x:b", "x:s"),
+            (d("a"), d("1")),
+            (d("b"), d("2")),
+            (d("r"), d("3")),
+            (d("o"), d("3")),
+            (d("a"), d("s")),
+            (d("b"), d("s")),
         ] {
-            g.link(m, l);
+            g.link(&m, &l);
         }
-        for (name, m) in [("a", "x:a"), ("b", "x:b"), ("b2", "x:b"), ("r", "x:r")] {
-            g.add_ref(name.into(), m, 0);
+        for (name, m) in [("a", d("a")), ("b", d("b")), ("b2", d("b")), ("r", d("r"))] {
+            g.add_ref(name.into(), &m, 0);
         }
         g
     }
@@ -424,14 +445,14 @@ mod tests {
         let plan = g.plan(&[g.reference("a").unwrap(), g.reference("b").unwrap()]);
         assert_eq!(plan.references, ["a", "b"]);
         // b2 keeps x:b; x:o is unreached already; x:3 stays for the root.
-        assert_eq!(plan.manifests, ["x:a", "x:o"]);
-        assert_eq!(plan.layers, ["x:1", "x:u"]);
+        assert_eq!(plan.manifests, [d("a"), d("o")]);
+        assert_eq!(plan.layers, [d("1"), d("u")]);
         // Links are sorted by diff_id; one naming no layer row is left out.
         let mut g = graph();
-        g.link("x:a", "x:t");
+        g.link(&d("a"), &d("t"));
         assert_eq!(g.manifests[0].layers.len(), 2);
-        assert!(plan.live.reaches_hex(Kind::Layer, "s") && plan.live.reaches_hex(Kind::Layer, "3"));
-        assert!(!plan.live.reaches_hex(Kind::Fsmeta, "a") && plan.live.reaches_hex(Kind::Vmdk, "b"));
+        assert!(plan.live.reaches_hex(Kind::Layer, &h("s")) && plan.live.reaches_hex(Kind::Layer, &h("3")));
+        assert!(!plan.live.reaches_hex(Kind::Fsmeta, &h("a")) && plan.live.reaches_hex(Kind::Vmdk, &h("b")));
     }
 
     #[test]
@@ -441,7 +462,7 @@ mod tests {
         let files = |names: &[&str], size: u64| KindFiles {
             count: names.len() as u64,
             bytes: size * names.len() as u64,
-            by_hex: names.iter().map(|n| (n.to_string(), size)).collect(),
+            by_key: names.iter().map(|n| (Key::from_hex(&h(n)).unwrap(), size)).collect(),
             ..KindFiles::default()
         };
         measured.kinds = [

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::index::reach::LiveSet;
 use crate::parallel;
-use crate::store::{self, Kind, Store};
+use crate::store::{self, Key, Kind, Store};
 use crate::DigestMap;
 
 /// Directories under the cache root that the size leaves out.
@@ -34,8 +34,8 @@ pub struct KindFiles {
     pub count: u64,
     /// Their bytes.
     pub bytes: u64,
-    /// Size of each artifact file, by the hex digest of its name.
-    pub by_hex: DigestMap<String, u64>,
+    /// Size of each artifact file, by the digest its name spells.
+    pub by_key: DigestMap<Key, u64>,
     /// Entries not named as an artifact of the directory's kind: strays
     /// whatever the index says (a check reports them from this listing).
     pub others: Vec<PathBuf>,
@@ -58,9 +58,14 @@ impl Measured {
         &self.kinds[kind_index(kind)]
     }
 
-    /// The size of the artifact of `kind` named by `hex` (0 if absent).
-    pub fn size(&self, kind: Kind, hex: &str) -> u64 {
-        self.of(kind).by_hex.get(hex).copied().unwrap_or(0)
+    /// The size of the artifact of `kind` whose digest is `key` (0 if absent).
+    pub fn size(&self, kind: Kind, key: &Key) -> u64 {
+        self.file(kind, key).unwrap_or(0)
+    }
+
+    /// The size of the artifact of `kind` whose digest is `key`, if listed.
+    pub fn file(&self, kind: Kind, key: &Key) -> Option<u64> {
+        self.of(kind).by_key.get(key).copied()
     }
 }
 
@@ -84,9 +89,9 @@ impl Measured {
         for kind in Kind::ALL {
             let files = self.of(kind);
             let (count, bytes) = files
-                .by_hex
+                .by_key
                 .iter()
-                .filter(|(hex, _)| live.reaches_hex(kind, hex))
+                .filter(|(key, _)| live.reaches_key(kind, key))
                 .fold((0, 0), |(n, b), (_, size)| (n + 1, b + size));
             gone.bytes += files.bytes - bytes;
             match kind {
@@ -107,16 +112,16 @@ fn kind_index(kind: Kind) -> usize {
 /// [`list`] found, to be sized once the index's rows are read.
 pub struct Listing {
     /// Entries of each artifact directory, in [`Kind::ALL`] order, each in
-    /// inode order, with the hex digest an artifact's name spells (None:
-    /// a stray).
-    kinds: [Vec<(fs::DirEntry, Option<String>)>; 3],
+    /// inode order, with the digest an artifact's name spells (None: a
+    /// stray).
+    kinds: [Vec<(fs::DirEntry, Option<Key>)>; 3],
 }
 
 /// Lists the artifact directories of `store` (a system call per few
 /// hundred names; no file is statted).
 pub fn list(store: &Store) -> Result<Listing> {
     let root = store.root();
-    let mut kinds: [Vec<(fs::DirEntry, Option<String>)>; 3] = Default::default();
+    let mut kinds: [Vec<(fs::DirEntry, Option<Key>)>; 3] = Default::default();
     for (i, kind) in Kind::ALL.into_iter().enumerate() {
         let dir = root.join(kind.dir());
         let mut entries: Vec<fs::DirEntry> = match fs::read_dir(&dir) {
@@ -125,16 +130,12 @@ pub fn list(store: &Store) -> Result<Listing> {
             Err(e) => return Err(Error::cache(&dir)(e)),
         };
         entries.sort_unstable_by_key(crate::os::deletion_key);
-        // One allocation per name: the name itself, cut to its hex digest.
         kinds[i] = entries
             .into_iter()
             .map(|entry| {
-                let hex = entry.file_name().into_string().ok().and_then(|mut name| {
-                    let hex_len = name.strip_suffix(kind.suffix())?.len();
-                    name.truncate(hex_len);
-                    Some(name)
-                });
-                (entry, hex)
+                let name = entry.file_name();
+                let key = name.to_str().and_then(|n| n.strip_suffix(kind.suffix())).and_then(Key::from_hex);
+                (entry, key)
             })
             .collect();
     }
@@ -152,7 +153,7 @@ impl Listing {
     /// gives for its kind and hex digest, or statted where it gives none;
     /// the files outside the artifact directories statted now (after any
     /// checkpoint the caller ran since listing).
-    pub fn sized(self, store: &Store, recorded: impl Fn(Kind, &str) -> Option<u64>) -> Result<Measured> {
+    pub fn sized(self, store: &Store, recorded: impl Fn(Kind, &Key) -> Option<u64>) -> Result<Measured> {
         let root = store.root();
         let mut measured = Measured::default();
         let artifact_dirs: Vec<_> = Kind::ALL.iter().map(|k| root.join(k.dir())).collect();
@@ -180,14 +181,10 @@ impl Listing {
 /// handle (`DirEntry::metadata`: `statx` on the directory's descriptor, so
 /// the kernel looks up one name instead of walking the whole path; on
 /// Windows the size comes with the listing).
-fn kind_files(
-    entries: Vec<(fs::DirEntry, Option<String>)>,
-    kind: Kind,
-    recorded: &impl Fn(Kind, &str) -> Option<u64>,
-) -> Result<KindFiles> {
+fn kind_files(entries: Vec<(fs::DirEntry, Option<Key>)>, kind: Kind, recorded: &impl Fn(Kind, &Key) -> Option<u64>) -> Result<KindFiles> {
     let known: Vec<Option<u64>> = entries
         .iter()
-        .map(|(_, hex)| hex.as_deref().and_then(|hex| recorded(kind, hex)))
+        .map(|(_, key)| key.as_ref().and_then(|key| recorded(kind, key)))
         .collect();
     let unknown: Vec<&fs::DirEntry> = entries
         .iter()
@@ -201,16 +198,16 @@ fn kind_files(
     })?;
     let mut statted = statted.into_iter().flatten();
     let mut files = KindFiles::default();
-    files.by_hex.reserve(entries.len());
-    for ((entry, hex), known) in entries.into_iter().zip(known) {
+    files.by_key.reserve(entries.len());
+    for ((entry, key), known) in entries.into_iter().zip(known) {
         let Some(size) = known.or_else(|| statted.next().flatten()) else {
             continue;
         };
         files.count += 1;
         files.bytes += size;
-        match hex {
-            Some(hex) => {
-                files.by_hex.insert(hex, size);
+        match key {
+            Some(key) => {
+                files.by_key.insert(key, size);
             }
             None => files.others.push(entry.path()),
         }

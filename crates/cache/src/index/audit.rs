@@ -10,6 +10,7 @@ use rusqlite::{params, Connection, Transaction};
 
 use super::reach::LiveSet;
 use crate::error::Result;
+use crate::store::Key;
 
 /// A layer row.
 #[derive(Debug, Clone)]
@@ -62,15 +63,11 @@ impl AuditRows {
             self.manifests
                 .iter()
                 .filter(|m| size(m).is_some())
-                .map(|m| m.digest.hex().to_string())
+                .filter_map(|m| Key::of(&m.digest))
                 .collect()
         };
         LiveSet::new(
-            self.layers
-                .iter()
-                .filter(|l| !l.lost)
-                .map(|l| l.diff_id.hex().to_string())
-                .collect(),
+            self.layers.iter().filter(|l| !l.lost).filter_map(|l| Key::of(&l.diff_id)).collect(),
             hexes(|m| m.fsmeta_size),
             hexes(|m| m.vmdk_size),
         )

@@ -15,7 +15,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction};
 
 use super::rows::RefRow;
 use crate::error::Result;
-use crate::store::{Artifact, Kind};
+use crate::store::{Artifact, Key, Kind};
 use crate::DigestSet;
 
 const UNROOTED: &str = "NOT EXISTS (SELECT 1 FROM image_refs WHERE manifest_digest = manifests.digest) \
@@ -124,29 +124,35 @@ pub fn drop_layer_if_unused(tx: &Transaction<'_>, diff_id: &Digest) -> Result<Op
 /// The files the index reaches, by kind: what must exist on disk.
 #[derive(Debug, Default)]
 pub struct LiveSet {
-    /// Hex diff_ids of layers (file names are hex, so no digest is
-    /// spelled out or parsed per file while sweeping).
-    layers: DigestSet<String>,
-    /// Hex digests of manifests with an fsmeta image.
-    fsmeta: DigestSet<String>,
-    /// Hex digests of manifests with a VMDK.
-    vmdk: DigestSet<String>,
+    /// diff_ids of layers (as keys: no digest is spelled out per file
+    /// while sweeping, and a file name is decoded, not allocated).
+    layers: DigestSet<Key>,
+    /// Digests of manifests with an fsmeta image.
+    fsmeta: DigestSet<Key>,
+    /// Digests of manifests with a VMDK.
+    vmdk: DigestSet<Key>,
 }
 
 impl LiveSet {
-    /// The live set of these hex digests (layers, manifests with an
-    /// fsmeta image, manifests with a VMDK).
-    pub fn new(layers: DigestSet<String>, fsmeta: DigestSet<String>, vmdk: DigestSet<String>) -> LiveSet {
+    /// The live set of these digests (layers, manifests with an fsmeta
+    /// image, manifests with a VMDK).
+    pub fn new(layers: DigestSet<Key>, fsmeta: DigestSet<Key>, vmdk: DigestSet<Key>) -> LiveSet {
         LiveSet { layers, fsmeta, vmdk }
     }
 
-    /// Whether the index reaches the artifact of `kind` whose digest is `hex`.
-    pub fn reaches_hex(&self, kind: Kind, hex: &str) -> bool {
+    /// Whether the index reaches the artifact of `kind` whose digest is `key`.
+    pub fn reaches_key(&self, kind: Kind, key: &Key) -> bool {
         match kind {
-            Kind::Layer => self.layers.contains(hex),
-            Kind::Fsmeta => self.fsmeta.contains(hex),
-            Kind::Vmdk => self.vmdk.contains(hex),
+            Kind::Layer => self.layers.contains(key),
+            Kind::Fsmeta => self.fsmeta.contains(key),
+            Kind::Vmdk => self.vmdk.contains(key),
         }
+    }
+
+    /// Whether the index reaches the artifact of `kind` whose file name
+    /// spells `hex` (a name that spells no digest: never).
+    pub fn reaches_hex(&self, kind: Kind, hex: &str) -> bool {
+        Key::from_hex(hex).is_some_and(|key| self.reaches_key(kind, &key))
     }
 
     /// Whether the index reaches `artifact`.
@@ -164,13 +170,13 @@ pub fn live_set(conn: &Connection) -> Result<LiveSet> {
     })
 }
 
-/// The hex digests a one-column query of digests returns.
-fn hexes(conn: &Connection, sql: &str) -> Result<DigestSet<String>> {
+/// The keys of the digests a one-column query of digests returns.
+fn hexes(conn: &Connection, sql: &str) -> Result<DigestSet<Key>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map([], |row| row.get::<_, Digest>(0))?;
     let mut set = DigestSet::default();
     for digest in rows {
-        set.insert(digest?.hex().to_string());
+        set.extend(Key::of(&digest?));
     }
     Ok(set)
 }

@@ -62,6 +62,49 @@ impl Artifact {
     }
 }
 
+/// The 32 bytes an artifact's file name spells in hex (every artifact is
+/// named by a sha256): how the collector and `check` key tens of
+/// thousands of files and rows without a string allocation per file or
+/// per row, and hash and compare them inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key([u8; 32]);
+
+impl Key {
+    /// The key a lowercase 64-digit hex string spells (None: anything else,
+    /// which names no artifact).
+    pub fn from_hex(hex: &str) -> Option<Key> {
+        let digit = |c: u8| match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        };
+        let hex = hex.as_bytes();
+        if hex.len() != 64 {
+            return None;
+        }
+        let mut key = [0; 32];
+        for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
+            *byte = digit(pair[0])? << 4 | digit(pair[1])?;
+        }
+        Some(Key(key))
+    }
+
+    /// The key of a digest (None unless it is a sha256).
+    pub fn of(digest: &Digest) -> Option<Key> {
+        Key::from_hex(digest.hex())
+    }
+
+    /// The key of a digest as stored (`sha256:<hex>`).
+    pub fn of_digest(digest: &str) -> Option<Key> {
+        digest.strip_prefix("sha256:").and_then(Key::from_hex)
+    }
+
+    /// The hex digits, as in the file name.
+    pub fn to_hex(self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 /// The kinds of artifact, each in a directory of its own, so that the
 /// collector can tell what a file is from where it lies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -265,6 +308,18 @@ pub fn remove(path: &Path) -> Result<Option<u64>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_spell_lowercase_sha256_hex() {
+        let hex = "0123456789abcdef".repeat(4);
+        let key = Key::from_hex(&hex).unwrap();
+        assert_eq!(key.to_hex(), hex);
+        assert_eq!(Key::of_digest(&format!("sha256:{hex}")), Some(key));
+        for bad in [&hex[1..], &hex.to_uppercase(), &format!("{}g", &hex[1..]), ""] {
+            assert_eq!(Key::from_hex(bad), None, "{bad}");
+        }
+        assert_eq!(Key::of_digest(&format!("sha512:{hex}")), None);
+    }
 
     #[cfg(unix)]
     #[test]

@@ -19,7 +19,7 @@ use crate::index::reach::LiveSet;
 use crate::index::{read, Index};
 use crate::model::CheckProblem;
 use crate::parallel;
-use crate::store::{self, Kind, Store};
+use crate::store::{self, Key, Kind, Store};
 
 /// Layers or manifests checked at once: one per core. Each is a few small
 /// reads from the page cache (and in a full check, hashing), so work for
@@ -134,7 +134,7 @@ pub fn files(scope: &Scope<'_>, full: bool) -> Result<(Vec<Finding>, HashSet<Dig
 /// Layers are checked a few at a time: a full check of many small layers
 /// is bound by opening and reading files, not by hashing.
 fn layer_problem(scope: &Scope<'_>, layer: &AuditLayer, full: bool) -> Result<Option<(&'static str, String)>> {
-    let size = scope.measured.of(Kind::Layer).by_hex.get(layer.diff_id.hex()).copied();
+    let size = Key::of(&layer.diff_id).and_then(|key| scope.measured.file(Kind::Layer, &key));
     Ok(match size {
         None => Some(("missing_file", "the layer image is missing".to_string())),
         Some(size) if size != layer.size => Some((
@@ -176,8 +176,8 @@ fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Vec<Finding>
     };
     let fsmeta_path = store.fsmeta_path(&m.digest);
     let vmdk_path = store.vmdk_path(&m.digest);
-    let fsmeta = scope.measured.of(Kind::Fsmeta).by_hex.get(m.digest.hex()).copied();
-    let vmdk = scope.measured.of(Kind::Vmdk).by_hex.get(m.digest.hex()).copied();
+    let fsmeta = Key::of(&m.digest).and_then(|key| scope.measured.file(Kind::Fsmeta, &key));
+    let vmdk = Key::of(&m.digest).and_then(|key| scope.measured.file(Kind::Vmdk, &key));
     let mut findings = Vec::new();
     for (what, path, recorded, actual) in [
         ("fsmeta", &fsmeta_path, m.fsmeta_size, fsmeta),
@@ -196,7 +196,11 @@ fn disk(scope: &Scope<'_>, m: &AuditManifest, full: bool) -> Result<Vec<Finding>
     let (Some(fsmeta), Some(_), true) = (m.fsmeta_size.and(fsmeta), m.vmdk_size.and(vmdk), findings.is_empty()) else {
         return Ok(findings);
     };
-    let layer_sizes: Vec<u64> = m.layers.iter().map(|l| scope.measured.size(Kind::Layer, l.hex())).collect();
+    let layer_sizes: Vec<u64> = m
+        .layers
+        .iter()
+        .map(|l| Key::of(l).map_or(0, |key| scope.measured.size(Kind::Layer, &key)))
+        .collect();
     if let Some(message) = device_table(&fsmeta_path, fsmeta, &m.layers, &layer_sizes) {
         return Ok(vec![rebuild("disk_mismatch", fsmeta_path, message)]);
     }
@@ -266,10 +270,10 @@ pub fn strays(store: &Store, live: &LiveSet, measured: &Measured) -> Result<Vec<
         let files = measured.of(kind);
         let dir = store.dir(kind);
         let mut paths: Vec<PathBuf> = files
-            .by_hex
+            .by_key
             .keys()
-            .filter(|hex| !live.reaches_hex(kind, hex))
-            .map(|hex| dir.join(format!("{hex}{}", kind.suffix())))
+            .filter(|key| !live.reaches_key(kind, key))
+            .map(|key| dir.join(format!("{}{}", key.to_hex(), kind.suffix())))
             .chain(files.others.iter().cloned())
             .collect();
         paths.sort();
