@@ -1,5 +1,5 @@
 //! The index as the collector plans over it: every reference, manifest and
-//! layer row read once into memory ([`crate::index::plan::graph`]), and
+//! layer row read once into memory ([`super::rows::graph`]), and
 //! what follows from a choice of references computed here in one pass:
 //! which manifests and layers go with them, which files stay reachable,
 //! what a size budget evicts, what each image alone holds. As in
@@ -169,7 +169,7 @@ impl Graph {
     /// the reference's `created_at` for an image never acquired; ties by
     /// reference): no sandbox or snapshot holds their image, the durations
     /// select them, and `matching` (what the pattern filters selected,
-    /// [`crate::index::plan::matching`]; None: no pattern filter) names them.
+    /// [`super::rows::matching`]; None: no pattern filter) names them.
     pub fn candidates(&self, options: &PruneOptions, now: i64, matching: Option<&[String]>) -> Vec<usize> {
         let cutoff = |ms: Option<u64>| ms.map(|ms| now.saturating_sub(ms as i64));
         let (unused_before, created_before) = (cutoff(options.unused_for), cutoff(options.older_than));

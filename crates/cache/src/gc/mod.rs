@@ -8,12 +8,13 @@
 //! Every collection holds the exclusive side of the collector lock, so no
 //! ingest is mid-flight while it decides what is garbage. What a prune
 //! takes is decided in memory over the index's [`graph`] (the filters
-//! select candidates in SQL, [`crate::index::plan`]); a size budget's
+//! select candidates in SQL, [`rows`]); a size budget's
 //! choice is made from the sizes [`measure`] counts.
 
 pub mod graph;
 pub mod measure;
 pub mod policy;
+pub mod rows;
 mod sweep;
 
 use std::thread::ScopedJoinHandle;
@@ -22,7 +23,7 @@ use oci::Reference;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::index::{now_ms, plan, reach, read, Index};
+use crate::index::{now_ms, reach, read, Index};
 use crate::model::{BudgetOutcome, PruneReport};
 use crate::parallel;
 use crate::store::Store;
@@ -64,7 +65,7 @@ pub struct Survey {
 /// lists the artifact directories; the files it found are sized from the
 /// graph's recorded sizes once both are done.
 pub fn survey(conn: &Connection, store: &Store, options: &PruneOptions, listing: ScopedJoinHandle<'_, Result<Listing>>) -> Result<Survey> {
-    let read = plan::graph(conn).and_then(|graph| Ok((plan::matching(conn, options)?, graph)));
+    let read = rows::graph(conn).and_then(|graph| Ok((rows::matching(conn, options)?, graph)));
     let listed = parallel::join(listing, "listing the cache");
     let (matching, graph) = read?;
     let measured = listed?.sized(store, |kind, hex| graph.recorded(kind, hex))?;
@@ -121,7 +122,7 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, trigger: Option
             index.write_bulk(|tx| {
                 let decided = decide(tx)?;
                 if let Some((planned, _)) = &decided {
-                    plan::execute(tx, planned)?;
+                    rows::execute(tx, planned)?;
                 }
                 Ok(decided)
             })?

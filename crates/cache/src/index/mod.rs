@@ -4,7 +4,6 @@
 //! write transactions keep them from tripping over each other.
 
 pub mod audit;
-pub mod plan;
 pub mod reach;
 pub mod read;
 pub mod rows;

@@ -1,9 +1,9 @@
-//! A prune's rows: the graph the collector plans over
-//! ([`crate::gc::graph`]), read in one pass per table; the references the
-//! pattern filters select, by SQL (globs, labels); and the deletion of
-//! what a plan takes. A dry run
-//! and a real prune read and plan alike, in one snapshot of the index;
-//! only the real one then deletes, in the same transaction.
+//! The collector's SQL, apart from its algorithm ([`super::graph`]): the
+//! rows the graph is built from, read in one pass per table; the
+//! references the pattern filters select (globs, labels); and the
+//! deletion of what a plan takes. A dry run and a real prune read and plan
+//! alike, in one snapshot of the index; only the real one then deletes, in
+//! the same transaction.
 //!
 //! Every plan also takes what no root reaches whatever the filters: a
 //! manifest no reference names and no sandbox or snapshot holds, a layer
@@ -12,9 +12,9 @@
 use rusqlite::types::Type;
 use rusqlite::{params, Connection, Row};
 
+use super::graph::{Graph, LayerNode, ManifestNode, Plan};
+use super::policy::{Pattern, PruneOptions};
 use crate::error::Result;
-use crate::gc::graph::{Graph, LayerNode, ManifestNode, Plan};
-use crate::gc::policy::{Pattern, PruneOptions};
 
 /// References the pattern filters select: a `references` pattern matches
 /// them, their config's labels match, no `keep` pattern matches them. The
@@ -68,7 +68,7 @@ pub fn matching(conn: &Connection, options: &PruneOptions) -> Result<Option<Vec<
 }
 
 /// Deletes the planned rows, children before parents (the collector runs
-/// with foreign keys off, see [`super::Index::write_bulk`]): one
+/// with foreign keys off, see [`crate::index::Index::write_bulk`]): one
 /// statement per table, the keys passed as one JSON array.
 pub fn execute(conn: &Connection, plan: &Plan) -> Result<()> {
     let json = |keys: &[String]| serde_json::to_string(keys).expect("strings serialize");
