@@ -381,7 +381,7 @@ export interface ImageDetail {
   readonly layers: readonly ImageLayerDetail[]
 }
 
-/** What `Image.diskUsage()` resolves to; every number is taken from the files. */
+/** What `Image.diskUsage()` resolves to: the files a listing finds, each artifact at the size recorded when it was published. */
 export interface ImageDiskUsage {
   /** Every file under `$MSB_HOME` but `locks/` and `tmp/`: what a budget counts. */
   readonly totalBytes: number

@@ -311,7 +311,7 @@ pub struct ImageUsage {
     pub last_used_at: Option<DateTime<Utc>>,
 }
 
-/// What `Image.diskUsage()` resolves to; every number is taken from the files.
+/// What `Image.diskUsage()` resolves to: the files a listing finds, each artifact at the size recorded when it was published.
 #[napi(object, object_from_js = false)]
 pub struct ImageDiskUsage {
     /// Every file under `$MSB_HOME` but `locks/` and `tmp/`: what a budget counts.
