@@ -267,15 +267,43 @@ export async function consistencyProblems(home: string): Promise<string[]> {
 }
 
 /**
- * Runs `fsck.erofs` on every layer image, and on every fsmeta image with
- * its manifest's layer images as the extra devices (in layer order, as the
- * index records them); returns failures.
+ * Writes the root disk the VMDK makes, fsmeta then its layers one after
+ * the other, to `out`: fsmeta names its layers' records and blocks by
+ * where they are on it, so erofs-utils reads an image's tree there.
+ */
+export async function writeRootDisk(fsmetaPath: string, layers: readonly string[], out: string): Promise<string> {
+  const fd = await fsp.open(out, 'w')
+  try {
+    for (const p of [fsmetaPath, ...layers]) await fd.write(await fsp.readFile(p))
+  } finally {
+    await fd.close()
+  }
+  return out
+}
+
+/** Runs `use` on a temporary root disk of fsmeta and its layers ({@link writeRootDisk}). */
+async function withRootDisk<T>(fsmetaPath: string, layers: readonly string[], use: (disk: string) => Promise<T>): Promise<T> {
+  const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'msb-disk-'))
+  try {
+    return await use(await writeRootDisk(fsmetaPath, layers, path.join(dir, 'disk.raw')))
+  } finally {
+    await fsp.rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Runs `fsck.erofs` on every layer image, and on the root disk of every
+ * fsmeta image and its manifest's layer images (in layer order, as the
+ * index records them; also given as devices, which fsmeta written before
+ * small files were packed reads by id); returns failures.
  */
 export async function fsckProblems(home: string): Promise<string[]> {
   const problems: string[] = []
   const check = async (rel: string, devices: string[]): Promise<void> => {
+    const abs = devices.map((d) => path.join(home, d))
+    const fsck = (image: string) => run('fsck.erofs', [...abs.map((d) => `--device=${d}`), image])
     try {
-      await run('fsck.erofs', [...devices.map((d) => `--device=${path.join(home, d)}`), path.join(home, rel)])
+      await (abs.length === 0 ? fsck(path.join(home, rel)) : withRootDisk(path.join(home, rel), abs, fsck))
     } catch (e) {
       problems.push(`fsck.erofs ${rel}: ${(e as Error).message.split('\n').slice(0, 4).join(' | ')}`)
     }
@@ -392,9 +420,9 @@ export async function describeTree(root: string): Promise<TreeEntry[]> {
   return out
 }
 
-/** Extracts the merged root filesystem of an acquired image (fsmeta + layer devices) with fsck.erofs. */
+/** Extracts the merged root filesystem of an acquired image (its root disk: fsmeta + layers) with fsck.erofs. */
 export async function extractRootDisk(fsmetaPath: string, layers: readonly string[], out: string): Promise<string> {
-  await run('fsck.erofs', [...layers.map((l) => `--device=${l}`), `--extract=${out}`, fsmetaPath])
+  await withRootDisk(fsmetaPath, layers, (disk) => run('fsck.erofs', [...layers.map((l) => `--device=${l}`), `--extract=${out}`, disk]))
   return out
 }
 
@@ -437,6 +465,11 @@ export async function footprintOf(home: string, image: { manifest: string; confi
  * for compact and extended inodes alike.
  */
 export async function erofsMode(image: string, file: string, devices: readonly string[] = []): Promise<number> {
+  return devices.length === 0 ? modeIn(image, file, devices) : withRootDisk(image, devices, (disk) => modeIn(disk, file, devices))
+}
+
+/** {@link erofsMode} of `image`, a layer or a root disk (with its layers as `devices`). */
+async function modeIn(image: string, file: string, devices: readonly string[]): Promise<number> {
   const { stdout } = await run('dump.erofs', [...devices.map((d) => `--device=${d}`), `--path=${file}`, image])
   const nid = /NID: (\d+)/.exec(stdout)
   if (!nid) throw new Error(`dump.erofs found no ${file} in ${image}: ${stdout}`)

@@ -20,6 +20,8 @@ pub const NID_UNIT: u64 = 32;
 pub const INODE_SIZE: usize = 64;
 /// Size of the compact on-disk inode (only read, never written).
 pub const COMPACT_INODE_SIZE: usize = 32;
+/// Byte of an extended inode where its link count is.
+pub const NLINK_OFFSET: u64 = 44;
 /// Size of one directory entry record.
 pub const DIRENT_SIZE: usize = 12;
 /// Longest file name a directory entry can hold.
@@ -255,7 +257,7 @@ impl RawInode {
         put32(b, 28, self.gid);
         put64(b, 32, self.mtime as u64);
         put32(b, 40, self.mtime_nsec);
-        put32(b, 44, self.nlink);
+        put32(b, NLINK_OFFSET as usize, self.nlink);
     }
 }
 

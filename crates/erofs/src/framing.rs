@@ -10,25 +10,30 @@
 //! end-of-archive blocks, trailing bytes) is kept *literally*.
 //! [`write_tar`] replays the records against the image.
 //!
-//! # Record format (version 1)
+//! # Record format (version 2)
 //!
 //! Raw bytes (the caller compresses them). Numbers are unsigned LEB128
 //! varints.
 //!
 //! ```text
-//! framing  = version:u8(=1) record* end
+//! framing  = version:u8(=2) record* end
 //! record   = 0x01 len bytes[len]        literal bytes, 1 <= len <= 64 KiB
 //!          | 0x02 len                   `len` zero bytes, 1 <= len <= 64 KiB
 //!          | 0x03 gap len               image bytes [start, start+len), len >= 1,
 //!                                       start = end of the previous range (0
 //!                                       at first) + gap
+//!          | 0x04 back len              the same, start = end of the previous
+//!                                       range - back, back >= 1 (version 2)
 //! end      = 0x00 total crc:u32le       total = tar length; crc = CRC-32C of
 //!                                       every framing byte before it
 //! ```
 //!
-//! Image ranges only move forward (the builder writes data sequentially),
-//! and contiguous ones are merged, so a plain file costs one range of a
-//! few bytes whatever its size. Literal bytes are coalesced across
+//! Image ranges mostly move forward (the builder writes data
+//! sequentially; only a small file packed into a block reserved earlier
+//! goes back, see [`crate::pack`]), and contiguous ones are merged, so a
+//! plain file costs one range of a few bytes whatever its size. Version
+//! 1, written before small files were packed, has no backward ranges;
+//! both are read. Literal bytes are coalesced across
 //! headers and padding; long zero runs inside them (header fields,
 //! padding, end-of-archive blocks) become zero records. Runs are
 //! capped at 64 KiB so both sides work with bounded buffers. [`write_tar`]
@@ -40,12 +45,15 @@ use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use crate::format::crc32c_raw;
 use crate::Error;
 
-/// Format version written first; anything else is refused.
-const VERSION: u8 = 1;
+/// Format version written first; this and [`VERSION_FORWARD`] are read.
+const VERSION: u8 = 2;
+/// The version whose image ranges only move forward.
+const VERSION_FORWARD: u8 = 1;
 const TAG_END: u8 = 0x00;
 const TAG_LITERAL: u8 = 0x01;
 const TAG_ZEROS: u8 = 0x02;
 const TAG_IMAGE: u8 = 0x03;
+const TAG_IMAGE_BACK: u8 = 0x04;
 /// Longest literal or zero run one record carries.
 const MAX_RUN: usize = 64 << 10;
 /// Encoded records are handed to the sink in pieces of about this size.
@@ -114,12 +122,6 @@ impl<'a> Recorder<'a> {
             Some((start, n)) if *start + *n == offset => *n += len,
             _ => {
                 self.emit_range()?;
-                if offset < self.prev_end {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "framing image ranges must move forward",
-                    ));
-                }
                 self.range = Some((offset, len));
             }
         }
@@ -141,8 +143,13 @@ impl<'a> Recorder<'a> {
 
     fn emit_range(&mut self) -> io::Result<()> {
         if let Some((start, len)) = self.range.take() {
-            self.out.push(TAG_IMAGE);
-            put_varint(&mut self.out, start - self.prev_end);
+            if start >= self.prev_end {
+                self.out.push(TAG_IMAGE);
+                put_varint(&mut self.out, start - self.prev_end);
+            } else {
+                self.out.push(TAG_IMAGE_BACK);
+                put_varint(&mut self.out, self.prev_end - start);
+            }
             put_varint(&mut self.out, len);
             self.prev_end = start + len;
             self.maybe_flush()?;
@@ -301,7 +308,7 @@ fn replay(image: &File, image_len: u64, mut framing: &[u8], mut out: Option<&mut
         crc: !0,
     };
     let version = input.byte()?;
-    if version != VERSION {
+    if version != VERSION && version != VERSION_FORWARD {
         return Err(invalid(format!("unknown framing version {version}")));
     }
     let mut buf = Vec::new();
@@ -324,10 +331,14 @@ fn replay(image: &File, image_len: u64, mut framing: &[u8], mut out: Option<&mut
                 }
                 written += n as u64;
             }
-            TAG_IMAGE => {
+            tag @ (TAG_IMAGE | TAG_IMAGE_BACK) => {
                 let gap = input.varint()?;
                 let len = input.varint()?;
-                let start = prev_end.checked_add(gap);
+                let start = match tag {
+                    TAG_IMAGE => prev_end.checked_add(gap),
+                    _ if version == VERSION && gap > 0 => prev_end.checked_sub(gap),
+                    _ => return Err(invalid("a backward image range in a version 1 framing, or one of 0 bytes back")),
+                };
                 let end = start.and_then(|s| s.checked_add(len));
                 let (Some(mut at), Some(end)) = (start, end) else {
                     return Err(invalid("image range overflows"));
@@ -338,7 +349,6 @@ fn replay(image: &File, image_len: u64, mut framing: &[u8], mut out: Option<&mut
                     )));
                 }
                 if let Some(out) = out.as_mut() {
-                    // Ranges only move forward, so this seeks forward or not at all.
                     let mut file = image;
                     file.seek(SeekFrom::Start(at))?;
                     while at < end {

@@ -3,9 +3,16 @@
 //! Layers are applied bottom to top following the OCI "applying
 //! changesets" rules with overlay-style whiteouts as the layer images
 //! store them (char device 0/0 = whiteout, `trusted.overlay.opaque=y` =
-//! opaque directory). Directories, symlinks and special files are copied
-//! into fsmeta; regular files become chunk-based inodes whose 8-byte chunk
-//! indexes point into the layer (device id = layer index + 1).
+//! opaque directory). Directories are merged into fsmeta's own. A layer
+//! inode whose record holds all it has (a packed small file, an inline
+//! symlink, a special file: [`reader::Image::self_contained`]) and has
+//! one name is not copied: fsmeta's directory entry names its record in
+//! the root disk, where the layer is mapped after fsmeta
+//! ([`Kind::Placed`]). The root disk is read as the one flat device the
+//! VMDK makes, as the sandbox's kernel reads it. Other regular files
+//! become chunk-based inodes whose 8-byte chunk indexes point into the
+//! layer (device id = layer index + 1); other symlinks and special files
+//! are copied.
 //!
 //! A contiguous layer file becomes one chunk when it is at most
 //! 2^[`MAX_CHUNKBITS`] blocks (64 MiB), otherwise 64 MiB chunks; capping
@@ -19,7 +26,7 @@ use std::fs::File;
 use crate::format::{S_IFCHR, S_IFMT};
 use crate::reader::{self, FileMap, Image};
 use crate::tree::{ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
-use crate::writer::{write_image, DeviceSpec, IMPLICIT_XATTR, OPAQUE_XATTR};
+use crate::writer::{write_image, DeviceSpec, Role, IMPLICIT_XATTR, OPAQUE_XATTR};
 use crate::xattr::Interner;
 use crate::{Error, FsmetaLayer, FsmetaSummary, BLOCK_SIZE};
 
@@ -78,7 +85,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
             m.apply_dir(&dir, merged, &mut stack)?;
         }
     }
-    let written = write_image(&tree, out, 1, &devices, false)?;
+    let written = write_image(&tree, out, 1, &devices, Role::Fsmeta)?;
     out.set_len(written.blocks * BLOCK_SIZE)?;
     Ok(FsmetaSummary {
         size_bytes: written.blocks * BLOCK_SIZE,
@@ -155,6 +162,22 @@ impl Merge<'_> {
     }
 
     fn copy_inode(&mut self, i: &reader::Inode) -> Result<InodeId, Error> {
+        let mut xattrs = self.img.xattrs(i)?;
+        let marked = xattrs.iter().any(|(n, _)| n == IMPLICIT_XATTR || n == OPAQUE_XATTR);
+        if i.nlink == 1 && !marked && self.img.self_contained(i)? {
+            return Ok(self.tree.add(Inode {
+                mode: i.mode,
+                uid: i.uid,
+                gid: i.gid,
+                mtime: i.mtime,
+                mtime_nsec: i.mtime_nsec,
+                xattrs: Default::default(),
+                kind: Kind::Placed {
+                    device_id: self.device_id,
+                    pos: self.img.record_pos(i)?,
+                },
+            }));
+        }
         let kind = if i.is_regular() {
             Kind::File {
                 size: i.size,
@@ -168,7 +191,6 @@ impl Merge<'_> {
                 rdev: crate::format::encode_rdev(major, minor),
             }
         };
-        let mut xattrs = self.img.xattrs(i)?;
         xattrs.retain(|(n, _)| n != IMPLICIT_XATTR && n != OPAQUE_XATTR);
         let xattrs = self.xattrs.intern(xattrs).0;
         Ok(self.tree.add(Inode {
@@ -192,6 +214,17 @@ impl Merge<'_> {
             message: format!("nid {}: file data runs past the end of the layer", i.nid),
         };
         match self.img.file_map(i)? {
+            FileMap::Tail { blkaddr, tail } => {
+                let blocks = i.size / BLOCK_SIZE;
+                if blocks > 0 && blkaddr.checked_add(blocks).is_none_or(|end| end > self.img.blocks()) {
+                    return Err(past_end());
+                }
+                Ok(FileData::Tail {
+                    device_id: self.device_id,
+                    blkaddr,
+                    tail: tail.into(),
+                })
+            }
             FileMap::Contiguous { blkaddr } => {
                 let blocks = i.size.div_ceil(BLOCK_SIZE);
                 if blkaddr.checked_add(blocks).is_none_or(|end| end > self.img.blocks()) {

@@ -51,6 +51,7 @@ mod framing;
 mod fsmeta;
 mod layer;
 pub mod limits;
+mod pack;
 pub mod reader;
 mod sequential;
 mod sparse;

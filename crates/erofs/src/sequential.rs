@@ -1,6 +1,8 @@
 //! Buffered writes at offsets that only move forward, which is how the
-//! image writer emits the metadata area: records in nid order, blocks in
-//! block order, each through its own [`Sequential`].
+//! image writer emits the metadata area (records in nid order, blocks in
+//! block order, each through its own [`Sequential`]) and the layer
+//! builder streams file data, going back only to fill in a block it
+//! reserved ([`Sequential::patch`]).
 
 use std::fs::File;
 
@@ -30,6 +32,25 @@ impl<'a> Sequential<'a> {
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= 1 << 20 {
             self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Overwrites `bytes` at `at`, within what was already written: in
+    /// the buffer while it is there, on the file once it is not.
+    pub fn patch(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
+        debug_assert!(
+            at + bytes.len() as u64 <= self.pos + self.buf.len() as u64,
+            "patches only what was written"
+        );
+        let on_file = (self.pos.saturating_sub(at) as usize).min(bytes.len());
+        if on_file > 0 {
+            write_all_at(self.file, &bytes[..on_file], at)?;
+        }
+        let rest = &bytes[on_file..];
+        if !rest.is_empty() {
+            let s = (at + on_file as u64 - self.pos) as usize;
+            self.buf[s..s + rest.len()].copy_from_slice(rest);
         }
         Ok(())
     }
@@ -66,7 +87,7 @@ impl<'a> Sequential<'a> {
 
 /// Writes all of `buf` at `pos` without using the file's cursor.
 #[cfg(unix)]
-fn write_all_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
+pub fn write_all_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
     std::os::unix::fs::FileExt::write_all_at(file, buf, pos)
 }
 
@@ -74,7 +95,7 @@ fn write_all_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {
 /// leaves the cursor alone (`seek_write` moves it), which is harmless
 /// here: every other writer of the image seeks before it writes.
 #[cfg(windows)]
-fn write_all_at(file: &File, mut buf: &[u8], mut pos: u64) -> std::io::Result<()> {
+pub fn write_all_at(file: &File, mut buf: &[u8], mut pos: u64) -> std::io::Result<()> {
     use std::os::windows::fs::FileExt;
     while !buf.is_empty() {
         match file.seek_write(buf, pos)? {

@@ -34,11 +34,18 @@ pub enum FileData {
     /// Contiguous blocks starting at `blkaddr` on the image itself
     /// (`blkaddr` is meaningless when `size` is 0).
     Flat { blkaddr: u64 },
+    /// `size / BLOCK_SIZE` whole blocks at `blkaddr` on device
+    /// `device_id`, then the last partial block stored after the inode:
+    /// how fsmeta gives a layer file whose tail the layer packed (or a
+    /// small packed file it cannot point at, with no blocks) its own
+    /// inode, copying only the tail.
+    Tail { device_id: u16, blkaddr: u64, tail: Box<[u8]> },
     /// Chunks of `BLOCK_SIZE << chunkbits` bytes; see [`ChunkRun`].
     Chunked {
         chunkbits: u8,
-        /// Device id written into 8-byte chunk indexes; `None` writes the
-        /// compact 4-byte block map (primary device only).
+        /// The device the runs' blocks are on (`None`: this image). The
+        /// writer turns every address into one on the flat disk, where a
+        /// device starts at the block the image maps it to.
         device_id: Option<u16>,
         runs: Box<[ChunkRun]>,
     },
@@ -65,6 +72,17 @@ pub enum Kind {
     /// Character/block device, fifo or socket; `rdev` is the encoded number.
     Special {
         rdev: u32,
+    },
+    /// A non-directory whose whole record (inode, inline xattrs, inline
+    /// data) is already on device `device_id` (0: this image) at byte
+    /// `pos`, and refers to nothing outside itself, so only its names are
+    /// written: a layer's small files, packed while streaming, and the
+    /// layer inodes fsmeta points at instead of copying. The [`Inode`]'s
+    /// mode gives its directory entries their file type; its other
+    /// fields are not written.
+    Placed {
+        device_id: u16,
+        pos: u64,
     },
 }
 
@@ -160,6 +178,10 @@ impl Tree {
                     data: FileData::Chunked { runs, .. },
                     ..
                 } => alloc_cost(std::mem::size_of_val(&**runs)),
+                Kind::File {
+                    data: FileData::Tail { tail, .. },
+                    ..
+                } => alloc_cost(tail.len()),
                 _ => 0,
             };
         self.inodes.push(inode);

@@ -235,8 +235,9 @@ pub struct SharedArea {
 
 impl SharedArea {
     /// Picks the entries to share among the xattr sets of an image's
-    /// inodes (in inode order, which fixes the ids).
-    pub fn build(sets: &[&Shared]) -> SharedArea {
+    /// inodes (in inode order, which fixes the ids); every entry of
+    /// `forced` is shared, whatever its size and use.
+    pub fn build(sets: &[&Shared], forced: Option<&Shared>) -> SharedArea {
         let mut uses: HashMap<*const Xattrs, u32> = HashMap::new();
         let mut distinct = Vec::new();
         for set in sets.iter().filter(|s| !s.as_slice().is_empty()) {
@@ -248,8 +249,9 @@ impl SharedArea {
         }
         let mut entry_uses: HashMap<XattrRef<'_>, u32> = HashMap::new();
         for set in &distinct {
-            for (n, v) in set.as_slice().iter().filter(|(n, v)| entry_len(n, v) >= SHARE_MIN) {
-                *entry_uses.entry((n, v)).or_default() += uses[&set.ptr()];
+            let force = forced.is_some_and(|f| f.same(set));
+            for (n, v) in set.as_slice().iter().filter(|(n, v)| force || entry_len(n, v) >= SHARE_MIN) {
+                *entry_uses.entry((n, v)).or_default() += if force { 2 } else { uses[&set.ptr()] };
             }
         }
         let mut area = SharedArea::default();
@@ -344,7 +346,7 @@ mod tests {
         );
         let alone = set(vec![(b"user.once".to_vec(), big.clone())], &mut interner);
         assert!(both.same(&again), "equal sets are interned as one");
-        let area = SharedArea::build(&[&both, &again, &other, &alone]);
+        let area = SharedArea::build(&[&both, &again, &other, &alone], None);
         // One copy of the big entry; the entry used once stays inline.
         assert_eq!(area.bytes().len(), entry_len(b"user.big", &big));
         assert_eq!(decode_entry(area.bytes()).unwrap().0, Some((b"user.big".to_vec(), big.clone())));

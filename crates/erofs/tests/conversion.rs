@@ -120,7 +120,14 @@ fn pax_and_gnu_extensions() {
         x,
         vec![(b"user.one".to_vec(), b"1".to_vec()), (b"user.two".to_vec(), b"two".to_vec())]
     );
-    assert_eq!(img.file_map(&f).unwrap(), FileMap::Contiguous { blkaddr: 1 });
+    // Four bytes: packed whole beside the inode.
+    assert_eq!(
+        img.file_map(&f).unwrap(),
+        FileMap::Tail {
+            blkaddr: 0,
+            tail: b"data".to_vec()
+        }
+    );
 }
 
 #[test]

@@ -379,9 +379,9 @@ fn flipped_framing_bytes_are_invalid() {
 #[test]
 fn unknown_version_is_invalid() {
     let (_t, img, mut framing) = sample();
-    framing[0] = 2;
+    framing[0] = 3;
     let Err(Error::InvalidFraming { message }) = rebuild(&img, &framing) else {
-        panic!("version 2 accepted")
+        panic!("version 3 accepted")
     };
     assert!(message.contains("version"), "{message}");
 }
@@ -475,4 +475,14 @@ fn framing_is_written_while_the_tar_streams() {
         tar.len()
     );
     assert_rebuilds(&img, &sink.bytes, &tar[..], tar.len() as u64);
+}
+
+#[test]
+fn backward_ranges_need_version_2() {
+    let (_t, img, _) = sample();
+    // Version 1 framing was written while ranges only moved forward.
+    let Err(Error::InvalidFraming { message }) = rebuild(&img, &[1, 0x04, 1, 1]) else {
+        panic!("a backward range in version 1 accepted")
+    };
+    assert!(message.contains("backward"), "{message}");
 }

@@ -2,8 +2,9 @@
 //! expected tree is computed here independently: each layer tar is
 //! extracted by GNU tar, and the snapshots are merged in memory with the
 //! whiteout rules written out plainly. The result is compared with
-//! `fsck.erofs --device=... --extract` and with a kernel mount of the
-//! concatenated disk (fsmeta ++ layers, no device options: flatdev).
+//! `fsck.erofs --device=... --extract` of the concatenated disk (fsmeta
+//! ++ layers, as the VMDK makes it) and with a kernel mount of that disk
+//! (no device options: flatdev).
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -275,9 +276,10 @@ fn merged_tree_matches_changeset_rules() {
     let total_layer_bytes: u64 = devices.iter().map(|d| fs::metadata(d).unwrap().len()).sum();
     assert!(summary.size_bytes < total_layer_bytes, "fsmeta must not copy file data");
 
-    // erofs-utils 1.5 reads layers by device id.
+    // erofs-utils 1.5 reads the root disk (and old fsmeta's chunks by device id).
+    let disk = root_disk(&fsmeta, &devices, &t.join("disk.img"));
     let out = t.join("fsck-out");
-    fsck_extract(&fsmeta, &devices, &out);
+    fsck_extract(&disk, &devices, &out);
     // erofs-utils 1.5 extracts holes wrongly (it skips null chunks without
     // seeking), so the sparse file is compared through the kernel only.
     let without_sparse = |mut s: Snapshot| {
@@ -294,12 +296,6 @@ fn merged_tree_matches_changeset_rules() {
     );
 
     // The kernel reads the concatenated disk with no device options.
-    let disk = t.join("disk.img");
-    let mut all = fs::read(&fsmeta).unwrap();
-    for d in &devices {
-        all.extend(fs::read(d).unwrap());
-    }
-    fs::write(&disk, all).unwrap();
     let mnt = Mount::new(&disk, &t.join("mnt"));
     let actual = snapshot(&mnt.dir);
     assert_same(
@@ -361,9 +357,9 @@ fn fsmeta_for_ten_layers_of_5000_files_is_fast() {
     assert!(elapsed.as_millis() < limit, "took {elapsed:?}");
     // Structure check only: extracting 50,000 files through erofs-utils
     // is slow and the merge itself is covered by the test above.
+    let disk = root_disk(&t.path().join("fsmeta"), &imgs, &t.path().join("disk"));
     let mut fsck = Command::new("fsck.erofs");
-    fsck.args(imgs.iter().map(|i| format!("--device={}", i.display())))
-        .arg(t.path().join("fsmeta"));
+    fsck.args(imgs.iter().map(|i| format!("--device={}", i.display()))).arg(disk);
     run(&mut fsck);
 }
 
@@ -396,17 +392,19 @@ fn forty_layers_spill_the_device_table_past_block_zero() {
     let img = erofs::reader::Image::open(&fsmeta).unwrap();
     assert_eq!(img.devices().len(), 40);
     assert_eq!(img.devices()[39].tag, tags[39].as_bytes());
-    assert_eq!(img.devices()[39].mapped_blkaddr, s.mapped_blkaddrs[39]);
+    // Addresses are the flat disk's own: the table maps nothing.
+    assert_eq!(img.devices()[39].mapped_blkaddr, 0);
+    assert_eq!(img.devices()[39].blocks, fs::metadata(&imgs[39]).unwrap().len() / erofs::BLOCK_SIZE);
+    let layer_39 = s.mapped_blkaddrs[39] * erofs::BLOCK_SIZE;
+    assert_eq!(
+        layer_39,
+        fs::metadata(&fsmeta).unwrap().len() + imgs[..39].iter().map(|i| fs::metadata(i).unwrap().len()).sum::<u64>()
+    );
+    let disk = root_disk(&fsmeta, &imgs, &t.path().join("disk"));
     let out = t.path().join("out");
-    fsck_extract(&fsmeta, &imgs, &out);
+    fsck_extract(&disk, &imgs, &out);
     assert_eq!(fs::read(out.join("shared")).unwrap(), b"layer 39");
     assert_eq!(fs::read(out.join("f0")).unwrap(), b"layer 0");
-    let disk = t.path().join("disk");
-    let mut all = fs::read(&fsmeta).unwrap();
-    for i in &imgs {
-        all.extend(fs::read(i).unwrap());
-    }
-    fs::write(&disk, all).unwrap();
     let mnt = Mount::new(&disk, &t.path().join("mnt"));
     assert_eq!(fs::read(mnt.dir.join("shared")).unwrap(), b"layer 39");
     assert_eq!(fs::read(mnt.dir.join("f17")).unwrap(), b"layer 17");

@@ -216,7 +216,8 @@ fn repeated_large_xattrs_are_stored_once() {
     let layer = erofs::FsmetaLayer { path: &path, tag: b"t" };
     erofs::build_fsmeta(&[layer], &std::fs::File::create(&fsmeta).unwrap()).unwrap();
     assert!(std::fs::metadata(&fsmeta).unwrap().len() < 64 << 10);
-    run(Command::new("fsck.erofs").arg(format!("--device={}", path.display())).arg(&fsmeta));
+    let disk = common::root_disk(&fsmeta, std::slice::from_ref(&path), &t.path().join("disk"));
+    run(Command::new("fsck.erofs").arg(format!("--device={}", path.display())).arg(disk));
     let merged = Image::open(&fsmeta).unwrap();
     let mut x = merged.xattrs(&merged.lookup(b"f001").unwrap().unwrap()).unwrap();
     x.sort();

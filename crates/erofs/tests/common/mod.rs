@@ -129,6 +129,18 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
     n
 }
 
+/// The root disk the VMDK makes of `fsmeta` and its layers: the files
+/// one after the other, written to `disk`. fsmeta names records and
+/// blocks of its layers by where they are on it.
+pub fn root_disk(fsmeta: &Path, layers: &[PathBuf], disk: &Path) -> PathBuf {
+    let mut all = fs::read(fsmeta).unwrap();
+    for l in layers {
+        all.extend(fs::read(l).unwrap());
+    }
+    fs::write(disk, all).unwrap();
+    disk.to_path_buf()
+}
+
 /// `fsck.erofs [--device=..] --extract=dest img`, which must succeed.
 pub fn fsck_extract(img: &Path, devices: &[PathBuf], dest: &Path) {
     require_tool("fsck.erofs");

@@ -1,9 +1,13 @@
 //! A full check's reading of content: each artifact against what was true
-//! when it was published (see [`crate::seal`]). A layer image: the tar
-//! rebuilt from it and its framing hashes to the diff_id (every byte of
-//! file data), its superblock and metadata area hash to the seal, and every
-//! other byte of its data area (block padding) is zero. fsmeta and VMDK:
-//! the whole file hashes to its seal.
+//! when it was published (see [`crate::seal`]). A layer image whose
+//! metadata area starts after its data (as layers were written before
+//! small files were packed): the tar rebuilt from it and its framing
+//! hashes to the diff_id (every byte of file data), its superblock and
+//! metadata area hash to the seal, and every other byte of its data area
+//! (block padding) is zero. A layer whose metadata area is the whole file
+//! (packed records lie among the data), fsmeta and VMDK: the whole file
+//! hashes to its seal, which covers every byte in one pass; a layer's
+//! framing must still decompress.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -24,6 +28,15 @@ pub fn layer(path: &Path, diff_id: &Digest, framing: &[u8], recorded: Option<&Di
     let Ok(raw) = zstd::stream::decode_all(framing) else {
         return Ok(Some("its tar framing in the index cannot be decompressed".into()));
     };
+    let image = match Image::open(path) {
+        Ok(image) => image,
+        Err(erofs::Error::Io(e)) => return Err(Error::cache(path)(e)),
+        Err(e) => return Ok(Some(format!("unreadable: {e}"))),
+    };
+    let meta_start = image.meta_blkaddr() * BLOCK_SIZE;
+    if let (0, Some(recorded)) = (meta_start, recorded) {
+        return whole(path, recorded);
+    }
     let file = File::open(path).map_err(Error::cache(path))?;
     let mut out = HashingWriter::new(io::sink());
     match erofs::write_tar(&file, &raw, &mut out) {
@@ -35,12 +48,6 @@ pub fn layer(path: &Path, diff_id: &Digest, framing: &[u8], recorded: Option<&Di
     if &rebuilt != diff_id {
         return Ok(Some(format!("file data differs from the layer's: its tar hashes to {rebuilt}")));
     }
-    let image = match Image::open(path) {
-        Ok(image) => image,
-        Err(erofs::Error::Io(e)) => return Err(Error::cache(path)(e)),
-        Err(e) => return Ok(Some(format!("unreadable: {e}"))),
-    };
-    let meta_start = image.meta_blkaddr() * BLOCK_SIZE;
     if let Some(recorded) = recorded {
         if &seal::layer_of(&file, meta_start).map_err(Error::cache(path))? != recorded {
             return Ok(Some("its superblock or metadata area differs from when it was published".into()));
@@ -101,6 +108,11 @@ fn data_extents(image: &Image) -> Result<Vec<(u64, u64)>, erofs::Error> {
                 dirs.push(entry.nid);
             } else if inode.is_regular() {
                 match image.file_map(&inode)? {
+                    FileMap::Tail { blkaddr, tail } => {
+                        if inode.size >= BLOCK_SIZE {
+                            extents.push((blkaddr * BLOCK_SIZE, inode.size - tail.len() as u64));
+                        }
+                    }
                     FileMap::Contiguous { blkaddr } => extents.push((blkaddr * BLOCK_SIZE, inode.size)),
                     FileMap::Chunked { chunkbits, chunks } => {
                         let chunk = BLOCK_SIZE << chunkbits;

@@ -1,11 +1,13 @@
 //! Layer images: a tar stream converted in one pass.
 //!
-//! File data is streamed straight into the image (block 1 onwards, each
-//! file starting on a block boundary, uncompressed, never inlined, so
-//! fsmeta can point at it); only metadata is kept in memory and written
-//! at the end by [`crate::writer`]. The tar reader frames every byte as
-//! it goes ([`crate::framing`]): copied data by its absolute offset in
-//! the image, everything else literally.
+//! File data is streamed straight into the image (block 2 onwards, each
+//! file starting on a block boundary, uncompressed, so fsmeta can point
+//! at it), except that a small file's whole record goes into a pack of
+//! several ([`crate::pack`]); only the rest of the metadata is kept in
+//! memory and written at the end by [`crate::writer`] (block 1 waits for
+//! the root's record). The tar reader frames every byte as it goes
+//! ([`crate::framing`]): copied data by its absolute offset in the
+//! image, everything else literally.
 //!
 //! Sparse files become chunk-based inodes whose hole chunks are null
 //! entries of a 4-byte block map ([`crate::sparse`]).
@@ -17,16 +19,20 @@
 //! that one entry could make large (implicit directories, sparse maps)
 //! is checked before it happens.
 
+mod data;
+
 use std::fs::File;
-use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Write};
 
 use crate::format::*;
 use crate::framing::Recorder;
 use crate::limits::*;
+use crate::pack::{self, PackedInode, Packs};
+use crate::sequential::Sequential;
 use crate::sparse::plan_sparse;
 use crate::tar::{Entry, EntryKind, TarReader};
 use crate::tree::{alloc_cost, ChunkRun, DirId, FileData, Inode, InodeId, Kind, Tree, ROOT_DIR};
-use crate::writer::{write_image, IMPLICIT_XATTR};
+use crate::writer::{write_image, Role, IMPLICIT_XATTR, ROOT_BLOCK};
 use crate::xattr::{Interner, Shared};
 use crate::{xattr, Error, LayerSummary, Xattrs, BLOCK_SIZE};
 
@@ -43,13 +49,13 @@ const RESERVED: u64 = 3 * BUFFER as u64 + EXTENSION_HEADER_MAX + (4 << 20);
 
 pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Result<LayerSummary, Error> {
     let mut reader = TarReader::new(BufReader::with_capacity(BUFFER, tar), Recorder::new(framing));
-    let mut file = out;
-    file.seek(SeekFrom::Start(BLOCK_SIZE))?;
+    let first = ROOT_BLOCK + 1;
     let mut b = Builder {
         tree: Tree::default(),
-        out: BufWriter::with_capacity(BUFFER, out),
-        next_blk: 1,
-        pos: BLOCK_SIZE,
+        out: Sequential::new(out, first * BLOCK_SIZE),
+        next_blk: first,
+        pos: first * BLOCK_SIZE,
+        packs: Packs::default(),
         data_bytes: 0,
         buf: vec![0u8; BUFFER],
         entries: 0,
@@ -64,9 +70,9 @@ pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Res
         b.room_for(0)?;
     }
     reader.finish()?;
-    b.out.flush()?;
-    drop(b.out);
-    let written = write_image(&b.tree, out, b.next_blk, &[], true)?;
+    b.close_packs()?;
+    b.out.finish(b.pos)?;
+    let written = write_image(&b.tree, out, b.next_blk, &[], Role::Layer)?;
     out.set_len(written.blocks * BLOCK_SIZE)?;
     Ok(LayerSummary {
         size_bytes: written.blocks * BLOCK_SIZE,
@@ -77,12 +83,14 @@ pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Res
 
 struct Builder<'a> {
     tree: Tree,
-    out: BufWriter<&'a File>,
+    out: Sequential<'a>,
     next_blk: u64,
     /// Absolute byte offset in the image of the next byte written, which
     /// is where the framing says copied data went.
     pos: u64,
     data_bytes: u64,
+    /// Small files' records, filling the blocks reserved for them.
+    packs: Packs,
     buf: Vec<u8>,
     /// Archive entries read so far, which set the memory budget.
     entries: u64,
@@ -105,6 +113,13 @@ fn unsafe_path(path: &[u8], message: &str) -> Error {
 
 fn too_large(message: String) -> Error {
     Error::TooLarge { message }
+}
+
+fn early_end() -> Error {
+    Error::InvalidTar {
+        offset: 0,
+        message: "entry data ends early".into(),
+    }
 }
 
 /// Splits a tar path into components: leading `/` and `./`, empty and
@@ -246,6 +261,12 @@ impl Builder<'_> {
             }
             EntryKind::Fifo => (S_IFIFO, Kind::Special { rdev: 0 }),
             _ => {
+                if e.sparse.is_none() {
+                    let xattrs = self.checked_xattrs(&e.xattrs)?;
+                    if let Some(len) = pack::record_len(xattrs.as_slice(), e.size) {
+                        return Ok((S_IFREG, self.write_packed(tar, e, xattrs.as_slice(), len)?));
+                    }
+                }
                 let data = self.write_data(tar, e)?;
                 (S_IFREG, Kind::File { size: e.size, data })
             }
@@ -314,137 +335,6 @@ impl Builder<'_> {
         }
         self.last_xattrs = (x.clone(), shared.clone());
         Ok(shared)
-    }
-
-    /// Streams a regular file's data into the image.
-    fn write_data<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<FileData, Error> {
-        let blocks = e.size.div_ceil(BLOCK_SIZE);
-        let too_big = || too_large(format!("file of {} bytes does not fit the image", e.size));
-        if e.size == 0 {
-            return Ok(FileData::Flat { blkaddr: 0 });
-        }
-        let Some(segs) = &e.sparse else {
-            if self.next_blk + blocks >= MAX_BLOCKS {
-                return Err(too_big());
-            }
-            let blkaddr = self.next_blk;
-            self.copy(tar, e.size)?;
-            self.pad_to_block(e.size)?;
-            self.next_blk += blocks;
-            debug_assert_eq!(self.pos, self.next_blk * BLOCK_SIZE);
-            return Ok(FileData::Flat { blkaddr });
-        };
-        if e.size > SPARSE_SIZE_MAX {
-            return Err(too_large(format!(
-                "sparse file of {} bytes is larger than {SPARSE_SIZE_MAX} bytes",
-                e.size
-            )));
-        }
-        let plan = plan_sparse(segs, e.size);
-        let chunk = BLOCK_SIZE << plan.chunkbits;
-        if self.next_blk + plan.stored_blocks >= MAX_BLOCKS {
-            return Err(too_big());
-        }
-        let data: u64 = segs.iter().map(|s| s.1).sum();
-        let zeros = plan.zeros(data);
-        if self.sparse_zeros + zeros > self.sparse_data + data + SPARSE_ZEROS_MAX {
-            return Err(too_large(format!(
-                "sparse files would store {} bytes of zeros beside {} bytes of data (at most {SPARSE_ZEROS_MAX} more zeros than data)",
-                self.sparse_zeros + zeros,
-                self.sparse_data + data
-            )));
-        }
-        self.room_for(alloc_cost((2 * plan.mapped.len() + 1) * std::mem::size_of::<ChunkRun>()))?;
-        (self.sparse_data, self.sparse_zeros) = (self.sparse_data + data, self.sparse_zeros + zeros);
-        let mut runs = Vec::with_capacity(2 * plan.mapped.len() + 1);
-        let mut next_chunk = 0u64;
-        let mut seg = segs.iter().peekable();
-        for &(first, count) in &plan.mapped {
-            if first > next_chunk {
-                runs.push(ChunkRun {
-                    count: first - next_chunk,
-                    blkaddr: None,
-                });
-            }
-            runs.push(ChunkRun {
-                count,
-                blkaddr: Some(self.next_blk),
-            });
-            let start = first * chunk;
-            let end = ((first + count) * chunk).min(e.size);
-            let mut p = start;
-            while let Some(&&(off, len)) = seg.peek() {
-                if off >= end {
-                    break;
-                }
-                self.zeros(off - p)?;
-                self.copy(tar, len)?;
-                p = off + len;
-                seg.next();
-            }
-            self.zeros(end - p)?;
-            self.pad_to_block(end - start)?;
-            self.next_blk += (end - start).div_ceil(BLOCK_SIZE);
-            debug_assert_eq!(self.pos, self.next_blk * BLOCK_SIZE);
-            next_chunk = first + count;
-        }
-        let total = e.size.div_ceil(chunk);
-        if total > next_chunk {
-            runs.push(ChunkRun {
-                count: total - next_chunk,
-                blkaddr: None,
-            });
-        }
-        if let (
-            [(0, n)],
-            [ChunkRun {
-                blkaddr: Some(blkaddr), ..
-            }],
-        ) = (&plan.mapped[..], &runs[..])
-        {
-            if *n == total {
-                // Nothing to leave out: an ordinary contiguous file.
-                return Ok(FileData::Flat { blkaddr: *blkaddr });
-            }
-        }
-        Ok(FileData::Chunked {
-            chunkbits: plan.chunkbits,
-            device_id: None,
-            runs: runs.into(),
-        })
-    }
-
-    fn copy<R: Read>(&mut self, tar: &mut TarReader<'_, R>, mut n: u64) -> Result<(), Error> {
-        self.data_bytes += n;
-        while n > 0 {
-            let k = (self.buf.len() as u64).min(n) as usize;
-            let got = tar.read_data(&mut self.buf[..k], self.pos)?;
-            if got == 0 {
-                return Err(Error::InvalidTar {
-                    offset: 0,
-                    message: "entry data ends early".into(),
-                });
-            }
-            self.out.write_all(&self.buf[..got])?;
-            self.pos += got as u64;
-            n -= got as u64;
-        }
-        Ok(())
-    }
-
-    fn zeros(&mut self, mut n: u64) -> Result<(), Error> {
-        static ZEROS: [u8; 65536] = [0; 65536];
-        while n > 0 {
-            let k = n.min(ZEROS.len() as u64) as usize;
-            self.out.write_all(&ZEROS[..k])?;
-            self.pos += k as u64;
-            n -= k as u64;
-        }
-        Ok(())
-    }
-
-    fn pad_to_block(&mut self, written: u64) -> Result<(), Error> {
-        self.zeros(written.next_multiple_of(BLOCK_SIZE) - written)
     }
 }
 

@@ -4,17 +4,24 @@
 //! use it to check images.
 //!
 //! The metadata area (from `meta_blkaddr` to the end of the file, where
-//! this crate puts inodes and directory blocks) is read into memory once;
-//! every offset read from the image is bounds-checked, so a corrupt image
-//! yields [`Error::InvalidImage`], never a panic.
+//! this crate puts fsmeta's and old layers' inodes and directory blocks)
+//! is read into memory once. A layer whose nids count from byte 0 has its
+//! records spread among the file data, so it is read through a few
+//! recently used windows instead, which keeps memory bounded whatever
+//! the layer's size. Every offset read from the image is bounds-checked,
+//! so a corrupt image yields [`Error::InvalidImage`], never a panic.
+
+mod windows;
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use crate::format::*;
 use crate::{xattr, Error, Xattrs, BLOCK_SIZE};
+use windows::Windows;
 
 /// Metadata areas larger than this are read on demand instead of at open.
 const PRELOAD_MAX: u64 = 1 << 30;
@@ -121,6 +128,15 @@ pub enum FileMap {
         /// One entry per chunk.
         chunks: Vec<Option<ChunkAddr>>,
     },
+    /// `size / BLOCK_SIZE` contiguous blocks from `blkaddr` on the image
+    /// (none for a file under a block: a packed file), then the last
+    /// partial block, stored after the inode: its bytes.
+    Tail {
+        /// First block (meaningless without blocks).
+        blkaddr: u64,
+        /// The bytes after the last whole block.
+        tail: Vec<u8>,
+    },
 }
 
 /// An opened image.
@@ -129,6 +145,7 @@ pub struct Image {
     file_len: u64,
     meta_start: u64,
     meta: Vec<u8>,
+    windows: RefCell<Windows>,
     sb: Superblock,
     devices: Vec<Device>,
 }
@@ -172,6 +189,7 @@ impl Image {
             file_len,
             meta_start: 0,
             meta: Vec::new(),
+            windows: RefCell::default(),
             sb,
             devices: Vec::new(),
         };
@@ -188,7 +206,7 @@ impl Image {
             }
         }
         let meta_start = u64::from(image.sb.meta_blkaddr) * BLOCK_SIZE;
-        if meta_start < file_len && file_len - meta_start <= PRELOAD_MAX {
+        if meta_start >= BLOCK_SIZE && meta_start < file_len && file_len - meta_start <= PRELOAD_MAX {
             let mut meta = vec![0u8; (file_len - meta_start) as usize];
             let mut f = &image.file;
             f.seek(SeekFrom::Start(meta_start))?;
@@ -227,11 +245,41 @@ impl Image {
             let s = (off - self.meta_start) as usize;
             return Ok(Cow::Borrowed(&self.meta[s..s + len]));
         }
+        if let Some(bytes) = self.windows.borrow_mut().read(&self.file, self.file_len, off, len)? {
+            return Ok(Cow::Owned(bytes));
+        }
         let mut buf = vec![0u8; len];
         let mut f = &self.file;
         f.seek(SeekFrom::Start(off))?;
         f.read_exact(&mut buf)?;
         Ok(Cow::Owned(buf))
+    }
+
+    /// Where an inode's record is, in bytes from the start of the image.
+    pub fn record_pos(&self, inode: &Inode) -> Result<u64, Error> {
+        self.iloc(inode.nid)
+    }
+
+    /// Whether an inode's record holds all it has, so it can be read at
+    /// any position: no data blocks, no chunk table, no shared xattrs
+    /// (those are found through the superblock). fsmeta points at such
+    /// a record instead of copying it.
+    pub fn self_contained(&self, inode: &Inode) -> Result<bool, Error> {
+        let at = self.iloc(inode.nid)?;
+        let data_at = at + inode.inode_size + inode.xattr_size;
+        let no_blocks = match inode.layout {
+            LAYOUT_FLAT_INLINE => inode.size < BLOCK_SIZE && data_at % BLOCK_SIZE + inode.size <= BLOCK_SIZE,
+            LAYOUT_FLAT_PLAIN => inode.size == 0,
+            _ => false,
+        };
+        if !no_blocks || inode.is_dir() {
+            return Ok(false);
+        }
+        if inode.xattr_size == 0 {
+            return Ok(true);
+        }
+        let body = self.bytes(at + inode.inode_size, inode.xattr_size as usize)?;
+        Ok(body.get(4) == Some(&0))
     }
 
     fn iloc(&self, nid: u64) -> Result<u64, Error> {
@@ -417,7 +465,17 @@ impl Image {
                     .collect();
                 Ok(FileMap::Chunked { chunkbits, chunks })
             }
-            _ => Err(invalid(format!("nid {}: tail-packed regular files are not supported", inode.nid))),
+            _ => {
+                let len = inode.size % BLOCK_SIZE;
+                let at = self.iloc(inode.nid)? + inode.inode_size + inode.xattr_size;
+                if at % BLOCK_SIZE + len > BLOCK_SIZE {
+                    return Err(invalid(format!("nid {}: inline data crosses a block boundary", inode.nid)));
+                }
+                Ok(FileMap::Tail {
+                    blkaddr: u64::from(inode.i_u),
+                    tail: self.bytes(at, len as usize)?.into_owned(),
+                })
+            }
         }
     }
 
