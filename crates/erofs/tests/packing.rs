@@ -174,3 +174,42 @@ fn a_root_whose_xattrs_outgrow_its_block_shares_them() {
     );
     assert_eq!(fs::read(mnt.dir.join("f")).unwrap(), b"x");
 }
+
+#[test]
+fn layers_written_before_packing_merge_with_packed_ones() {
+    // A layer image written before small files were packed (a fuzz seed):
+    // metadata after the data, every file's data in blocks of its own.
+    let t = tempfile::tempdir().unwrap();
+    let old = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/erofs_reader/layer-xattrs.erofs");
+    assert!(Image::open(&old).unwrap().meta_blkaddr() > 0, "the seed predates packing");
+    let new = t.path().join("new.erofs");
+    build_layer_bytes(&ustar(&[Member::file("new-small", b"packed above an old layer")]), &new).unwrap();
+    let layers = vec![old.clone(), new.clone()];
+    let tags = [[b'a'; 64], [b'b'; 64]];
+    let inputs: Vec<erofs::FsmetaLayer> = layers
+        .iter()
+        .zip(&tags)
+        .map(|(path, tag)| erofs::FsmetaLayer { path, tag })
+        .collect();
+    let fsmeta = t.path().join("fsmeta.erofs");
+    erofs::build_fsmeta(&inputs, &fs::File::create(&fsmeta).unwrap()).unwrap();
+    let disk = root_disk(&fsmeta, &layers, &t.path().join("disk"));
+
+    let (below, merged) = (t.path().join("below"), t.path().join("merged"));
+    fsck_extract(&old, &[], &below);
+    fsck_extract(&disk, &layers, &merged);
+    let expected = snapshot(&below);
+    let mut actual = snapshot(&merged);
+    let how = Compare {
+        links: false,
+        ignore_suid: true,
+    };
+    actual.remove(b"new-small".as_slice()).expect("the upper layer's file");
+    assert_same(&expected, &actual, how);
+    assert_eq!(fs::read(merged.join("new-small")).unwrap(), b"packed above an old layer");
+    let mnt = Mount::new(&disk, &t.path().join("mnt"));
+    let mut mounted = snapshot(&mnt.dir);
+    assert_eq!(fs::read(mnt.dir.join("new-small")).unwrap(), b"packed above an old layer");
+    mounted.remove(b"new-small".as_slice());
+    assert_same(&snapshot(&below), &mounted, how);
+}
