@@ -10,9 +10,11 @@
 //! the root disk, where the layer is mapped after fsmeta
 //! ([`Kind::Placed`]). The root disk is read as the one flat device the
 //! VMDK makes, as the sandbox's kernel reads it. Other regular files
-//! become chunk-based inodes whose 8-byte chunk indexes point into the
-//! layer (device id = layer index + 1); other symlinks and special files
-//! are copied.
+//! become chunk-based inodes whose chunks point at the layer's blocks on
+//! that disk (the tree names the layer, device id = layer index + 1, and
+//! the writer turns it into disk addresses), or, when the layer packed
+//! the file's tail, tail-packed inodes with the tail copied; other
+//! symlinks and special files are copied.
 //!
 //! A contiguous layer file becomes one chunk when it is at most
 //! 2^[`MAX_CHUNKBITS`] blocks (64 MiB), otherwise 64 MiB chunks; capping

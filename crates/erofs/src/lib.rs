@@ -1,11 +1,13 @@
 //! EROFS images for OCI layers.
 //!
 //! * [`build_layer`] turns one uncompressed tar stream into a "layer
-//!   image": file data block-aligned and uncompressed, metadata after it.
+//!   image": file data block-aligned and uncompressed, small files and
+//!   tails packed beside their inodes, the rest of the metadata after it.
 //! * [`build_fsmeta`] merges layer images (OCI changeset rules, overlay
-//!   whiteouts) into a metadata-only image whose regular files are
-//!   chunk-based and point into the layers through the device table, so
-//!   `fsmeta ++ layer1 ++ layer2 ...` mounts as one disk (kernel flatdev).
+//!   whiteouts) into a metadata-only image for the disk
+//!   `fsmeta ++ layer1 ++ layer2 ...` (one flat device, as the kernel
+//!   mounts it with no device options): its entries name the layers'
+//!   packed records there, and its own inodes point at their blocks.
 //! * [`write_tar`] rebuilds a layer's exact tar from its image and the
 //!   framing record [`build_layer`] wrote (see the `framing` module).
 //! * [`reader`] reads the images back.
@@ -23,10 +25,14 @@
 //!   more that several inodes have, which go once into the shared xattr
 //!   area after the directory blocks (a global pax xattr must not be
 //!   copied into every file).
-//! * Layer image: block 0 superblock, file data from block 1 (each
-//!   regular file block-aligned and uncompressed), then the metadata area
-//!   at `meta_blkaddr`: inodes (root at nid 1), then directory and large
-//!   symlink blocks. Small directory tails and symlink targets are inlined.
+//! * Layer image: block 0 superblock, block 1 the root's record, file
+//!   data from block 2 (each regular file's whole blocks block-aligned and
+//!   uncompressed; its last partial block, when it fits, in a record with
+//!   its inode packed with others into shared blocks: the `pack` module), then the
+//!   other inodes, then directory and large symlink blocks. `meta_blkaddr`
+//!   is 0, so nids are byte offsets / 32. Small directory tails and
+//!   symlink targets are inlined. Images written before packing (file
+//!   data from block 1, metadata area after it) are still read.
 //! * Sparse files: chunk-based inodes with a 4-byte block map whose hole
 //!   entries are null; the chunk size is chosen per file.
 //! * Directories created only because a deeper path needed them carry
@@ -36,9 +42,12 @@
 //! * OCI whiteouts are stored overlay-style: `.wh.x` becomes a 0/0
 //!   character device `x`, `.wh..wh..opq` sets `trusted.overlay.opaque=y`.
 //! * fsmeta: block 0 holds the superblock and the device table (one slot
-//!   per layer, `mapped_blkaddr` = where the layer starts on the
-//!   concatenated disk); regular files are chunk-based with 8-byte chunk
-//!   indexes naming device `layer index + 1`.
+//!   per layer: its tag and size, `mapped_blkaddr` 0); every address is
+//!   one on the concatenated disk: directory entries name self-contained
+//!   layer records there, regular files with blocks are chunk-based with a
+//!   4-byte block map (or tail-packed with the tail copied). fsmeta
+//!   written before packing used 8-byte chunk indexes naming device
+//!   `layer index + 1` and mapped each layer; it is still read.
 
 #![warn(missing_docs)]
 // Format code over untrusted bytes: memory safety must not depend on

@@ -31,8 +31,9 @@ impl SparsePlan {
     }
 }
 
-/// Bytes a chunk costs in the map: fsmeta turns each layer chunk into an
-/// 8-byte index, so that is the size that matters.
+/// Bytes a chunk is counted at in the map: 8, what fsmeta's chunk index
+/// took before packing (its block map entry now takes 4), so the bound
+/// stayed where it was.
 const INDEX_COST: u128 = 8;
 
 /// Most chunks a sparse file's map may have (8 MiB of fsmeta indexes):
