@@ -8,10 +8,22 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::MetadataExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use common::*;
 use erofs::reader::{FileMap, Image};
+
+/// fsmeta of `layers` (tagged by position), written to `out`.
+fn fsmeta_of(layers: &[PathBuf], out: &Path) -> PathBuf {
+    let tags: Vec<String> = (0..layers.len()).map(|i| format!("{:064x}", i + 1)).collect();
+    let inputs: Vec<erofs::FsmetaLayer> = layers
+        .iter()
+        .zip(&tags)
+        .map(|(path, tag)| erofs::FsmetaLayer { path, tag: tag.as_bytes() })
+        .collect();
+    erofs::build_fsmeta(&inputs, &fs::File::create(out).unwrap()).unwrap();
+    out.to_path_buf()
+}
 
 #[test]
 fn small_files_share_blocks_and_tails_sit_beside_their_inodes() {
@@ -111,14 +123,7 @@ fn fsmeta_names_packed_records_and_copies_only_what_it_must() {
         build_layer_bytes(tar, &img).unwrap();
         layers.push(img);
     }
-    let tags = [[b'a'; 64], [b'b'; 64]];
-    let inputs: Vec<erofs::FsmetaLayer> = layers
-        .iter()
-        .zip(&tags)
-        .map(|(path, tag)| erofs::FsmetaLayer { path, tag })
-        .collect();
-    let fsmeta = t.path().join("fsmeta.erofs");
-    erofs::build_fsmeta(&inputs, &fs::File::create(&fsmeta).unwrap()).unwrap();
+    let fsmeta = fsmeta_of(&layers, &t.path().join("fsmeta.erofs"));
     let fsmeta_len = fs::metadata(&fsmeta).unwrap().len();
 
     // `small` and `top` are named where their layer records are on the
@@ -185,14 +190,7 @@ fn layers_written_before_packing_merge_with_packed_ones() {
     let new = t.path().join("new.erofs");
     build_layer_bytes(&ustar(&[Member::file("new-small", b"packed above an old layer")]), &new).unwrap();
     let layers = vec![old.clone(), new.clone()];
-    let tags = [[b'a'; 64], [b'b'; 64]];
-    let inputs: Vec<erofs::FsmetaLayer> = layers
-        .iter()
-        .zip(&tags)
-        .map(|(path, tag)| erofs::FsmetaLayer { path, tag })
-        .collect();
-    let fsmeta = t.path().join("fsmeta.erofs");
-    erofs::build_fsmeta(&inputs, &fs::File::create(&fsmeta).unwrap()).unwrap();
+    let fsmeta = fsmeta_of(&layers, &t.path().join("fsmeta.erofs"));
     let disk = root_disk(&fsmeta, &layers, &t.path().join("disk"));
 
     let (below, merged) = (t.path().join("below"), t.path().join("merged"));
