@@ -4,16 +4,21 @@
 //!
 //! A layer image's bytes are file data, zero padding and metadata. File
 //! data is already covered by the layer's diff_id (the framing rebuilds the
-//! exact tar from the image), and padding is checked to be zero, so the
-//! seal covers only what neither reaches: the superblock block and the
-//! metadata area. That is a small read of a file just written (still in the
-//! page cache), where hashing the whole image while converting would cost
-//! as much as hashing the tar a second time. fsmeta and VMDK files are
+//! exact tar from the image), so the seal covers what that does not reach:
+//! the superblock block and the metadata area of a layer written before
+//! packing (whose padding a full check reads to be zero), and everything
+//! but file data (padding and packed records included) of a packed one.
+//! That is a small read of a file just written (still in the page cache),
+//! where hashing the whole image while converting would cost as much as
+//! hashing the tar a second time. fsmeta and VMDK files are
 //! small: their seal is the sha256 of the whole file.
 
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
+
+use erofs::reader::{FileMap, Image};
 
 use oci::digest::HashingWriter;
 use oci::Digest;
@@ -22,29 +27,77 @@ use crate::error::{Error, Result};
 use crate::index::write::DiskSeals;
 use crate::store::Store;
 
-/// Where a layer image's metadata area starts (bytes), from its superblock.
-pub fn layer_meta_start(path: &Path) -> Result<u64> {
-    let image = erofs::reader::Image::open(path).map_err(|e| unreadable(path, e))?;
-    Ok(image.meta_blkaddr() * erofs::BLOCK_SIZE)
-}
-
-/// The seal of a layer image: sha256 of its first block (the superblock)
-/// followed by its metadata area, up to the end of the file.
+/// The seal of a layer image, read from disk.
 pub fn layer(path: &Path) -> Result<Digest> {
-    let meta_start = layer_meta_start(path)?;
+    let image = erofs::reader::Image::open(path).map_err(|e| unreadable(path, e))?;
     let file = File::open(path).map_err(Error::cache(path))?;
-    layer_of(&file, meta_start).map_err(Error::cache(path))
+    layer_of(&file, &image).map_err(|e| unreadable(path, e))
 }
 
-/// [`layer`] of an image already open, whose metadata area starts at
-/// `meta_start`: a full check has the file open to rebuild its tar.
-pub fn layer_of(mut file: &File, meta_start: u64) -> io::Result<Digest> {
+/// [`layer`] of an image already open: a full check has the file open to
+/// rebuild its tar. A layer written before packing (its metadata area
+/// after its data): its first block, then its metadata area to the end.
+/// A packed layer (`meta_blkaddr` 0, records among the data): every byte
+/// but its regular files' data ([`data_extents`]), in order.
+pub fn layer_of(mut file: &File, image: &Image) -> std::result::Result<Digest, erofs::Error> {
     let mut out = HashingWriter::new(io::sink());
-    file.seek(SeekFrom::Start(0))?;
-    io::copy(&mut file.take(erofs::BLOCK_SIZE.min(meta_start)), &mut out)?;
-    file.seek(SeekFrom::Start(meta_start))?;
-    io::copy(&mut file, &mut out)?;
+    let meta_start = image.meta_blkaddr() * erofs::BLOCK_SIZE;
+    if meta_start > 0 {
+        file.seek(SeekFrom::Start(0))?;
+        io::copy(&mut file.take(erofs::BLOCK_SIZE.min(meta_start)), &mut out)?;
+        file.seek(SeekFrom::Start(meta_start))?;
+        io::copy(&mut file, &mut out)?;
+        return Ok(out.finish().0);
+    }
+    let mut extents = data_extents(image)?;
+    extents.sort_unstable();
+    let mut cursor = 0;
+    for (start, len) in extents.into_iter().chain([(image.file_len(), 0)]) {
+        if start > cursor {
+            file.seek(SeekFrom::Start(cursor))?;
+            io::copy(&mut file.take(start - cursor), &mut out)?;
+        }
+        cursor = cursor.max(start + len);
+    }
     Ok(out.finish().0)
+}
+
+/// (offset, length) of every stored run of regular-file data in a layer
+/// image: what its diff_id covers through the framing.
+pub fn data_extents(image: &Image) -> std::result::Result<Vec<(u64, u64)>, erofs::Error> {
+    let mut extents = Vec::new();
+    let mut seen = HashSet::new();
+    let mut dirs = vec![image.root_nid()];
+    while let Some(nid) = dirs.pop() {
+        let dir = image.inode(nid)?;
+        for entry in image.read_dir(&dir)? {
+            if !seen.insert(entry.nid) {
+                continue;
+            }
+            let inode = image.inode(entry.nid)?;
+            if inode.is_dir() {
+                dirs.push(entry.nid);
+            } else if inode.is_regular() {
+                match image.file_map(&inode)? {
+                    FileMap::Tail { blkaddr, tail } => {
+                        if inode.size >= erofs::BLOCK_SIZE {
+                            extents.push((blkaddr * erofs::BLOCK_SIZE, inode.size - tail.len() as u64));
+                        }
+                    }
+                    FileMap::Contiguous { blkaddr } => extents.push((blkaddr * erofs::BLOCK_SIZE, inode.size)),
+                    FileMap::Chunked { chunkbits, chunks } => {
+                        let chunk = erofs::BLOCK_SIZE << chunkbits;
+                        for (i, addr) in chunks.iter().enumerate() {
+                            let Some(addr) = addr.filter(|a| a.device_id == 0) else { continue };
+                            let len = chunk.min(inode.size - i as u64 * chunk);
+                            extents.push((addr.blkaddr * erofs::BLOCK_SIZE, len));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Ok(extents)
 }
 
 /// The seal of a whole file (fsmeta, VMDK), and its size.

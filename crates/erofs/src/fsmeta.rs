@@ -43,6 +43,8 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
     }
     let mut tree = Tree::default();
     let mut xattrs = Interner::default();
+    // Open until fsmeta is written: copied tails are read from them then.
+    let files = layers.iter().map(|l| File::open(l.path)).collect::<Result<Vec<_>, _>>()?;
     let mut devices = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
         if layer.tag.len() > 64 {
@@ -64,6 +66,7 @@ pub(crate) fn build(layers: &[FsmetaLayer<'_>], out: &File) -> Result<FsmetaSumm
         devices.push(DeviceSpec {
             tag: layer.tag,
             blocks: img.blocks(),
+            file: &files[i],
         });
         let root = img.inode(img.root_nid())?;
         let mut m = Merge {
@@ -224,7 +227,8 @@ impl Merge<'_> {
                 Ok(FileData::Tail {
                     device_id: self.device_id,
                     blkaddr,
-                    tail: tail.into(),
+                    tail_at: self.img.tail_pos(i)?,
+                    tail_len: tail.len() as u16,
                 })
             }
             FileMap::Contiguous { blkaddr } => {

@@ -85,6 +85,29 @@ impl<'a> Sequential<'a> {
     }
 }
 
+/// Fills `buf` from `pos` without using the file's cursor.
+#[cfg(unix)]
+pub fn read_exact_at(file: &File, buf: &mut [u8], pos: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, pos)
+}
+
+/// Fills `buf` from `pos` (moving the cursor, as [`write_all_at`] does).
+#[cfg(windows)]
+pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut pos: u64) -> std::io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !buf.is_empty() {
+        match file.seek_read(buf, pos)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => {
+                let rest = buf;
+                buf = &mut rest[n..];
+                pos += n as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes all of `buf` at `pos` without using the file's cursor.
 #[cfg(unix)]
 pub fn write_all_at(file: &File, buf: &[u8], pos: u64) -> std::io::Result<()> {

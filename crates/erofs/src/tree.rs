@@ -38,8 +38,15 @@ pub enum FileData {
     /// `device_id`, then the last partial block stored after the inode:
     /// how fsmeta gives a layer file whose tail the layer packed (or a
     /// small packed file it cannot point at, with no blocks) its own
-    /// inode, copying only the tail.
-    Tail { device_id: u16, blkaddr: u64, tail: Box<[u8]> },
+    /// inode, copying only the tail, which is read from the device when
+    /// the inode is written (held, fsmeta's memory would follow bytes).
+    Tail {
+        device_id: u16,
+        blkaddr: u64,
+        /// Where the tail is on the device, and its length.
+        tail_at: u64,
+        tail_len: u16,
+    },
     /// Chunks of `BLOCK_SIZE << chunkbits` bytes; see [`ChunkRun`].
     Chunked {
         chunkbits: u8,
@@ -178,10 +185,6 @@ impl Tree {
                     data: FileData::Chunked { runs, .. },
                     ..
                 } => alloc_cost(std::mem::size_of_val(&**runs)),
-                Kind::File {
-                    data: FileData::Tail { tail, .. },
-                    ..
-                } => alloc_cost(tail.len()),
                 _ => 0,
             };
         self.inodes.push(inode);

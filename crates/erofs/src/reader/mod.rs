@@ -255,6 +255,12 @@ impl Image {
         Ok(Cow::Owned(buf))
     }
 
+    /// Where the bytes stored after an inode (and its xattrs) start: a
+    /// tail-packed file's tail.
+    pub fn tail_pos(&self, inode: &Inode) -> Result<u64, Error> {
+        Ok(self.iloc(inode.nid)? + inode.inode_size + inode.xattr_size)
+    }
+
     /// Where an inode's record is, in bytes from the start of the image.
     pub fn record_pos(&self, inode: &Inode) -> Result<u64, Error> {
         self.iloc(inode.nid)

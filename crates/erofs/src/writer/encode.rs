@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::{Seek, SeekFrom, Write};
 
 use super::*;
-use crate::sequential::{write_all_at, Sequential};
+use crate::sequential::{read_exact_at, write_all_at, Sequential};
 use crate::tree::ChunkRun;
 
 /// Where the metadata area goes, as [`write_image`] laid it out.
@@ -33,7 +33,15 @@ pub(super) struct Layout {
 /// shared xattr area. Both only
 /// move forward, so each is streamed through a [`Sequential`] writer
 /// and only one record and one directory are in memory at a time.
-pub(super) fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], seq: &[u32], layout: &Layout, out: &File) -> Result<(), Error> {
+pub(super) fn encode_metadata(
+    tree: &Tree,
+    order: &Order,
+    plans: &[Plan],
+    seq: &[u32],
+    layout: &Layout,
+    devices: &[DeviceSpec<'_>],
+    out: &File,
+) -> Result<(), Error> {
     let base = layout.base;
     let blocks_start = layout.records_end.next_multiple_of(BLOCK_SIZE);
     let mut records = Sequential::new(out, layout.first);
@@ -62,10 +70,22 @@ pub(super) fn encode_metadata(tree: &Tree, order: &Order, plans: &[Plan], seq: &
             }
             Kind::Symlink(target) => encode_flat_data(&mut blocks, &mut record, p, target)?,
             Kind::File {
-                data: FileData::Tail { device_id, blkaddr, tail },
+                data:
+                    FileData::Tail {
+                        device_id,
+                        blkaddr,
+                        tail_at,
+                        tail_len,
+                    },
                 size,
             } => {
-                record.extend_from_slice(tail);
+                let device = usize::from(*device_id).checked_sub(1).and_then(|d| devices.get(d));
+                let device = device.ok_or_else(|| Error::InvalidImage {
+                    message: format!("a tail is on device {device_id}, which the image does not have"),
+                })?;
+                let at = record.len();
+                record.resize(at + usize::from(*tail_len), 0);
+                read_exact_at(device.file, &mut record[at..], *tail_at)?;
                 if *size >= BLOCK_SIZE {
                     to_u32(device_start(*device_id, &layout.mapped)? + blkaddr, "block address")?
                 } else {

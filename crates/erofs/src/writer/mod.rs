@@ -78,6 +78,8 @@ const PLACED: u16 = u16::MAX;
 pub struct DeviceSpec<'a> {
     pub tag: &'a [u8],
     pub blocks: u64,
+    /// The device's image, which copied tails are read from.
+    pub file: &'a File,
 }
 
 /// What [`write_image`] produced.
@@ -170,7 +172,7 @@ pub fn write_image(tree: &Tree, out: &File, data_end: u64, devices: &[DeviceSpec
         markers,
         area,
     };
-    encode_metadata(tree, &order, &plans, &seq, &layout, out)?;
+    encode_metadata(tree, &order, &plans, &seq, &layout, devices, out)?;
     let sb = Superblock {
         checksum: 0,
         feature_compat: COMPAT_SB_CHKSUM,
@@ -292,11 +294,12 @@ fn plan(tree: &Tree, id: InodeId, nlink: u32, markers: bool, area: &SharedArea) 
                     let chunks: u64 = runs.iter().map(|r| r.count).sum();
                     extra = head.next_multiple_of(CHUNK_ENTRY) - head + CHUNK_ENTRY * chunks as usize;
                 }
-                FileData::Tail { tail, .. } => {
-                    if head + tail.len() > BLOCK {
+                FileData::Tail { tail_len, .. } => {
+                    let tail = usize::from(*tail_len);
+                    if head + tail > BLOCK {
                         return Err(too_large("a file's tail and xattrs do not fit one block beside its inode"));
                     }
-                    (layout, extra) = (LAYOUT_FLAT_INLINE, tail.len());
+                    (layout, extra) = (LAYOUT_FLAT_INLINE, tail);
                 }
                 FileData::Flat { .. } => {}
             }
