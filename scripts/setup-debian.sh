@@ -39,7 +39,7 @@ $sudo apt-get install -y -q --no-install-recommends "${build_tools[@]}" \
   pigz libdeflate-tools zstd apache2-utils openssl attr ca-certificates \
   gcc-aarch64-linux-gnu libc6-dev-arm64-cross tmux \
   gcc-mingw-w64-x86-64 wine wine64 llvm \
-  golang-docker-credential-helpers pass gnupg
+  golang-docker-credential-helpers pass gnupg e2fsprogs
 python3 -m pip --version >/dev/null 2>&1 || $sudo apt-get install -y -q --no-install-recommends python3-pip
 $sudo apt-get install -y -q --no-install-recommends -t bookworm-backports \
   qemu-system-x86 qemu-user qemu-utils linux-image-amd64

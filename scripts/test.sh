@@ -6,7 +6,7 @@
 # Installs missing Debian tools and the pinned cross tools first when it can.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tools=(nasm autoreconf libtoolize skopeo umoci fsck.erofs dump.erofs mkfs.erofs docker-registry qemu-img qemu-system-x86_64 busybox pigz libdeflate-gunzip zstd htpasswd openssl aarch64-linux-gnu-gcc qemu-aarch64 tmux x86_64-w64-mingw32-gcc-win32 wine wineboot llvm-objdump python3 docker-credential-pass pass gpg)
+tools=(nasm autoreconf libtoolize skopeo umoci fsck.erofs dump.erofs mkfs.erofs docker-registry qemu-img qemu-system-x86_64 busybox pigz libdeflate-gunzip zstd htpasswd openssl aarch64-linux-gnu-gcc qemu-aarch64 tmux x86_64-w64-mingw32-gcc-win32 wine wineboot llvm-objdump python3 docker-credential-pass pass gpg mkfs.ext4 e2fsck debugfs)
 missing=()
 for tool in "${tools[@]}"; do command -v "$tool" >/dev/null || missing+=("$tool"); done
 if ! compgen -G "/boot/vmlinuz-6.12*" >/dev/null; then missing+=("linux-image-amd64 (6.12, bookworm-backports)"); fi

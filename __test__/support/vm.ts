@@ -19,6 +19,11 @@
  * `VMH-BEGIN <section>` / `VMH-END <section> <bytes>` markers, terminated by
  * `VMH-STATUS ok|fail <reason>`, so kernel messages cannot corrupt it.
  *
+ * Other harnesses (./powerloss) reuse the parts: `ensureInitramfs(extras)`
+ * builds a variant of the image with more modules and files (a /harness.sh
+ * that init.sh runs instead of the manifest), and `spawnVm` starts qemu on
+ * it with their own drive and kernel command line.
+ *
  * Environment overrides: VM_HARNESS_KERNEL (path to vmlinuz),
  * VM_HARNESS_MODULES_DIR (/lib/modules/<rel>), VM_HARNESS_BUSYBOX (static
  * busybox), VM_HARNESS_CACHE (initramfs cache dir, default
@@ -125,9 +130,9 @@ function isStaticElf(p: string): boolean {
   return true
 }
 
-function checkPrereqs(): Prereqs {
+function checkPrereqs(extraModules: readonly string[] = []): Prereqs {
   const problems: string[] = []
-  const needModules = ['erofs', 'virtio_blk']
+  const needModules = ['erofs', 'virtio_blk', ...extraModules]
 
   // Kernel + matching modules directory.
   let kernel = process.env.VM_HARNESS_KERNEL
@@ -191,9 +196,9 @@ function checkPrereqs(): Prereqs {
   return { kernel: kernel!, modulesDir: modulesDir!, qemu: qemu!, busybox }
 }
 
-/** Throws with an actionable message if the kernel, modules, qemu-system-x86_64 or busybox are missing. */
-export function vmPrerequisites(): { kernel: string; modulesDir: string } {
-  const { kernel, modulesDir } = checkPrereqs()
+/** Throws with an actionable message if the kernel, modules (and `extraModules`), qemu-system-x86_64 or busybox are missing. */
+export function vmPrerequisites(extraModules: readonly string[] = []): { kernel: string; modulesDir: string } {
+  const { kernel, modulesDir } = checkPrereqs(extraModules)
   return { kernel, modulesDir }
 }
 
@@ -204,31 +209,45 @@ function cacheDir(): string {
   return process.env.VM_HARNESS_CACHE ?? path.join(os.tmpdir(), 'microsandbox-vm-harness')
 }
 
-/** Path of the cached initramfs for this kernel, building it when missing. */
-export async function ensureInitramfs(): Promise<string> {
-  const p = checkPrereqs()
+/** What a harness adds to the initramfs (build-initramfs.sh's VM_EXTRA_MODULES and VM_EXTRA_FILES). */
+export interface InitramfsExtras {
+  /** Names the variant in the cache, so variants do not evict each other. */
+  variant: string
+  /** More kernel modules, loaded with their dependencies. */
+  modules: string[]
+  /** Host files and where they go in the image (with the shared libraries they need). */
+  files: Array<{ from: string; to: string }>
+}
+
+/** Path of the cached initramfs for this kernel (with `extras`, that variant of it), building it when missing. */
+export async function ensureInitramfs(extras?: InitramfsExtras): Promise<string> {
+  const p = checkPrereqs(extras?.modules)
   const release = path.basename(p.modulesDir)
   const bb = fs.statSync(p.busybox)
-  const key = createHash('sha256')
+  const hash = createHash('sha256')
     .update(fs.readFileSync(BUILD_SCRIPT))
     .update('\0')
     .update(fs.readFileSync(INIT_SCRIPT))
     .update('\0')
     .update(`${release}\0${p.modulesDir}\0${fs.statSync(path.join(p.modulesDir, 'modules.dep')).mtimeMs}\0`)
     .update(`${p.busybox}\0${bb.size}\0${bb.mtimeMs}`)
-    .digest('hex')
-    .slice(0, 16)
+  if (extras) {
+    hash.update(`\0${extras.modules.join(' ')}`)
+    for (const f of extras.files) hash.update(`\0${f.to}\0`).update(fs.readFileSync(f.from))
+  }
+  const key = hash.digest('hex').slice(0, 16)
   const dir = cacheDir()
   await fsp.mkdir(dir, { recursive: true })
-  const out = path.join(dir, `initramfs-${release}-${key}.cpio.gz`)
+  const name = extras ? `${release}-${extras.variant}` : release
+  const out = path.join(dir, `initramfs-${name}-${key}.cpio.gz`)
   if (fs.existsSync(out)) return out
   // The script writes to a temp file and renames it, so concurrent builds are safe.
-  await run('bash', [BUILD_SCRIPT, p.modulesDir, out, p.busybox])
-  // Drop initramfs images of older harness versions for this kernel.
+  const env = extras && { ...process.env, VM_EXTRA_MODULES: extras.modules.join(' '), VM_EXTRA_FILES: extras.files.map((f) => `${f.from} ${f.to}`).join('\n') }
+  await run('bash', [BUILD_SCRIPT, p.modulesDir, out, p.busybox], { env })
+  // Drop initramfs images of older harness versions for this kernel (and variant).
+  const older = new RegExp(`^initramfs-${name.replace(/[.+]/g, '\\$&')}-[0-9a-f]{16}\\.cpio\\.gz$`)
   for (const f of await fsp.readdir(dir)) {
-    if (f.startsWith(`initramfs-${release}-`) && f.endsWith('.cpio.gz') && f !== path.basename(out)) {
-      await fsp.rm(path.join(dir, f), { force: true })
-    }
+    if (older.test(f) && f !== path.basename(out)) await fsp.rm(path.join(dir, f), { force: true })
   }
   return out
 }
@@ -249,13 +268,15 @@ function trackChild(child: ChildProcess): void {
   }
 }
 
-function tail(text: string, lines = CONSOLE_TAIL_LINES): string {
+/** The last `lines` lines of a console log. */
+export function tail(text: string, lines = CONSOLE_TAIL_LINES): string {
   const all = text.replace(/\r/g, '').split('\n')
   while (all.length && all[all.length - 1] === '') all.pop()
   return all.slice(-lines).join('\n')
 }
 
-function qemuDriveFile(p: string): string {
+/** A path as a qemu `-drive file=` value. */
+export function qemuDriveFile(p: string): string {
   return p.replace(/,/g, ',,') // qemu option syntax escapes ',' by doubling it
 }
 
@@ -292,12 +313,65 @@ async function qemuCompatibleVmdk(descriptor: string, tmp: string): Promise<stri
   return copy
 }
 
+/** How `spawnVm` starts a VM. */
+export interface VmSpec {
+  kernel: string
+  initramfs: string
+  /** The virtio disk, as a qemu `-drive` value. */
+  drive: string
+  /** Where the kernel console (ttyS0) and the data channel (ttyS1) go. */
+  consolePath: string
+  dataPath: string
+  /** Appended to the kernel command line. */
+  append?: string
+}
+
+/**
+ * Starts qemu (TCG, 512 MiB, one CPU, no network) on `spec`; stdout and
+ * stderr are pipes. qemu dies with this process (exit hook, and
+ * `setpriv --pdeathsig` where available); the caller bounds its run.
+ */
+export function spawnVm(spec: VmSpec): ChildProcess {
+  const qemuArgs = [
+    '-accel', 'tcg',
+    '-m', '512M',
+    '-smp', '1',
+    '-nodefaults', '-no-user-config',
+    // Like -nographic, but both UARTs go to files instead of stdio and there is no monitor.
+    '-display', 'none', '-monitor', 'none',
+    '-no-reboot',
+    '-nic', 'none',
+    '-kernel', spec.kernel,
+    '-initrd', spec.initramfs,
+    '-append', `console=ttyS0 panic=-1 loglevel=4${spec.append ? ` ${spec.append}` : ''}`,
+    '-serial', `file:${spec.consolePath}`,
+    '-serial', `file:${spec.dataPath}`,
+    '-drive', spec.drive,
+  ]
+  // setpriv --pdeathsig: qemu dies with us even if this process is killed without running exit hooks.
+  const setpriv = which('setpriv')
+  const qemu = which(QEMU) ?? QEMU
+  const [cmd, args] = setpriv ? [setpriv, ['--pdeathsig', 'KILL', qemu, ...qemuArgs]] : [qemu, qemuArgs]
+  const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+  trackChild(child)
+  return child
+}
+
 /**
  * Boot the kernel with `disk` (path to a .vmdk descriptor or a raw image) attached read-only, mount it as EROFS,
  * and return the manifest of the mounted tree. Rejects with a clear error (including the tail of the console log)
  * when the kernel cannot mount or the VM does not finish within timeoutMs.
  */
 export async function bootAndManifest(disk: string, opts: BootOptions = {}): Promise<ManifestEntry[]> {
+  return (await bootWithConsole(disk, opts)).manifest
+}
+
+/**
+ * `bootAndManifest`, with the kernel console beside the manifest: its
+ * `VMH: [uptime] label` lines are the guest's own clock (bench/boot-read.mjs
+ * times the kernel's read of the disk with them).
+ */
+export async function bootWithConsole(disk: string, opts: BootOptions = {}): Promise<{ manifest: ManifestEntry[]; consoleLog: string }> {
   const prereqs = checkPrereqs()
   const diskPath = path.resolve(disk)
   const st = await fsp.stat(diskPath).catch(() => undefined)
@@ -311,31 +385,14 @@ export async function bootAndManifest(disk: string, opts: BootOptions = {}): Pro
   const dataPath = path.join(tmp, 'data.log')
   try {
     const drivePath = format === 'vmdk' ? await qemuCompatibleVmdk(diskPath, tmp) : diskPath
-    const qemuArgs = [
-      '-accel', 'tcg',
-      '-m', '512M',
-      '-smp', '1',
-      '-nodefaults', '-no-user-config',
-      // Like -nographic, but both UARTs go to files instead of stdio and there is no monitor.
-      '-display', 'none', '-monitor', 'none',
-      '-no-reboot',
-      '-nic', 'none',
-      '-kernel', prereqs.kernel,
-      '-initrd', initramfs,
-      '-append', 'console=ttyS0 panic=-1 loglevel=4',
-      '-serial', `file:${consolePath}`,
-      '-serial', `file:${dataPath}`,
-      '-drive', `file=${qemuDriveFile(drivePath)},format=${format},if=virtio,readonly=on`,
-    ]
-    // setpriv --pdeathsig: qemu dies with us even if this process is killed without running exit hooks.
-    const setpriv = which('setpriv')
-    const [cmd, args] = setpriv
-      ? [setpriv, ['--pdeathsig', 'KILL', prereqs.qemu, ...qemuArgs]]
-      : [prereqs.qemu, qemuArgs]
-
     const started = Date.now()
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    trackChild(child)
+    const child = spawnVm({
+      kernel: prereqs.kernel,
+      initramfs,
+      drive: `file=${qemuDriveFile(drivePath)},format=${format},if=virtio,readonly=on`,
+      consolePath,
+      dataPath,
+    })
     let qemuOutput = ''
     child.stdout!.on('data', (d: Buffer) => (qemuOutput += d.toString()))
     child.stderr!.on('data', (d: Buffer) => (qemuOutput += d.toString()))
@@ -383,7 +440,7 @@ export async function bootAndManifest(disk: string, opts: BootOptions = {}): Pro
       throw new VmHarnessError(`guest failed: ${parsed.status.replace(/^fail /, '')}${ctx()}`, consoleLog)
     }
     try {
-      return guestManifest(parsed.sections)
+      return { manifest: guestManifest(parsed.sections), consoleLog }
     } catch (err) {
       throw new VmHarnessError(`cannot parse the guest manifest: ${(err as Error).message}${ctx()}`, consoleLog)
     }

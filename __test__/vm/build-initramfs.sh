@@ -21,6 +21,11 @@
 # The image contains: /init (init.sh next to this script), a static busybox as
 # /bin/busybox plus applet symlinks, the modules, and /dev/console. Must run as
 # root (mknod /dev/console; the kernel modules directory is world-readable).
+#
+# A harness that needs more (support/powerloss.ts: ext4 and a program) names
+# it in the environment: VM_EXTRA_MODULES, more modules resolved as above
+# (space-separated); VM_EXTRA_FILES, lines "<host path> <path in the image>",
+# each copied with the shared libraries `ldd` names for it at their paths.
 set -euo pipefail
 
 moddir=${1:?usage: build-initramfs.sh <modules-dir> <output.cpio.gz> [busybox]}
@@ -28,7 +33,7 @@ out=${2:?usage: build-initramfs.sh <modules-dir> <output.cpio.gz> [busybox]}
 busybox=${3:-/bin/busybox}
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # Modules the guest needs; everything else is derived from modules.dep.
-targets=(virtio_blk erofs)
+targets=(virtio_blk erofs ${VM_EXTRA_MODULES:-})
 
 for f in modules.dep modules.alias modules.softdep modules.builtin; do
   [ -r "$moddir/$f" ] || { echo "build-initramfs: missing $moddir/$f" >&2; exit 1; }
@@ -125,6 +130,14 @@ for applet in $("$busybox" --list); do
   [ "$applet" = busybox ] || ln -s busybox "$stage/bin/$applet"
 done
 install -m 0755 "$here/init.sh" "$stage/init"
+while read -r src dst; do
+  [ -n "$src" ] || continue
+  install -D -m 0755 "$src" "$stage$dst"
+  # "libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x...)", "/lib64/ld-linux-x86-64.so.2 (0x...)"
+  for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*' || true); do
+    [ -e "$stage$lib" ] || install -D -m 0755 "$lib" "$stage$lib"
+  done
+done <<< "${VM_EXTRA_FILES:-}"
 mknod -m 0600 "$stage/dev/console" c 5 1
 mknod -m 0666 "$stage/dev/null" c 1 3
 
