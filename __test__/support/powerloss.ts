@@ -501,7 +501,10 @@ async function checkRound(o: PowerlossOptions, round: number, c: { check: boolea
 export async function powerlossRounds(o: PowerlossOptions): Promise<PowerlossReport> {
   const started = Date.now()
   const r = rng(o.seed)
-  const ctx = { r, cutter: adaptiveCutter(r), check: (await detectFeatures()).check, recovered: [] as string[] }
+  // The disk may hold a cache already (an earlier run's): what it holds is what the first cut is measured against.
+  const recovered = readIndex(await extractCache(o.world)).refs.map((x) => x.reference)
+  await fsp.rm(o.world.root, { recursive: true, force: true })
+  const ctx = { r, cutter: adaptiveCutter(r), check: (await detectFeatures()).check, recovered }
   const report: PowerlossReport = { seed: o.seed, rounds: 0, kills: 0, between: 0, finished: 0, byOp: {}, visible: 0, debris: 0, e2fsckFixed: 0, problems: [], seconds: 0 }
   for (let round = 0; round < o.maxRounds && report.kills < o.kills; round++) {
     report.rounds++
