@@ -29,9 +29,16 @@ use crate::store::Store;
 
 /// The seal of a layer image, read from disk.
 pub fn layer(path: &Path) -> Result<Digest> {
+    let (file, image) = open_layer(path)?;
+    layer_of(&file, &image).map_err(|e| unreadable(path, e))
+}
+
+/// A layer image opened for [`layer_of`]: open before it is renamed, the
+/// seal can be taken while the rename's fsync waits on the drive.
+pub fn open_layer(path: &Path) -> Result<(File, Image)> {
     let image = erofs::reader::Image::open(path).map_err(|e| unreadable(path, e))?;
     let file = File::open(path).map_err(Error::cache(path))?;
-    layer_of(&file, &image).map_err(|e| unreadable(path, e))
+    Ok((file, image))
 }
 
 /// [`layer`] of an image already open: a full check has the file open to

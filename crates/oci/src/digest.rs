@@ -91,16 +91,6 @@ impl<R: Read> HashingReader<R> {
     pub fn finish(self) -> (Digest, u64) {
         (Digest::from_sha256(self.hasher), self.count)
     }
-
-    /// The inner reader, to adjust it between reads.
-    pub fn get_mut(&mut self) -> &mut R {
-        &mut self.inner
-    }
-
-    /// The digest and length of everything read so far, and the inner reader.
-    pub fn into_parts(self) -> (Digest, u64, R) {
-        (Digest::from_sha256(self.hasher), self.count, self.inner)
-    }
 }
 
 impl<R: Read> Read for HashingReader<R> {

@@ -2,11 +2,13 @@
 //! image, and in the index the tar framing that rebuilds its exact tar
 //! stream (so `save` reproduces the diff_id without keeping the compressed
 //! blob, as containers/storage does with tar-split). The stream is read
-//! once, on two threads: the producer reads the source and decompresses;
-//! the consumer hashes the blob as it passed the producer, hashes the tar
-//! (diff_id) and writes EROFS. Decompression is the slower half, so
-//! everything else rides on the other core. Nothing is published until both
-//! digests and the size match.
+//! once, on three threads: the producer reads the source and decompresses;
+//! the hasher hashes the blob as it passed the producer and the tar
+//! (diff_id); the consumer parses the tar and writes EROFS. Which of them
+//! is slowest depends on the layer (decompression for large files, the
+//! writer for many small ones); hashing on a stage of its own lets the
+//! scheduler give it whichever core is idle. Nothing is published until
+//! both digests and the size match.
 
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -14,7 +16,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 
-use oci::digest::{self, HashingReader, HashingWriter};
+use oci::digest::{self, HashingWriter};
 use oci::progress::{LayerStep, Progress, Sink};
 use oci::{Descriptor, Digest};
 
@@ -24,6 +26,7 @@ use crate::index::rows::LayerRow;
 use crate::index::write::LayerRecord;
 use crate::index::{read, write};
 use crate::ingest::Lease;
+use crate::parallel;
 use crate::source::BlobSource;
 use crate::store::{Artifact, SpaceWatch, TempFile};
 
@@ -96,9 +99,18 @@ pub fn materialize(
             step(LayerStep::Verified);
             store.ensure_space(framing.len() as u64, &format!("the framing of layer {diff_id}"))?;
             let erofs_size = erofs_tmp.file().metadata().map_err(Error::cache(erofs_tmp.path()))?.len();
-            erofs_tmp.publish(&erofs_path)?;
+            // The seal reads the image back from the page cache on a core
+            // of its own while the publishing fsync waits on the drive.
+            let (file, image) = crate::seal::open_layer(erofs_tmp.path())?;
+            let dest = &erofs_path;
+            let (published, seal) = std::thread::scope(|scope| {
+                let sealing = scope.spawn(move || crate::seal::layer_of(&file, &image).map_err(|e| crate::seal::unreadable(dest, e)));
+                let published = erofs_tmp.publish(&erofs_path);
+                (published, parallel::join(sealing, "sealing a layer image"))
+            });
+            published?;
             lease.published(Artifact::Layer(diff_id.clone()));
-            let seal = crate::seal::layer(&erofs_path)?;
+            let seal = seal?;
             // Lost in a power cut, the row only means converting again.
             lease
                 .index()
@@ -265,56 +277,76 @@ fn produce<R: Read>(input: R, chunks: SyncSender<Chunk>, recycle: Receiver<Vec<u
     Ok(decode_error)
 }
 
-/// The consumer's view of the stream: tar bytes to read; blob chunks are
-/// hashed as they pass.
+/// The digests and sizes the hasher measured: the blob's and the tar's.
+struct Hashed {
+    blob: (Digest, u64),
+    tar: (Digest, u64),
+}
+
+/// The middle stage: hashes every chunk as it passes and forwards the tar
+/// to the consumer for as long as it listens; what follows is only hashed,
+/// so both digests cover every byte however early the consumer stopped.
+fn hash(chunks: Receiver<Chunk>, tar_out: SyncSender<Vec<u8>>, recycle: Sender<Vec<u8>>) -> Hashed {
+    let (mut blob, mut tar) = (HashingWriter::new(io::sink()), HashingWriter::new(io::sink()));
+    let mut listening = true;
+    for chunk in chunks {
+        let spent = match chunk {
+            Chunk::Blob(bytes) => {
+                blob.write_all(&bytes).expect("hashing into a sink cannot fail");
+                bytes
+            }
+            Chunk::Tar(bytes) => {
+                tar.write_all(&bytes).expect("hashing into a sink cannot fail");
+                if !listening {
+                    bytes
+                } else if let Err(mpsc::SendError(bytes)) = tar_out.send(bytes) {
+                    listening = false;
+                    bytes
+                } else {
+                    continue;
+                }
+            }
+        };
+        let _ = recycle.send(spent);
+    }
+    let measured = |h: HashingWriter<io::Sink>| {
+        let (digest, size, _) = h.finish();
+        (digest, size)
+    };
+    Hashed {
+        blob: measured(blob),
+        tar: measured(tar),
+    }
+}
+
+/// The consumer's view of the stream: the tar bytes the hasher forwards.
 struct Stream<'a> {
-    chunks: Receiver<Chunk>,
+    chunks: Receiver<Vec<u8>>,
     recycle: Sender<Vec<u8>>,
     current: Vec<u8>,
     pos: usize,
-    blob: HashingWriter<io::Sink>,
     /// The image being written, whose writeback starts as the stream goes.
     output: &'a File,
     since_writeback: u64,
     /// The free space, watched while the image grows with the tar.
-    space: Option<SpaceWatch>,
+    space: SpaceWatch,
 }
 
 impl Stream<'_> {
-    /// Handles one chunk; false when the stream is over. Fails when the
-    /// image, which grows with the tar, would not fit on the disk.
+    /// Takes the next tar chunk; false when the stream is over. Fails when
+    /// the image, which grows with the tar, would not fit on the disk.
     fn next_chunk(&mut self) -> io::Result<bool> {
         if self.since_writeback >= WRITEBACK_EVERY {
             crate::os::start_writeback(self.output);
             self.since_writeback = 0;
         }
-        match self.chunks.recv() {
-            Ok(Chunk::Tar(chunk)) => {
-                self.since_writeback += chunk.len() as u64;
-                if let Some(space) = &mut self.space {
-                    space.wrote(chunk.len() as u64)?;
-                }
-                let old = std::mem::replace(&mut self.current, chunk);
-                let _ = self.recycle.send(old);
-                self.pos = 0;
-                Ok(true)
-            }
-            Ok(Chunk::Blob(chunk)) => {
-                self.blob.write_all(&chunk).expect("hashing into a sink cannot fail");
-                let _ = self.recycle.send(chunk);
-                Ok(true)
-            }
-            Err(_) => Ok(false),
-        }
-    }
-
-    /// Consumes the rest of the stream (hashing the blob, dropping the tar)
-    /// and returns the blob's digest and size.
-    fn finish(mut self) -> (Digest, u64) {
-        self.space = None;
-        while self.next_chunk().unwrap_or(true) {}
-        let (digest, size, _) = self.blob.finish();
-        (digest, size)
+        let Ok(chunk) = self.chunks.recv() else { return Ok(false) };
+        self.since_writeback += chunk.len() as u64;
+        self.space.wrote(chunk.len() as u64)?;
+        let old = std::mem::replace(&mut self.current, chunk);
+        let _ = self.recycle.send(old);
+        self.pos = 0;
+        Ok(true)
     }
 }
 
@@ -332,56 +364,58 @@ impl Read for Stream<'_> {
     }
 }
 
-/// One pass: source ⇒ decompress ⇒ (blob hash, tar hash, EROFS and framing),
+/// One pass: source ⇒ decompress ⇒ hash (blob, tar) ⇒ EROFS and framing,
 /// stopping the image before it would take the disk's reserve (`space`).
 fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile, space: SpaceWatch) -> Pass {
     let (chunk_tx, chunk_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
+    let (tar_tx, tar_rx) = mpsc::sync_channel(CHUNKS_IN_FLIGHT);
     let (recycle_tx, recycle_rx) = mpsc::channel();
     let skip_decode = AtomicBool::new(false);
     let erofs_path = erofs_out.path().to_path_buf();
     let erofs_file: &File = erofs_out.file();
     std::thread::scope(|scope| {
         let producer = scope.spawn(|| produce(input, chunk_tx, recycle_rx, &skip_decode));
-        let stream = Stream {
-            chunks: chunk_rx,
+        let hasher_recycle = recycle_tx.clone();
+        let hasher = scope.spawn(move || hash(chunk_rx, tar_tx, hasher_recycle));
+        let mut stream = Stream {
+            chunks: tar_rx,
             recycle: recycle_tx,
             current: Vec::new(),
             pos: 0,
-            blob: HashingWriter::new(io::sink()),
             output: erofs_file,
             since_writeback: 0,
-            space: Some(space),
+            space,
         };
-        let mut tar = HashingReader::new(stream);
-        let built = build(&mut tar, erofs_file, MAX_FRAMING).map_err(|e| match e {
+        let built = build(&mut stream, erofs_file, MAX_FRAMING).map_err(|e| match e {
             erofs::Error::Io(e) => Failure::Cache(erofs_path, e),
             other => Failure::Layer(other),
         });
-        // What is left of the tar is only hashed, not written.
-        tar.get_mut().space = None;
         if built.is_err() {
             skip_decode.store(true, Ordering::Relaxed);
         }
-        let drained = tar.drain();
-        let (diff, diff_size, stream) = tar.into_parts();
-        let blob = stream.finish();
+        // Hanging up: what is left of the tar is only hashed, not written.
+        drop(stream);
         let produced = producer
             .join()
             .unwrap_or_else(|_| Err(Stop::Source(io::Error::other("decompressor panicked"))));
+        let Ok(hashed) = hasher.join() else {
+            let panicked = || Failure::Source(io::Error::other("layer hasher panicked"));
+            return Pass {
+                blob: Err(panicked()),
+                decode_error: None,
+                diff_id: Err(panicked()),
+            };
+        };
         let (blob, decode_error) = match produced {
             Err(Stop::Source(e)) => (Err(Failure::Source(e)), None),
             Err(Stop::HungUp) => (Err(Failure::Decompress(io::Error::other("layer stream ended early"))), None),
-            Ok(decode_error) => (Ok(blob), decode_error),
+            Ok(decode_error) => (Ok(hashed.blob), decode_error),
         };
-        let diff_id = match (built, drained) {
-            (Err(failure), _) => Err(failure),
-            (Ok(_), Err(e)) => Err(Failure::Decompress(e)),
-            (Ok(framing), Ok(())) => Ok((diff, diff_size, framing)),
-        };
+        let (diff, diff_size) = hashed.tar;
         Pass {
             blob,
             decode_error,
-            diff_id,
+            diff_id: built.map(|framing| (diff, diff_size, framing)),
         }
     })
 }

@@ -83,15 +83,17 @@ pub fn number(b: &[u8]) -> Result<i128, String> {
 
 /// Checks the header checksum: the sum of all bytes with the checksum
 /// field read as spaces (unsigned, or signed as some old tars did).
+/// Sums in `u32` (512 bytes cannot overflow it) so the loop vectorizes:
+/// it runs once per tar entry, and a layer of small files is mostly headers.
 pub fn checksum_ok(h: &[u8]) -> Result<bool, String> {
     let stored = number(field(h, CHKSUM))?;
-    let (mut unsigned, mut signed) = (0i128, 0i128);
-    for (i, &b) in h[..BLOCK].iter().enumerate() {
-        let b = if (CHKSUM.0..CHKSUM.0 + CHKSUM.1).contains(&i) { b' ' } else { b };
-        unsigned += i128::from(b);
-        signed += i128::from(b as i8);
-    }
-    Ok(stored == unsigned || stored == signed)
+    let (block, chksum) = (&h[..BLOCK], &h[CHKSUM.0..CHKSUM.0 + CHKSUM.1]);
+    let sum = |bytes: &[u8]| bytes.iter().map(|&b| u32::from(b)).sum::<u32>();
+    let high = |bytes: &[u8]| bytes.iter().map(|&b| u32::from(b >> 7)).sum::<u32>();
+    // The field read as spaces; a signed byte of 0x80 or more counts 256 less.
+    let unsigned = sum(block) - sum(chksum) + u32::from(b' ') * CHKSUM.1 as u32;
+    let signed = i128::from(unsigned) - 256 * i128::from(high(block) - high(chksum));
+    Ok(stored == i128::from(unsigned) || stored == signed)
 }
 
 #[cfg(test)]
@@ -113,5 +115,24 @@ mod tests {
         assert_eq!(number(&b).unwrap(), (1 << 32) + 5);
         let neg = [0xffu8; 12];
         assert_eq!(number(&neg).unwrap(), -1);
+    }
+
+    #[test]
+    fn checksums_count_the_field_as_spaces_signed_or_unsigned() {
+        // Bytes of 0x90 in and out of the checksum field (read as spaces),
+        // so the signed sum is well below the unsigned one.
+        let mut h = [0u8; BLOCK];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = if i % 50 == 0 || i == CHKSUM.0 + 3 { 0x90 } else { (i % 100) as u8 };
+        }
+        let spaced = |i: usize, b: u8| if (CHKSUM.0..CHKSUM.0 + CHKSUM.1).contains(&i) { b' ' } else { b };
+        let unsigned: i32 = h.iter().enumerate().map(|(i, &b)| i32::from(spaced(i, b))).sum();
+        let signed: i32 = h.iter().enumerate().map(|(i, &b)| i32::from(spaced(i, b) as i8)).sum();
+        assert_eq!(unsigned - signed, 10 * 256);
+        for (sum, ok) in [(unsigned, true), (signed, true), (unsigned + 1, false), (signed - 256, false)] {
+            let mut with = h;
+            with[CHKSUM.0..CHKSUM.0 + CHKSUM.1].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            assert_eq!(checksum_ok(&with).unwrap(), ok, "sum {sum}");
+        }
     }
 }
