@@ -38,3 +38,10 @@ pub fn map<T: Sync, R: Send>(items: &[T], workers: usize, work: impl Fn(&T) -> R
 pub fn join<T>(handle: ScopedJoinHandle<'_, Result<T>>, work: &str) -> Result<T> {
     handle.join().unwrap_or_else(|_| Err(Error::Internal(format!("{work} panicked"))))
 }
+
+/// Drops `value` on a thread of its own, so that a call does not wait for
+/// tens of thousands of allocations to be freed before it returns.
+pub fn drop_beside<T: Send + 'static>(value: T) {
+    // Should no thread start, the closure, and `value` with it, is dropped here.
+    let _ = std::thread::Builder::new().name("msb-drop".into()).spawn(move || drop(value));
+}

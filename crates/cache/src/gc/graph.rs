@@ -63,7 +63,6 @@ pub struct Graph {
     /// Every layer.
     pub layers: Vec<LayerNode>,
     manifest_by_key: DigestMap<Key, usize>,
-    layer_by_key: DigestMap<Key, usize>,
     /// Each manifest's key, by position (None: not a sha256, so no file).
     manifest_keys: Vec<Option<Key>>,
     /// Each layer's key, by position.
@@ -71,6 +70,8 @@ pub struct Graph {
     /// Where [`Graph::link`] is in [`Graph::layers`]: links come sorted by
     /// diff_id, as layers do, so each finds its layer by walking forward.
     link_cursor: usize,
+    /// Links read, as (manifest, layer), until [`Graph::linked`].
+    links: Vec<(usize, usize)>,
 }
 
 /// What a prune takes, and what it leaves reachable.
@@ -97,32 +98,58 @@ impl Graph {
         self.manifests.push(node);
     }
 
+    /// Makes room for `links` links at once, and for as many layer rows
+    /// (one per link at most, but for layers no manifest uses, which the
+    /// next prune removes), so that tens of thousands of rows are not
+    /// copied as the tables grow.
+    pub fn reserve(&mut self, links: usize) {
+        self.layers.reserve(links);
+        self.layer_keys.reserve(links);
+        self.links.reserve(links);
+    }
+
     /// Adds a layer row (before the links naming it); layers must come
     /// sorted by diff_id.
     pub fn add_layer(&mut self, node: LayerNode) {
-        let key = Key::of_digest(&node.diff_id);
-        if let Some(key) = key {
-            self.layer_by_key.insert(key, self.layers.len());
-        }
-        self.layer_keys.push(key);
+        self.layer_keys.push(Key::of_digest(&node.diff_id));
         self.layers.push(node);
     }
 
-    /// Records that `manifest` uses layer `diff_id` (once per position).
-    /// Links must come sorted by diff_id, as layers do (an index scan,
-    /// with no sort); a link naming a row the graph lacks is left out.
-    pub fn link(&mut self, manifest: &str, diff_id: &str) {
-        while self.layers.get(self.link_cursor).is_some_and(|l| l.diff_id.as_str() < diff_id) {
-            self.link_cursor += 1;
+    /// Records that `manifest` uses layer `diff_id` (once per position),
+    /// both as the bytes of their text. Links must come sorted by diff_id,
+    /// as layers do (an index scan, with no sort); a link naming a row the
+    /// graph lacks is left out.
+    pub fn link(&mut self, manifest: &[u8], diff_id: &[u8]) {
+        // Two sha256 digests as stored order as their keys do, which sit
+        // side by side in memory; any other pair is compared as text.
+        let key = Key::of_digest(diff_id);
+        let order = |l: usize| match (self.layer_keys[l], key) {
+            (Some(a), Some(b)) => a.cmp(&b),
+            _ => self.layers[l].diff_id.as_bytes().cmp(diff_id),
+        };
+        let mut cursor = self.link_cursor;
+        while cursor < self.layers.len() && order(cursor).is_lt() {
+            cursor += 1;
         }
-        let layer = self.layers.get(self.link_cursor).filter(|l| l.diff_id == diff_id);
-        if let (Some(_), Some(&m)) = (layer, self.manifest(manifest)) {
-            self.manifests[m].layers.push(self.link_cursor);
+        let found = cursor < self.layers.len() && order(cursor).is_eq();
+        self.link_cursor = cursor;
+        if let (true, Some(&m)) = (found, self.manifest(manifest)) {
+            self.links.push((m, cursor));
         }
     }
 
-    /// Adds a reference row; references must come sorted by name.
-    pub fn add_ref(&mut self, name: String, manifest: &str, created_at: i64) {
+    /// Hands each manifest the layers its links name, once every link is
+    /// read: one pass over the links, not a write into a random
+    /// manifest's list between two rows of the scan.
+    pub fn linked(&mut self) {
+        for (m, l) in std::mem::take(&mut self.links) {
+            self.manifests[m].layers.push(l);
+        }
+    }
+
+    /// Adds a reference row naming `manifest` (its text's bytes);
+    /// references must come sorted by name.
+    pub fn add_ref(&mut self, name: String, manifest: &[u8], created_at: i64) {
         if let Some(&manifest) = self.manifest(manifest) {
             self.refs.push(RefNode {
                 name,
@@ -132,15 +159,16 @@ impl Graph {
         }
     }
 
-    /// Marks the manifest `digest` as held by a sandbox or snapshot.
-    pub fn root(&mut self, digest: &str) {
+    /// Marks the manifest `digest` (its text's bytes) as held by a sandbox
+    /// or snapshot.
+    pub fn root(&mut self, digest: &[u8]) {
         if let Some(&m) = self.manifest(digest) {
             self.manifests[m].rooted = true;
         }
     }
 
     /// The manifest whose digest is `digest` (as stored), by index.
-    fn manifest(&self, digest: &str) -> Option<&usize> {
+    fn manifest(&self, digest: &[u8]) -> Option<&usize> {
         Key::of_digest(digest).and_then(|key| self.manifest_by_key.get(&key))
     }
 
@@ -149,19 +177,22 @@ impl Graph {
         self.refs.binary_search_by(|r| r.name.as_str().cmp(name)).ok()
     }
 
-    /// The size the index records for the artifact of `kind` whose digest
-    /// is `key`, if a row names such a file (a lost layer names none).
-    pub fn recorded(&self, kind: Kind, key: &Key) -> Option<u64> {
-        match kind {
-            Kind::Layer => self
-                .layer_by_key
-                .get(key)
-                .map(|&l| &self.layers[l])
-                .filter(|l| !l.lost)
-                .map(|l| l.size),
-            Kind::Fsmeta => self.manifest_by_key.get(key).and_then(|&m| self.manifests[m].fsmeta_size),
-            Kind::Vmdk => self.manifest_by_key.get(key).and_then(|&m| self.manifests[m].vmdk_size),
-        }
+    /// Every artifact file a row names, with the size the row records (a
+    /// lost layer names none): what the listed files are sized by.
+    pub fn recorded(&self) -> impl Iterator<Item = (Kind, &Key, u64)> {
+        let layers = self
+            .layers
+            .iter()
+            .zip(&self.layer_keys)
+            .filter(|(l, _)| !l.lost)
+            .filter_map(|(l, key)| Some((Kind::Layer, key.as_ref()?, l.size)));
+        let disks = self.manifests.iter().zip(&self.manifest_keys).flat_map(|(m, key)| {
+            let key = key.as_ref();
+            let fsmeta = key.zip(m.fsmeta_size).map(|(key, size)| (Kind::Fsmeta, key, size));
+            let vmdk = key.zip(m.vmdk_size).map(|(key, size)| (Kind::Vmdk, key, size));
+            fsmeta.into_iter().chain(vmdk)
+        });
+        layers.chain(disks)
     }
 
     /// The references a prune may take under `options` at `now` (ms), by
@@ -431,10 +462,11 @@ mod tests {
             (d("a"), d("s")),
             (d("b"), d("s")),
         ] {
-            g.link(&m, &l);
+            g.link(m.as_bytes(), l.as_bytes());
         }
+        g.linked();
         for (name, m) in [("a", d("a")), ("b", d("b")), ("b2", d("b")), ("r", d("r"))] {
-            g.add_ref(name.into(), &m, 0);
+            g.add_ref(name.into(), m.as_bytes(), 0);
         }
         g
     }
@@ -449,10 +481,29 @@ mod tests {
         assert_eq!(plan.layers, [d("1"), d("u")]);
         // Links are sorted by diff_id; one naming no layer row is left out.
         let mut g = graph();
-        g.link(&d("a"), &d("t"));
+        g.link(d("a").as_bytes(), d("t").as_bytes());
+        g.linked();
         assert_eq!(g.manifests[0].layers.len(), 2);
         assert!(plan.live.reaches_hex(Kind::Layer, &h("s")) && plan.live.reaches_hex(Kind::Layer, &h("3")));
         assert!(!plan.live.reaches_hex(Kind::Fsmeta, &h("a")) && plan.live.reaches_hex(Kind::Vmdk, &h("b")));
+    }
+
+    #[test]
+    fn links_find_layers_whose_diff_ids_are_not_keys() {
+        // As SQLite sorts them: a digest one digit too long sits between two
+        // keys, and another algorithm after every sha256.
+        let layers = [d("1"), format!("{}0", d("1")), d("2"), "sha512:aa".to_string()];
+        let mut g = Graph::default();
+        g.add_manifest(manifest(d("m"), false));
+        for l in &layers {
+            g.add_layer(layer(l.clone()));
+        }
+        for l in &layers {
+            g.link(d("m").as_bytes(), l.as_bytes());
+        }
+        g.link(d("m").as_bytes(), b"sha512:ab");
+        g.linked();
+        assert_eq!(g.manifests[0].layers, [0, 1, 2, 3]);
     }
 
     #[test]
@@ -462,7 +513,7 @@ mod tests {
         let files = |names: &[&str], size: u64| KindFiles {
             count: names.len() as u64,
             bytes: size * names.len() as u64,
-            by_key: names.iter().map(|n| (Key::from_hex(&h(n)).unwrap(), size)).collect(),
+            by_key: names.iter().map(|n| (Key::from_hex(h(n)).unwrap(), size)).collect(),
             ..KindFiles::default()
         };
         measured.kinds = [

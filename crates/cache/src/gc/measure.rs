@@ -11,15 +11,21 @@
 //! whole of `diskUsage` may. Every other file is statted, and `check`
 //! stats them all.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::index::reach::LiveSet;
-use crate::parallel;
 use crate::store::{self, Key, Kind, Store};
 use crate::DigestMap;
+use crate::{os, parallel};
+
+/// Tags a listed artifact not sized yet. Sizes come from index rows or
+/// `st_size`, both below 2^63, so a sized entry never carries it; an
+/// inode that does loses only its place in the stat order.
+const UNSIZED: u64 = 1 << 63;
 
 /// Directories under the cache root that the size leaves out.
 const UNCOUNTED: [&str; 2] = ["locks", "tmp"];
@@ -111,33 +117,54 @@ fn kind_index(kind: Kind) -> usize {
 /// The artifact directories' entries, listed but not statted: what
 /// [`list`] found, to be sized once the index's rows are read.
 pub struct Listing {
-    /// Entries of each artifact directory, in [`Kind::ALL`] order, each in
-    /// inode order, with the digest an artifact's name spells (None: a
-    /// stray).
-    kinds: [Vec<(fs::DirEntry, Option<Key>)>; 3],
+    /// Each artifact directory's entries, in [`Kind::ALL`] order.
+    kinds: [Listed; 3],
+}
+
+/// One artifact directory's entries. The listing keeps no `DirEntry`: an
+/// artifact's name is its digest, so the digest and the inode are all it
+/// needs, and keeping 70,000 entries (a name allocated for each) made the
+/// listing about a quarter slower.
+#[derive(Default)]
+struct Listed {
+    /// Each artifact file by the digest its name spells: [`UNSIZED`] and
+    /// its inode (the order to stat in) until it is sized, then its size.
+    /// The one map is listed into, sized in place, and handed on as
+    /// [`KindFiles::by_key`]: tens of thousands of entries are hashed once.
+    artifacts: DigestMap<Key, u64>,
+    /// Entries not named as an artifact of the directory's kind, by name,
+    /// with their inodes.
+    others: Vec<(OsString, u64)>,
 }
 
 /// Lists the artifact directories of `store` (a system call per few
 /// hundred names; no file is statted).
 pub fn list(store: &Store) -> Result<Listing> {
-    let root = store.root();
-    let mut kinds: [Vec<(fs::DirEntry, Option<Key>)>; 3] = Default::default();
-    for (i, kind) in Kind::ALL.into_iter().enumerate() {
-        let dir = root.join(kind.dir());
-        let mut entries: Vec<fs::DirEntry> = match fs::read_dir(&dir) {
-            Ok(read) => read.collect::<io::Result<_>>().map_err(Error::cache(&dir))?,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+    let mut kinds: [Listed; 3] = Default::default();
+    // Gathered first, so that each map is made once at its full size.
+    let mut artifacts = Vec::new();
+    for (listed, kind) in kinds.iter_mut().zip(Kind::ALL) {
+        let dir = store.root().join(kind.dir());
+        let read = match fs::read_dir(&dir) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(Error::cache(&dir)(e)),
         };
-        entries.sort_unstable_by_key(crate::os::deletion_key);
-        kinds[i] = entries
-            .into_iter()
-            .map(|entry| {
-                let name = entry.file_name();
-                let key = name.to_str().and_then(|n| n.strip_suffix(kind.suffix())).and_then(Key::from_hex);
-                (entry, key)
-            })
-            .collect();
+        for entry in read {
+            let entry = entry.map_err(Error::cache(&dir))?;
+            let inode = crate::os::deletion_key(&entry);
+            let name = entry.file_name();
+            match name
+                .as_encoded_bytes()
+                .strip_suffix(kind.suffix().as_bytes())
+                .and_then(Key::from_hex)
+            {
+                Some(key) => artifacts.push((key, UNSIZED | inode)),
+                None => listed.others.push((name, inode)),
+            }
+        }
+        listed.artifacts.reserve(artifacts.len());
+        listed.artifacts.extend(artifacts.drain(..));
     }
     Ok(Listing { kinds })
 }
@@ -145,15 +172,20 @@ pub fn list(store: &Store) -> Result<Listing> {
 /// Measures the cache in `store`, statting every file (what `check`
 /// compares the rows against).
 pub fn measure(store: &Store) -> Result<Measured> {
-    list(store)?.sized(store, |_, _| None)
+    list(store)?.sized(store, [])
 }
 
 impl Listing {
-    /// The cache's size: each listed artifact at the size `recorded`
-    /// gives for its kind and hex digest, or statted where it gives none;
-    /// the files outside the artifact directories statted now (after any
-    /// checkpoint the caller ran since listing).
-    pub fn sized(self, store: &Store, recorded: impl Fn(Kind, &Key) -> Option<u64>) -> Result<Measured> {
+    /// The cache's size: each listed artifact at the size `recorded` gives
+    /// for its kind and digest, or statted where it gives none; the files
+    /// outside the artifact directories statted now (after any checkpoint
+    /// the caller ran since listing).
+    pub fn sized<'k>(mut self, store: &Store, recorded: impl IntoIterator<Item = (Kind, &'k Key, u64)>) -> Result<Measured> {
+        for (kind, key, size) in recorded {
+            if let Some(value) = self.kinds[kind_index(kind)].artifacts.get_mut(key) {
+                *value = size.min(UNSIZED - 1);
+            }
+        }
         let root = store.root();
         let mut measured = Measured::default();
         let artifact_dirs: Vec<_> = Kind::ALL.iter().map(|k| root.join(k.dir())).collect();
@@ -167,8 +199,8 @@ impl Listing {
                 measured.index += bytes;
             }
         }
-        for (i, (kind, entries)) in Kind::ALL.into_iter().zip(self.kinds).enumerate() {
-            let files = kind_files(entries, kind, &recorded)?;
+        for (i, (kind, listed)) in Kind::ALL.into_iter().zip(self.kinds).enumerate() {
+            let files = kind_files(listed, &store.dir(kind), kind)?;
             measured.total += files.bytes;
             measured.kinds[i] = files;
         }
@@ -176,42 +208,62 @@ impl Listing {
     }
 }
 
-/// The files of one artifact directory: sizes from `recorded`, the rest
-/// statted on [`STATTERS`] threads, each relative to the directory's open
-/// handle (`DirEntry::metadata`: `statx` on the directory's descriptor, so
-/// the kernel looks up one name instead of walking the whole path; on
-/// Windows the size comes with the listing).
-fn kind_files(entries: Vec<(fs::DirEntry, Option<Key>)>, kind: Kind, recorded: &impl Fn(Kind, &Key) -> Option<u64>) -> Result<KindFiles> {
-    let known: Vec<Option<u64>> = entries
-        .iter()
-        .map(|(_, key)| key.as_ref().and_then(|key| recorded(kind, key)))
-        .collect();
-    let unknown: Vec<&fs::DirEntry> = entries
-        .iter()
-        .zip(&known)
-        .filter(|(_, k)| k.is_none())
-        .map(|((e, _), _)| e)
-        .collect();
-    let chunks: Vec<&[&fs::DirEntry]> = unknown.chunks(unknown.len().div_ceil(STATTERS).max(1)).collect();
-    let statted = parallel::map(&chunks, STATTERS, |chunk| {
-        chunk.iter().map(|e| entry_size(e)).collect::<Result<Vec<_>>>()
-    })?;
-    let mut statted = statted.into_iter().flatten();
-    let mut files = KindFiles::default();
-    files.by_key.reserve(entries.len());
-    for ((entry, key), known) in entries.into_iter().zip(known) {
-        let Some(size) = known.or_else(|| statted.next().flatten()) else {
-            continue;
-        };
-        files.count += 1;
-        files.bytes += size;
-        match key {
-            Some(key) => {
-                files.by_key.insert(key, size);
-            }
-            None => files.others.push(entry.path()),
+/// A listed entry the index records no size for: statted.
+struct Unsized {
+    /// Where it sits in the inode table: the order to stat in.
+    inode: u64,
+    /// Its name in the directory.
+    name: OsString,
+    /// The digest its name spells (None: a stray).
+    key: Option<Key>,
+}
+
+/// The files of one artifact directory (`dir`), the artifacts the index
+/// gave no size for statted in inode order on [`STATTERS`] threads, each
+/// by its name in the open directory ([`os::StatDir`]).
+fn kind_files(listed: Listed, dir: &Path, kind: Kind) -> Result<KindFiles> {
+    let Listed { mut artifacts, others } = listed;
+    let mut unknown: Vec<Unsized> = others.into_iter().map(|(name, inode)| Unsized { inode, name, key: None }).collect();
+    for (key, &value) in &artifacts {
+        if value & UNSIZED != 0 {
+            unknown.push(Unsized {
+                inode: value & !UNSIZED,
+                name: format!("{}{}", key.to_hex(), kind.suffix()).into(),
+                key: Some(*key),
+            });
         }
     }
+    unknown.sort_unstable_by_key(|u| u.inode);
+    let opened = os::StatDir::open(dir);
+    let size = |u: &Unsized| -> Result<Option<u64>> {
+        match opened.lstat(&u.name).map_err(Error::cache(&dir.join(&u.name)))? {
+            Some((_, true)) => tree_size(&dir.join(&u.name)),
+            sized => Ok(sized.map(|(size, _)| size)),
+        }
+    };
+    let chunks: Vec<&[Unsized]> = unknown.chunks(unknown.len().div_ceil(STATTERS).max(1)).collect();
+    let statted = parallel::map(&chunks, STATTERS, |chunk| chunk.iter().map(size).collect::<Result<Vec<_>>>())?;
+    let mut files = KindFiles::default();
+    for (entry, size) in unknown.into_iter().zip(statted.into_iter().flatten()) {
+        match (entry.key, size) {
+            (Some(key), Some(size)) => {
+                artifacts.insert(key, size);
+            }
+            // Gone since the listing.
+            (Some(key), None) => {
+                artifacts.remove(&key);
+            }
+            (None, Some(size)) => {
+                files.count += 1;
+                files.bytes += size;
+                files.others.push(dir.join(entry.name));
+            }
+            (None, None) => {}
+        }
+    }
+    files.count += artifacts.len() as u64;
+    files.bytes += artifacts.values().sum::<u64>();
+    files.by_key = artifacts;
     Ok(files)
 }
 
@@ -230,16 +282,6 @@ fn walk(path: &Path, artifact_dirs: &[PathBuf]) -> Result<u64> {
         bytes += walk(&entry.path, artifact_dirs)?;
     }
     Ok(bytes)
-}
-
-/// The size of a listed entry (a directory: of the files under it; None: gone).
-fn entry_size(entry: &fs::DirEntry) -> Result<Option<u64>> {
-    match entry.metadata() {
-        Ok(meta) if meta.is_dir() => tree_size(&entry.path()),
-        Ok(meta) => Ok(Some(meta.len())),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::cache(&entry.path())(e)),
-    }
 }
 
 /// Bytes of the file at `path`, or of every file under it if it is a

@@ -68,7 +68,7 @@ pub fn survey(conn: &Connection, store: &Store, options: &PruneOptions, listing:
     let read = rows::graph(conn).and_then(|graph| Ok((rows::matching(conn, options)?, graph)));
     let listed = parallel::join(listing, "listing the cache");
     let (matching, graph) = read?;
-    let measured = listed?.sized(store, |kind, hex| graph.recorded(kind, hex))?;
+    let measured = listed?.sized(store, graph.recorded())?;
     let candidates = graph.candidates(options, now_ms(), matching.as_deref());
     Ok(Survey {
         graph,

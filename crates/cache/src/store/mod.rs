@@ -72,7 +72,7 @@ pub struct Key([u8; 32]);
 impl Key {
     /// The key a lowercase 64-digit hex string spells (None: anything else,
     /// which names no artifact).
-    pub fn from_hex(hex: &str) -> Option<Key> {
+    pub fn from_hex(hex: impl AsRef<[u8]>) -> Option<Key> {
         // A digit's value by byte, 0xff for a byte that is none: a table,
         // since tens of thousands of names are decoded per collection.
         const VALUE: [u8; 256] = {
@@ -88,7 +88,7 @@ impl Key {
             }
             table
         };
-        let hex: &[u8; 64] = hex.as_bytes().try_into().ok()?;
+        let hex: &[u8; 64] = hex.as_ref().try_into().ok()?;
         let mut key = [0; 32];
         let mut bad = 0;
         for (byte, pair) in key.iter_mut().zip(hex.chunks_exact(2)) {
@@ -104,9 +104,10 @@ impl Key {
         Key::from_hex(digest.hex())
     }
 
-    /// The key of a digest as stored (`sha256:<hex>`).
-    pub fn of_digest(digest: &str) -> Option<Key> {
-        digest.strip_prefix("sha256:").and_then(Key::from_hex)
+    /// The key of a digest as stored (`sha256:<hex>`), from its text or,
+    /// as SQLite hands it over, its bytes.
+    pub fn of_digest(digest: impl AsRef<[u8]>) -> Option<Key> {
+        digest.as_ref().strip_prefix(b"sha256:").and_then(Key::from_hex)
     }
 
     /// The hex digits, as in the file name.
@@ -324,11 +325,11 @@ mod tests {
         let hex = "0123456789abcdef".repeat(4);
         let key = Key::from_hex(&hex).unwrap();
         assert_eq!(key.to_hex(), hex);
-        assert_eq!(Key::of_digest(&format!("sha256:{hex}")), Some(key));
+        assert_eq!(Key::of_digest(format!("sha256:{hex}")), Some(key));
         for bad in [&hex[1..], &hex.to_uppercase(), &format!("{}g", &hex[1..]), ""] {
             assert_eq!(Key::from_hex(bad), None, "{bad}");
         }
-        assert_eq!(Key::of_digest(&format!("sha512:{hex}")), None);
+        assert_eq!(Key::of_digest(format!("sha512:{hex}")), None);
     }
 
     #[cfg(unix)]
