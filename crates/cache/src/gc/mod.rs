@@ -81,7 +81,8 @@ pub fn survey(conn: &Connection, store: &Store, options: &PruneOptions, listing:
 /// real one deletes the planned rows in the same transaction, then the
 /// files once that is durable, and the remaining rows and the WAL
 /// checkpoint beside the files. A budget checkpoints the WAL before it
-/// measures, so that committed pages count once. Runs under the exclusive
+/// measures, so that committed pages count once, and that checkpoint
+/// beside the files truncates it. Runs under the exclusive
 /// collector lock; with a `trigger`, does nothing (None) unless the cache
 /// is above it.
 fn collect(store: &Store, index: &Index, options: &PruneOptions, trigger: Option<u64>) -> Result<Option<PruneReport>> {
@@ -139,7 +140,12 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, trigger: Option
         } else {
             let content = scope.spawn(|| {
                 index.write_bulk(reach::drop_unused_content)?;
-                index.checkpoint()
+                match options.max_bytes {
+                    // The deletions went through the WAL: a budget gives
+                    // its bytes back too, while the files are unlinked.
+                    Some(_) => index.checkpoint_truncate(),
+                    None => index.checkpoint(),
+                }
             });
             let swept = sweep::unreached(store, &planned.live, &mut report);
             let content = parallel::join(content, "pruning the index");
@@ -150,10 +156,6 @@ fn collect(store: &Store, index: &Index, options: &PruneOptions, trigger: Option
         report.layers_removed = planned.layers.len() as u64;
         report.references = planned.references;
         if let Some(budget_bytes) = options.max_bytes {
-            if !options.dry_run {
-                // The deletions went through the WAL: give its bytes back too.
-                index.checkpoint_truncate()?;
-            }
             let remaining_bytes = measured.total.saturating_sub(report.bytes_reclaimed - temp);
             report.budget = Some(BudgetOutcome {
                 budget_bytes,

@@ -110,9 +110,16 @@ impl Key {
         digest.as_ref().strip_prefix(b"sha256:").and_then(Key::from_hex)
     }
 
-    /// The hex digits, as in the file name.
+    /// The hex digits, as in the file name (a quick check names 70,000
+    /// files by them: one allocation each, not one per byte).
     pub fn to_hex(self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        let mut hex = String::with_capacity(64);
+        for byte in self.0 {
+            hex.push(DIGITS[usize::from(byte >> 4)].into());
+            hex.push(DIGITS[usize::from(byte & 0xf)].into());
+        }
+        hex
     }
 }
 
