@@ -15,8 +15,9 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{self, Read, Seek, SeekFrom};
+use std::io::{self, Write};
 use std::path::Path;
+use std::thread::JoinHandle;
 
 use erofs::reader::{FileMap, Image};
 
@@ -25,7 +26,11 @@ use oci::Digest;
 
 use crate::error::{Error, Result};
 use crate::index::write::DiskSeals;
+use crate::index::{audit, Index};
 use crate::store::Store;
+
+/// Bytes read at a time while hashing a layer image's non-data bytes.
+const READ: usize = 256 << 10;
 
 /// The seal of a layer image, read from disk.
 pub fn layer(path: &Path) -> Result<Digest> {
@@ -34,11 +39,64 @@ pub fn layer(path: &Path) -> Result<Digest> {
 }
 
 /// A layer image opened for [`layer_of`]: open before it is renamed, the
-/// seal can be taken while the rename's fsync waits on the drive.
+/// seal can be taken while it is published.
 pub fn open_layer(path: &Path) -> Result<(File, Image)> {
     let image = erofs::reader::Image::open(path).map_err(|e| unreadable(path, e))?;
     let file = File::open(path).map_err(Error::cache(path))?;
     Ok((file, image))
+}
+
+/// A layer image's seal being taken on a thread of its own. Its row is
+/// recorded without one (as a cache from before seals would be: a cache
+/// opened meanwhile seals it itself), so that the conversion does not
+/// wait for a read of the whole image: the seal of a layer of small files
+/// hashes nearly all of it. Dropped unrecorded, it still waits for the
+/// thread, which must not outlive the lease that keeps the image.
+pub struct Sealing {
+    diff_id: Digest,
+    thread: Option<JoinHandle<Result<Digest>>>,
+}
+
+impl Sealing {
+    /// Starts sealing the image at `path` (opened now, so that it can be
+    /// renamed to `dest` meanwhile) of layer `diff_id`.
+    pub fn start(path: &Path, dest: &Path, diff_id: &Digest) -> Result<Self> {
+        let (file, image) = open_layer(path)?;
+        let dest = dest.to_path_buf();
+        let thread = std::thread::Builder::new()
+            .name("msb-seal".into())
+            .spawn(move || layer_of(&file, &image).map_err(|e| unreadable(&dest, e)))
+            .map_err(|e| Error::Internal(format!("cannot start sealing a layer image: {e}")))?;
+        Ok(Sealing {
+            diff_id: diff_id.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    /// Waits for the seals of `sealings` and records them in one write.
+    pub fn record_all(sealings: Vec<Sealing>, index: &Index) -> Result<()> {
+        let mut seals = Vec::with_capacity(sealings.len());
+        for mut sealing in sealings {
+            let thread = sealing.thread.take().expect("a sealing is joined once");
+            let seal = thread
+                .join()
+                .unwrap_or_else(|_| Err(Error::Internal("sealing a layer image panicked".into())))?;
+            seals.push((sealing.diff_id.clone(), seal));
+        }
+        if seals.is_empty() {
+            return Ok(());
+        }
+        // Lost in a power cut, a seal is taken again when the cache is next opened.
+        index.write_lazily(|tx| seals.iter().try_for_each(|(diff_id, seal)| audit::seal_layer(tx, diff_id, seal)))
+    }
+}
+
+impl Drop for Sealing {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 /// [`layer`] of an image already open: a full check has the file open to
@@ -46,27 +104,43 @@ pub fn open_layer(path: &Path) -> Result<(File, Image)> {
 /// after its data): its first block, then its metadata area to the end.
 /// A packed layer (`meta_blkaddr` 0, records among the data): every byte
 /// but its regular files' data ([`data_extents`]), in order.
-pub fn layer_of(mut file: &File, image: &Image) -> std::result::Result<Digest, erofs::Error> {
+pub fn layer_of(file: &File, image: &Image) -> std::result::Result<Digest, erofs::Error> {
     let mut out = HashingWriter::new(io::sink());
+    let mut buf = vec![0u8; READ];
     let meta_start = image.meta_blkaddr() * erofs::BLOCK_SIZE;
+    let end = image.file_len();
     if meta_start > 0 {
-        file.seek(SeekFrom::Start(0))?;
-        io::copy(&mut file.take(erofs::BLOCK_SIZE.min(meta_start)), &mut out)?;
-        file.seek(SeekFrom::Start(meta_start))?;
-        io::copy(&mut file, &mut out)?;
+        hash_range(file, 0, erofs::BLOCK_SIZE.min(meta_start).min(end), &mut buf, &mut out)?;
+        hash_range(file, meta_start, end.saturating_sub(meta_start), &mut buf, &mut out)?;
         return Ok(out.finish().0);
     }
     let mut extents = data_extents(image)?;
     extents.sort_unstable();
     let mut cursor = 0;
-    for (start, len) in extents.into_iter().chain([(image.file_len(), 0)]) {
-        if start > cursor {
-            file.seek(SeekFrom::Start(cursor))?;
-            io::copy(&mut file.take(start - cursor), &mut out)?;
+    for (start, len) in extents.into_iter().chain([(end, 0)]) {
+        // A damaged record may name data past the end: nothing is there.
+        let stop = start.min(end);
+        if stop > cursor {
+            hash_range(file, cursor, stop - cursor, &mut buf, &mut out)?;
         }
         cursor = cursor.max(start + len);
     }
     Ok(out.finish().0)
+}
+
+/// Hashes the `len` bytes of `file` at `start` (within the file) into
+/// `out` with positioned reads: a packed layer has a range per large file,
+/// and a seek per range would double the system calls.
+fn hash_range(file: &File, start: u64, len: u64, buf: &mut [u8], out: &mut impl Write) -> io::Result<()> {
+    let mut done = 0;
+    while done < len {
+        let want = buf.len().min((len - done) as usize);
+        let chunk = &mut buf[..want];
+        erofs::read_exact_at(file, chunk, start + done)?;
+        out.write_all(chunk)?;
+        done += chunk.len() as u64;
+    }
+    Ok(())
 }
 
 /// (offset, length) of every stored run of regular-file data in a layer

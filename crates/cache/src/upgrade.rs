@@ -23,6 +23,7 @@ use rusqlite::params;
 use crate::error::{Error, Result};
 use crate::index::Index;
 use crate::ingest::Lease;
+use crate::seal::Sealing;
 use crate::source::legacy::LegacyBlobs;
 use crate::store::Store;
 use crate::stream::convert;
@@ -127,7 +128,7 @@ fn convert_layers(lease: &Lease<'_>, blobs: &LegacyBlobs) -> Result<Vec<Digest>>
         let path = lease.store().layer_path(&diff_id);
         let before = file_digest(&path)?;
         match convert::materialize(lease, blobs, &blob, &diff_id, &progress::ignore()) {
-            Ok(_) => {}
+            Ok((_, sealing)) => Sealing::record_all(sealing.into_iter().collect(), lease.index())?,
             // This blob cannot give the layer back; another manifest's may.
             Err(Error::Archive { .. } | Error::DigestMismatch { .. } | Error::InvalidLayer { .. }) => continue,
             Err(e) => return Err(e),

@@ -72,6 +72,9 @@ mod xattr;
 use std::fs::File;
 use std::path::Path;
 
+/// Positioned reads, which leave the file's cursor alone on unix: the
+/// cache's seal reads a layer image range by range with them.
+pub use sequential::read_exact_at;
 pub use writer::IMPLICIT_XATTR;
 
 /// Extended attributes as (full name such as `user.x`, value) pairs;

@@ -219,7 +219,9 @@ pub fn forget_disk(tx: &Transaction<'_>, manifest: &Digest) -> Result<()> {
     Ok(())
 }
 
-/// Records the seal of a layer image published before seals were recorded.
+/// Records the seal of a layer image recorded without one: just converted
+/// (its seal taken beside the root disk's build), or published before
+/// seals were recorded.
 pub fn seal_layer(tx: &Transaction<'_>, diff_id: &Digest, seal: &Digest) -> Result<()> {
     tx.prepare_cached("UPDATE layers SET seal = ?2 WHERE diff_id = ?1 AND seal IS NULL")?
         .execute(params![diff_id, seal])?;

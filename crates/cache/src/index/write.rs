@@ -88,15 +88,17 @@ pub struct DiskSeals {
     pub vmdk: Digest,
 }
 
-/// Records a converted layer: its image's size and seal, and its framing.
-/// A layer converted again (its image had gone missing, or a repair
-/// dropped it) replaces all three.
-pub fn record_layer(tx: &Transaction<'_>, diff_id: &Digest, erofs_size: u64, seal: &Digest, framing: &[u8]) -> Result<()> {
+/// Records a converted layer: its image's size and its framing, with no
+/// seal yet (the seal is taken beside what follows, and recorded by
+/// [`audit::seal_layer`](crate::index::audit::seal_layer)). A layer
+/// converted again (its image had gone missing, or a repair dropped it)
+/// replaces both, and its old seal goes.
+pub fn record_layer(tx: &Transaction<'_>, diff_id: &Digest, erofs_size: u64, framing: &[u8]) -> Result<()> {
     tx.prepare_cached(
-        "INSERT INTO layers (diff_id, erofs_size, seal) VALUES (?1, ?2, ?3) ON CONFLICT (diff_id) DO UPDATE \
-         SET erofs_size = excluded.erofs_size, seal = excluded.seal, lost = 0",
+        "INSERT INTO layers (diff_id, erofs_size) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE \
+         SET erofs_size = excluded.erofs_size, seal = NULL, lost = 0",
     )?
-    .execute(params![diff_id, erofs_size as i64, seal])?;
+    .execute(params![diff_id, erofs_size as i64])?;
     tx.prepare_cached(
         "INSERT INTO layer_framing (diff_id, framing) VALUES (?1, ?2) ON CONFLICT (diff_id) DO UPDATE SET framing = excluded.framing",
     )?

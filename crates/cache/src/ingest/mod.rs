@@ -18,6 +18,7 @@ use crate::index::write::{self, BlobRecord, ImageRecord, LayerRecord};
 use crate::index::{now_ms, read, Index};
 use crate::model::ImageSummary;
 use crate::parallel;
+use crate::seal::Sealing;
 use crate::source::BlobSource;
 use crate::store::Store;
 use crate::stream::convert;
@@ -81,8 +82,12 @@ pub fn ingest(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource,
         media_type: Some(image.manifest.config.media_type.clone()),
         content: image.config_bytes.clone(),
     };
-    let layers = materialize_layers(lease, image, source, progress)?;
-    let sizes = disk::ensure(lease, &image.manifest_digest, &image.config.diff_ids)?;
+    let (layers, sealings): (Vec<_>, Vec<_>) = materialize_layers(lease, image, source, progress)?.into_iter().unzip();
+    // The seals of the layers just converted are taken while the root
+    // disk is built; both only read the published layer images.
+    let sizes = disk::ensure(lease, &image.manifest_digest, &image.config.diff_ids);
+    Sealing::record_all(sealings.into_iter().flatten().collect(), lease.index())?;
+    let sizes = sizes?;
     progress(Progress::Disk {
         fsmeta: store.fsmeta_path(&image.manifest_digest),
         vmdk: store.vmdk_path(&image.manifest_digest),
@@ -121,7 +126,12 @@ pub fn record(lease: Lease<'_>, images: &[ImageRecord]) -> Result<Vec<ImageSumma
 
 /// Converts the image's layers, a few at a time: downloads overlap, and each
 /// conversion keeps two threads busy (decompression, EROFS).
-fn materialize_layers(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource, progress: &Sink) -> Result<Vec<LayerRecord>> {
+fn materialize_layers(
+    lease: &Lease<'_>,
+    image: &ResolvedImage,
+    source: &dyn BlobSource,
+    progress: &Sink,
+) -> Result<Vec<(LayerRecord, Option<Sealing>)>> {
     let jobs: Vec<(&Descriptor, &Digest)> = image.manifest.layers.iter().zip(&image.config.diff_ids).collect();
     parallel::map(&jobs, PARALLEL_LAYERS, |(blob, diff_id)| {
         convert::materialize(lease, source, blob, diff_id, progress)

@@ -26,7 +26,7 @@ use crate::index::rows::LayerRow;
 use crate::index::write::LayerRecord;
 use crate::index::{read, write};
 use crate::ingest::Lease;
-use crate::parallel;
+use crate::seal::Sealing;
 use crate::source::BlobSource;
 use crate::store::{Artifact, SpaceWatch, TempFile};
 
@@ -47,14 +47,16 @@ const MAX_FRAMING: usize = 256 << 20;
 /// the image is published, so concurrent ingests reuse it; it stays
 /// unreferenced until a manifest is recorded (whose commit first makes the
 /// rename durable), and the collector, held off by the lease meanwhile,
-/// takes it back if none ever is. Reports each step to `progress`.
+/// takes it back if none ever is. Reports each step to `progress`. A layer
+/// converted now comes with its seal still being taken ([`Sealing`]), for
+/// the caller to record once it has built what it needs the layer for.
 pub fn materialize(
     lease: &Lease<'_>,
     source: &dyn BlobSource,
     blob: &Descriptor,
     diff_id: &Digest,
     progress: &Sink,
-) -> Result<LayerRecord> {
+) -> Result<(LayerRecord, Option<Sealing>)> {
     let store = lease.store();
     let _lock = store.lock_artifact("layer", diff_id)?;
     let erofs_path = store.layer_path(diff_id);
@@ -66,10 +68,10 @@ pub fn materialize(
             step,
         })
     };
-    let row = match known {
+    let (row, sealing) = match known {
         Some(row) if erofs_path.exists() => {
             step(LayerStep::Cached);
-            row
+            (row, None)
         }
         _ => {
             let mut erofs_tmp = store.temp_file()?;
@@ -99,35 +101,28 @@ pub fn materialize(
             step(LayerStep::Verified);
             store.ensure_space(framing.len() as u64, &format!("the framing of layer {diff_id}"))?;
             let erofs_size = erofs_tmp.file().metadata().map_err(Error::cache(erofs_tmp.path()))?.len();
-            // The seal reads the image back from the page cache on a core
-            // of its own while the publishing fsync waits on the drive.
-            let (file, image) = crate::seal::open_layer(erofs_tmp.path())?;
-            let dest = &erofs_path;
-            let (published, seal) = std::thread::scope(|scope| {
-                let sealing = scope.spawn(move || crate::seal::layer_of(&file, &image).map_err(|e| crate::seal::unreadable(dest, e)));
-                let published = erofs_tmp.publish(&erofs_path);
-                (published, parallel::join(sealing, "sealing a layer image"))
-            });
-            published?;
+            let sealing = Sealing::start(erofs_tmp.path(), &erofs_path, diff_id)?;
+            erofs_tmp.publish(&erofs_path)?;
             lease.published(Artifact::Layer(diff_id.clone()));
-            let seal = seal?;
             // Lost in a power cut, the row only means converting again.
             lease
                 .index()
-                .write_lazily(|tx| write::record_layer(tx, diff_id, erofs_size, &seal, &framing))?;
+                .write_lazily(|tx| write::record_layer(tx, diff_id, erofs_size, &framing))?;
             step(LayerStep::Converted);
-            LayerRow {
+            let row = LayerRow {
                 erofs_size,
                 framing_size: framing.len() as u64,
-            }
+            };
+            (row, Some(sealing))
         }
     };
-    Ok(LayerRecord {
+    let record = LayerRecord {
         diff_id: diff_id.clone(),
         blob: blob.clone(),
         erofs_size: row.erofs_size,
         framing_size: row.framing_size,
-    })
+    };
+    Ok((record, sealing))
 }
 
 /// What one pass over a layer stream measured. The blob is always read to
