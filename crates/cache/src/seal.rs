@@ -46,15 +46,44 @@ pub fn open_layer(path: &Path) -> Result<(File, Image)> {
     Ok((file, image))
 }
 
+/// A seal being taken on a thread of its own, beside whatever the caller
+/// does next. Dropped unjoined, it still waits for the thread, which
+/// reads a file the caller's lease keeps and must not outlive it.
+struct Beside(Option<JoinHandle<Result<Digest>>>);
+
+impl Beside {
+    fn start(what: &str, work: impl FnOnce() -> Result<Digest> + Send + 'static) -> Result<Self> {
+        let thread = std::thread::Builder::new()
+            .name("msb-seal".into())
+            .spawn(work)
+            .map_err(|e| Error::Internal(format!("cannot start sealing {what}: {e}")))?;
+        Ok(Beside(Some(thread)))
+    }
+
+    fn join(mut self) -> Result<Digest> {
+        let thread = self.0.take().expect("a seal is joined once");
+        thread
+            .join()
+            .unwrap_or_else(|_| Err(Error::Internal("taking a seal panicked".into())))
+    }
+}
+
+impl Drop for Beside {
+    fn drop(&mut self) {
+        if let Some(thread) = self.0.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// A layer image's seal being taken on a thread of its own. Its row is
 /// recorded without one (as a cache from before seals would be: a cache
 /// opened meanwhile seals it itself), so that the conversion does not
 /// wait for a read of the whole image: the seal of a layer of small files
-/// hashes nearly all of it. Dropped unrecorded, it still waits for the
-/// thread, which must not outlive the lease that keeps the image.
+/// hashes nearly all of it.
 pub struct Sealing {
     diff_id: Digest,
-    thread: Option<JoinHandle<Result<Digest>>>,
+    thread: Beside,
 }
 
 impl Sealing {
@@ -63,25 +92,18 @@ impl Sealing {
     pub fn start(path: &Path, dest: &Path, diff_id: &Digest) -> Result<Self> {
         let (file, image) = open_layer(path)?;
         let dest = dest.to_path_buf();
-        let thread = std::thread::Builder::new()
-            .name("msb-seal".into())
-            .spawn(move || layer_of(&file, &image).map_err(|e| unreadable(&dest, e)))
-            .map_err(|e| Error::Internal(format!("cannot start sealing a layer image: {e}")))?;
+        let thread = Beside::start("a layer image", move || layer_of(&file, &image).map_err(|e| unreadable(&dest, e)))?;
         Ok(Sealing {
             diff_id: diff_id.clone(),
-            thread: Some(thread),
+            thread,
         })
     }
 
     /// Waits for the seals of `sealings` and records them in one write.
     pub fn record_all(sealings: Vec<Sealing>, index: &Index) -> Result<()> {
         let mut seals = Vec::with_capacity(sealings.len());
-        for mut sealing in sealings {
-            let thread = sealing.thread.take().expect("a sealing is joined once");
-            let seal = thread
-                .join()
-                .unwrap_or_else(|_| Err(Error::Internal("sealing a layer image panicked".into())))?;
-            seals.push((sealing.diff_id.clone(), seal));
+        for sealing in sealings {
+            seals.push((sealing.diff_id, sealing.thread.join()?));
         }
         if seals.is_empty() {
             return Ok(());
@@ -91,11 +113,24 @@ impl Sealing {
     }
 }
 
-impl Drop for Sealing {
-    fn drop(&mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+/// A whole file's seal ([`file`]) being taken on a thread of its own: an
+/// fsmeta just written is hashed while it is made durable.
+pub struct FileSealing(Beside);
+
+impl FileSealing {
+    /// Starts sealing the file at `path` (opened now, so that it can be
+    /// renamed meanwhile).
+    pub fn start(path: &Path) -> Result<Self> {
+        let opened = File::open(path).map_err(Error::cache(path))?;
+        let path = path.to_path_buf();
+        Ok(FileSealing(Beside::start("a file", move || {
+            Ok(hash_file(opened).map_err(Error::cache(&path))?.0)
+        })?))
+    }
+
+    /// Waits for the seal.
+    pub fn join(self) -> Result<Digest> {
+        self.0.join()
     }
 }
 
@@ -160,9 +195,9 @@ pub fn data_extents(image: &Image) -> std::result::Result<Vec<(u64, u64)>, erofs
                 dirs.push(entry.nid);
             } else if inode.is_regular() {
                 match image.file_map(&inode)? {
-                    FileMap::Tail { blkaddr, tail } => {
+                    FileMap::Tail { blkaddr, tail_len } => {
                         if inode.size >= erofs::BLOCK_SIZE {
-                            extents.push((blkaddr * erofs::BLOCK_SIZE, inode.size - tail.len() as u64));
+                            extents.push((blkaddr * erofs::BLOCK_SIZE, inode.size - u64::from(tail_len)));
                         }
                     }
                     FileMap::Contiguous { blkaddr } => extents.push((blkaddr * erofs::BLOCK_SIZE, inode.size)),
@@ -183,9 +218,13 @@ pub fn data_extents(image: &Image) -> std::result::Result<Vec<(u64, u64)>, erofs
 
 /// The seal of a whole file (fsmeta, VMDK), and its size.
 pub fn file(path: &Path) -> Result<(Digest, u64)> {
-    let mut file = File::open(path).map_err(Error::cache(path))?;
+    let file = File::open(path).map_err(Error::cache(path))?;
+    hash_file(file).map_err(Error::cache(path))
+}
+
+fn hash_file(mut file: File) -> io::Result<(Digest, u64)> {
     let mut out = HashingWriter::new(io::sink());
-    io::copy(&mut file, &mut out).map_err(Error::cache(path))?;
+    io::copy(&mut file, &mut out)?;
     let (digest, size, _) = out.finish();
     Ok((digest, size))
 }
@@ -201,10 +240,16 @@ pub fn unreadable(path: &Path, error: erofs::Error) -> Error {
     }
 }
 
-/// The seals of a manifest's fsmeta and VMDK, as they are on disk now.
-pub fn disk(store: &Store, manifest: &Digest) -> Result<DiskSeals> {
+/// The seals of a manifest's fsmeta and VMDK, as they are on disk now;
+/// `fsmeta`, when given, is the fsmeta seal [`crate::disk::ensure`] took
+/// as it published the file.
+pub fn disk(store: &Store, manifest: &Digest, fsmeta: Option<Digest>) -> Result<DiskSeals> {
+    let fsmeta = match fsmeta {
+        Some(seal) => seal,
+        None => file(&store.fsmeta_path(manifest))?.0,
+    };
     Ok(DiskSeals {
-        fsmeta: file(&store.fsmeta_path(manifest))?.0,
+        fsmeta,
         vmdk: file(&store.vmdk_path(manifest))?.0,
     })
 }

@@ -24,7 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 Some(p) => Box::new(BufWriter::new(File::create(p)?)),
                 None => Box::new(std::io::sink()),
             };
-            let s = erofs::build_layer(input, &File::create(&args[2])?, &mut framing)?;
+            let s = erofs::build_layer(std::io::BufReader::with_capacity(1 << 20, input), &File::create(&args[2])?, &mut framing)?;
             println!("{s:?}");
         }
         Some("tar") if args.len() == 4 => {

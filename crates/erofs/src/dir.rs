@@ -74,16 +74,19 @@ pub fn encode(entries: &[Dirent<'_>], out: &mut [u8]) {
 
 /// i_size of a tree directory (see [`dir_size`]).
 pub fn dirents_size(dir: &Dir) -> u64 {
-    dir_size(sorted_names(dir.children.keys().map(|k| &k[..])).into_iter().map(|n| n.len()))
+    let mut names: Vec<&[u8]> = dir.children.keys().map(|k| &k[..]).collect();
+    with_dots(&mut names, |n| n, b".", b"..");
+    dir_size(names.into_iter().map(|n| n.len()))
 }
 
-/// Children names merged with `.` and `..`, in on-disk order.
-fn sorted_names<'a>(names: impl Iterator<Item = &'a [u8]>) -> Vec<&'a [u8]> {
-    let mut v: Vec<&[u8]> = names.collect();
-    v.push(b".");
-    v.push(b"..");
-    v.sort_unstable();
-    v
+/// Puts `.` and `..` where they sort among `sorted` (a tree directory's
+/// children, which its map keeps in byte order): a merge, not a sort of
+/// the whole directory, per directory written.
+fn with_dots<T>(sorted: &mut Vec<T>, name: impl Fn(&T) -> &[u8], dot: T, dotdot: T) {
+    let at = sorted.partition_point(|e| name(e) < &b"."[..]);
+    sorted.insert(at, dot);
+    let at = sorted.partition_point(|e| name(e) < &b".."[..]);
+    sorted.insert(at, dotdot);
 }
 
 /// Encodes a directory's entries (with `.` and `..`) into `size` bytes.
@@ -97,17 +100,12 @@ pub fn encode_dir(tree: &Tree, dir: &Dir, size: u64, self_nid: u64, parent_nid: 
             file_type: file_type(tree.inodes[c].mode),
         })
         .collect();
-    entries.push(Dirent {
-        name: b".",
-        nid: self_nid,
+    let dot = |name, nid| Dirent {
+        name,
+        nid,
         file_type: FT_DIR,
-    });
-    entries.push(Dirent {
-        name: b"..",
-        nid: parent_nid,
-        file_type: FT_DIR,
-    });
-    entries.sort_unstable_by(|a, b| a.name.cmp(b.name));
+    };
+    with_dots(&mut entries, |e| e.name, dot(b".", self_nid), dot(b"..", parent_nid));
     let mut out = vec![0u8; size as usize];
     encode(&entries, &mut out);
     out
@@ -136,5 +134,15 @@ mod tests {
         assert_eq!(u16::from_le_bytes([out[8], out[9]]), 15 * 12);
         assert_eq!(u16::from_le_bytes([out[BLOCK + 8], out[BLOCK + 9]]), 15 * 12);
         assert_eq!(u16::from_le_bytes([out[2 * BLOCK + 8], out[2 * BLOCK + 9]]), 12);
+    }
+
+    #[test]
+    fn dots_go_where_they_sort() {
+        let mut names: Vec<&[u8]> = vec![b"-a", b".-x", b".a", b"a"];
+        with_dots(&mut names, |n| n, b".", b"..");
+        let mut sorted = names.clone();
+        sorted.sort_unstable();
+        assert_eq!(names, sorted);
+        assert_eq!(names[1..4], [&b"."[..], b".-x", b".."]);
     }
 }

@@ -153,13 +153,15 @@ impl Merge<'_> {
                 stack.push((child, target));
                 continue;
             }
+            // Only an inode with several links can be met again.
             let id = match self.links.get(&child.nid) {
                 Some(&id) => id,
-                None => {
+                None if child.nlink > 1 => {
                     let id = self.copy_inode(&child)?;
                     self.links.insert(child.nid, id);
                     id
                 }
+                None => self.copy_inode(&child)?,
             };
             self.tree.link(merged, &entry.name, id);
         }
@@ -219,7 +221,7 @@ impl Merge<'_> {
             message: format!("nid {}: file data runs past the end of the layer", i.nid),
         };
         match self.img.file_map(i)? {
-            FileMap::Tail { blkaddr, tail } => {
+            FileMap::Tail { blkaddr, tail_len } => {
                 let blocks = i.size / BLOCK_SIZE;
                 if blocks > 0 && blkaddr.checked_add(blocks).is_none_or(|end| end > self.img.blocks()) {
                     return Err(past_end());
@@ -228,7 +230,7 @@ impl Merge<'_> {
                     device_id: self.device_id,
                     blkaddr,
                     tail_at: self.img.tail_pos(i)?,
-                    tail_len: tail.len() as u16,
+                    tail_len,
                 })
             }
             FileMap::Contiguous { blkaddr } => {

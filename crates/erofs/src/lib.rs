@@ -154,7 +154,10 @@ pub struct LayerSummary {
 /// of every tar byte the image does not store and of where the stored
 /// ones went, so [`write_tar`] can later rebuild the exact tar from the
 /// image; callers that never export pass `&mut std::io::sink()`.
-pub fn build_layer<R: std::io::Read>(tar: R, out: &File, framing: &mut dyn std::io::Write) -> Result<LayerSummary, Error> {
+///
+/// The tar comes buffered (a `BufReader` of 1 MiB, or the caller's own
+/// buffers): file data goes to the image straight from that buffer.
+pub fn build_layer<R: std::io::BufRead>(tar: R, out: &File, framing: &mut dyn std::io::Write) -> Result<LayerSummary, Error> {
     layer::build(tar, out, framing)
 }
 

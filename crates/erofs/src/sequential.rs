@@ -6,6 +6,9 @@
 
 use std::fs::File;
 
+/// Writes at least this long skip the buffer.
+const DIRECT: usize = 64 << 10;
+
 /// Buffered writes to `file` at offsets that only move forward; the
 /// gaps between them are written as zeros, so the area is fully written
 /// whatever the file held.
@@ -26,9 +29,17 @@ impl<'a> Sequential<'a> {
         }
     }
 
-    /// Writes `bytes` at `at`, zero-filling from the previous write.
+    /// Writes `bytes` at `at`, zero-filling from the previous write. A
+    /// large run (file data handed over from the tar reader's buffer) is
+    /// written from where it lies, not copied into the buffer first.
     pub fn write_at(&mut self, at: u64, bytes: &[u8]) -> std::io::Result<()> {
         self.zeros_to(at)?;
+        if bytes.len() >= DIRECT {
+            self.flush()?;
+            write_all_at(self.file, bytes, self.pos)?;
+            self.pos += bytes.len() as u64;
+            return Ok(());
+        }
         self.buf.extend_from_slice(bytes);
         if self.buf.len() >= 1 << 20 {
             self.flush()?;
@@ -72,6 +83,9 @@ impl<'a> Sequential<'a> {
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
         write_all_at(self.file, &self.buf, self.pos)?;
         self.pos += self.buf.len() as u64;
         self.buf.clear();

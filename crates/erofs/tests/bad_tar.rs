@@ -127,7 +127,7 @@ fn whole_stream_is_read_including_trailing_bytes() {
     let mut r = Counting(&tar, 0);
     let img = t.path().join("img");
     let mut framing = Vec::new();
-    erofs::build_layer(&mut r, &File::create(&img).unwrap(), &mut framing).unwrap();
+    erofs::build_layer(std::io::BufReader::new(&mut r), &File::create(&img).unwrap(), &mut framing).unwrap();
     assert_eq!(r.1, tar.len());
     assert_rebuilds(&img, &framing, &tar[..], tar.len() as u64);
 }

@@ -326,7 +326,12 @@ fn framing_of_2000_small_files_is_a_fraction_of_the_headers() {
     let (tar, img) = (t.path().join("l.tar"), t.path().join("l.erofs"));
     make_tar(&src, &tar, &["--format=gnu"]);
     let mut framing = Vec::new();
-    erofs::build_layer(File::open(&tar).unwrap(), &File::create(&img).unwrap(), &mut framing).unwrap();
+    erofs::build_layer(
+        std::io::BufReader::new(File::open(&tar).unwrap()),
+        &File::create(&img).unwrap(),
+        &mut framing,
+    )
+    .unwrap();
     let len = fs::metadata(&tar).unwrap().len();
     assert_rebuilds(&img, &framing, File::open(&tar).unwrap(), len);
     eprintln!("GNU tar: {len} tar bytes, {} framing bytes", framing.len());
@@ -467,7 +472,12 @@ fn framing_is_written_while_the_tar_streams() {
         first_write_at: None,
         bytes: Vec::new(),
     };
-    erofs::build_layer(Tar { data: &tar, pos }, &File::create(&img).unwrap(), &mut sink).unwrap();
+    erofs::build_layer(
+        std::io::BufReader::with_capacity(1 << 20, Tar { data: &tar, pos }),
+        &File::create(&img).unwrap(),
+        &mut sink,
+    )
+    .unwrap();
     let first = sink.first_write_at.unwrap();
     assert!(
         first < tar.len() / 2,

@@ -255,7 +255,11 @@ fn child(name: &str) {
     let img = dir.path().join("img");
     let out = std::fs::File::create(&img).unwrap();
     let start = Instant::now();
-    let result = erofs::build_layer(archive(name), &out, &mut std::io::sink());
+    let result = erofs::build_layer(
+        std::io::BufReader::with_capacity(1 << 20, archive(name)),
+        &out,
+        &mut std::io::sink(),
+    );
     let secs = start.elapsed().as_secs_f64();
     let on_disk = std::fs::metadata(&img).unwrap().len();
     let verdict = match result {

@@ -68,14 +68,16 @@ fn small_files_share_blocks_and_tails_sit_beside_their_inodes() {
         reader.file_map(&f).unwrap(),
         FileMap::Tail {
             blkaddr: 0,
-            tail: datas[7].clone()
+            tail_len: datas[7].len() as u16
         }
     );
+    assert_eq!(tail_bytes(&img, &reader, &f), datas[7]);
     let tailed = reader.lookup(b"d/tailed").unwrap().unwrap();
-    let FileMap::Tail { tail, .. } = reader.file_map(&tailed).unwrap() else {
+    let FileMap::Tail { tail_len, .. } = reader.file_map(&tailed).unwrap() else {
         panic!("tailed is not tail-packed")
     };
-    assert_eq!(tail, tail_file[3 * 4096..]);
+    assert_eq!(usize::from(tail_len), tail_file.len() - 3 * 4096);
+    assert_eq!(tail_bytes(&img, &reader, &tailed), tail_file[3 * 4096..]);
     let aligned_inode = reader.lookup(b"d/aligned").unwrap().unwrap();
     assert!(matches!(reader.file_map(&aligned_inode).unwrap(), FileMap::Contiguous { .. }));
 

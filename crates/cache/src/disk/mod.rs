@@ -11,6 +11,7 @@ use oci::Digest;
 
 use crate::error::{Error, Result};
 use crate::ingest::Lease;
+use crate::seal::FileSealing;
 use crate::store::Artifact;
 use vmdk::Extent;
 
@@ -28,13 +29,17 @@ pub struct DiskSizes {
 /// diff_ids, bottom to top; their images must already be in the store.
 /// Files it publishes are recorded in `lease`. A layer image converted
 /// again is the same bytes (conversion is deterministic), so an existing
-/// fsmeta stays valid.
-pub fn ensure(lease: &Lease<'_>, manifest: &Digest, layers: &[Digest]) -> Result<DiskSizes> {
+/// fsmeta stays valid. An fsmeta built now comes with its seal, hashed
+/// while the file was made durable: a caller recording the root disk
+/// needs it, and taking it afterwards would read the file again while
+/// nothing else runs.
+pub fn ensure(lease: &Lease<'_>, manifest: &Digest, layers: &[Digest]) -> Result<(DiskSizes, Option<Digest>)> {
     let store = lease.store();
     let _lock = store.lock_artifact("disk", manifest)?;
     let fsmeta_path = store.fsmeta_path(manifest);
     let vmdk_path = store.vmdk_path(manifest);
     let layer_paths: Vec<PathBuf> = layers.iter().map(|d| store.layer_path(d)).collect();
+    let mut sealing = None;
     if !fsmeta_path.exists() {
         let tags: Vec<String> = layers.iter().map(|d| d.hex().to_string()).collect();
         let inputs: Vec<erofs::FsmetaLayer<'_>> = layer_paths
@@ -50,6 +55,7 @@ pub fn ensure(lease: &Lease<'_>, manifest: &Digest, layers: &[Digest]) -> Result
             },
             other => Error::Internal(format!("cannot build fsmeta for {manifest}: {other}")),
         })?;
+        sealing = Some(FileSealing::start(tmp.path())?);
         tmp.publish(&fsmeta_path)?;
         lease.published(Artifact::Fsmeta(manifest.clone()));
     }
@@ -69,8 +75,9 @@ pub fn ensure(lease: &Lease<'_>, manifest: &Digest, layers: &[Digest]) -> Result
         store.write_atomic(&vmdk_path, descriptor.as_bytes())?;
         lease.published(Artifact::Vmdk(manifest.clone()));
     }
-    Ok(DiskSizes {
+    let sizes = DiskSizes {
         fsmeta,
         vmdk: descriptor.len() as u64,
-    })
+    };
+    Ok((sizes, sealing.map(FileSealing::join).transpose()?))
 }

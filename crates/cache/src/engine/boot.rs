@@ -32,7 +32,7 @@ impl Cache {
             diff_ids.push(layer.diff_id);
         }
         let before = self.index.read(|conn| read::disk_artifacts(conn, &manifest))?;
-        let sizes = disk::ensure(&lease, &manifest, &diff_ids)?;
+        let (sizes, built) = disk::ensure(&lease, &manifest, &diff_ids)?;
         let recorded = DiskRow {
             fsmeta: Some(sizes.fsmeta),
             vmdk: Some(sizes.vmdk),
@@ -40,7 +40,7 @@ impl Cache {
         // Rebuilt files are the same bytes (both are deterministic), so their
         // seals change only with their sizes (a moved cache's VMDK).
         let seals = (before != Some(recorded))
-            .then(|| crate::seal::disk(&self.store, &manifest))
+            .then(|| crate::seal::disk(&self.store, &manifest, built))
             .transpose()?;
         let config = lease.commit(|tx| {
             if let Some(seals) = &seals {

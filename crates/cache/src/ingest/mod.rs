@@ -85,9 +85,9 @@ pub fn ingest(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource,
     let (layers, sealings): (Vec<_>, Vec<_>) = materialize_layers(lease, image, source, progress)?.into_iter().unzip();
     // The seals of the layers just converted are taken while the root
     // disk is built; both only read the published layer images.
-    let sizes = disk::ensure(lease, &image.manifest_digest, &image.config.diff_ids);
+    let disk = disk::ensure(lease, &image.manifest_digest, &image.config.diff_ids);
     Sealing::record_all(sealings.into_iter().flatten().collect(), lease.index())?;
-    let sizes = sizes?;
+    let (sizes, fsmeta_seal) = disk?;
     progress(Progress::Disk {
         fsmeta: store.fsmeta_path(&image.manifest_digest),
         vmdk: store.vmdk_path(&image.manifest_digest),
@@ -102,7 +102,7 @@ pub fn ingest(lease: &Lease<'_>, image: &ResolvedImage, source: &dyn BlobSource,
         layers,
         fsmeta_size: sizes.fsmeta,
         vmdk_size: sizes.vmdk,
-        disk_seals: crate::seal::disk(store, &image.manifest_digest)?,
+        disk_seals: crate::seal::disk(store, &image.manifest_digest, fsmeta_seal)?,
         references: image.references.clone(),
     })
 }

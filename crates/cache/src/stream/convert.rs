@@ -11,7 +11,7 @@
 //! both digests and the size match.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
@@ -33,10 +33,12 @@ use crate::store::{Artifact, SpaceWatch, TempFile};
 const CHUNK: usize = 1 << 20;
 const CHUNKS_IN_FLIGHT: usize = 4;
 /// How much of the stream passes between two writeback kicks.
-const WRITEBACK_EVERY: u64 = 64 << 20;
-/// zstd level for framing: headers compress about tenfold at level 3, and
-/// it costs nothing next to the decompression beside it.
-const FRAMING_LEVEL: i32 = 3;
+const WRITEBACK_EVERY: u64 = 8 << 20;
+/// zstd level for framing. The consumer thread (tar, framing, image) is
+/// what bounds the conversion of a layer of small files, and level 3 took
+/// a sixth of it there; level 1 takes half that, for framing 3% larger
+/// (742 KB against 722 KB for the 15 MB of headers of 30,000 entries).
+const FRAMING_LEVEL: i32 = 1;
 /// Largest framing kept for a layer: 50 times that of a 130,000-file /usr.
 const MAX_FRAMING: usize = 256 << 20;
 
@@ -345,16 +347,32 @@ impl Stream<'_> {
     }
 }
 
-impl Read for Stream<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+/// The chunks are the tar reader's buffer: the layer builder copies file
+/// data from them straight into the image.
+impl BufRead for Stream<'_> {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.current.len() {
             if !self.next_chunk()? {
-                return Ok(0);
+                break;
             }
         }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
+    }
+}
+
+impl Read for Stream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = {
+            let chunk = self.fill_buf()?;
+            let n = buf.len().min(chunk.len());
+            buf[..n].copy_from_slice(&chunk[..n]);
+            n
+        };
+        self.consume(n);
         Ok(n)
     }
 }
@@ -417,7 +435,7 @@ fn convert<R: Read + Send>(input: R, erofs_out: &mut TempFile, space: SpaceWatch
 
 /// Writes the layer image and returns its framing, zstd-compressed, of at
 /// most `max_framing` bytes.
-fn build(tar: &mut impl Read, out: &File, max_framing: usize) -> Result<Vec<u8>, erofs::Error> {
+fn build(tar: &mut impl BufRead, out: &File, max_framing: usize) -> Result<Vec<u8>, erofs::Error> {
     let too_large = |e: io::Error| match e.get_ref().is_some_and(|inner| inner.is::<FramingTooLarge>()) {
         true => erofs::Error::TooLarge {
             message: format!("the tar carries more than {max_framing} bytes (compressed) that no file holds"),

@@ -2,7 +2,7 @@
 //! whole blocks (sparse files as chunks with holes), or packed with its
 //! inode ([`crate::pack`]), each byte framed at its offset in the image.
 
-use std::io::Read;
+use std::io::BufRead;
 
 use super::*;
 
@@ -10,7 +10,7 @@ impl Builder<'_> {
     /// Writes a packed file ([`crate::pack`]): its record goes into an
     /// open pack, or a new one in a block reserved now; its whole blocks,
     /// if any, are streamed next, and its tail read into the record.
-    pub(super) fn write_packed<R: Read>(
+    pub(super) fn write_packed<R: BufRead>(
         &mut self,
         tar: &mut TarReader<'_, R>,
         e: &Entry,
@@ -73,7 +73,7 @@ impl Builder<'_> {
     }
 
     /// Streams a regular file's data into the image.
-    pub(super) fn write_data<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<FileData, Error> {
+    pub(super) fn write_data<R: BufRead>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<FileData, Error> {
         let blocks = e.size.div_ceil(BLOCK_SIZE);
         let too_big = || too_large(format!("file of {} bytes does not fit the image", e.size));
         if e.size == 0 {
@@ -170,17 +170,20 @@ impl Builder<'_> {
         })
     }
 
-    fn copy<R: Read>(&mut self, tar: &mut TarReader<'_, R>, mut n: u64) -> Result<(), Error> {
+    /// Streams `n` bytes of the entry's data to the image straight from
+    /// the reader's buffer: on a layer of large files every copy on the
+    /// way is a pass over all its bytes.
+    fn copy<R: BufRead>(&mut self, tar: &mut TarReader<'_, R>, n: u64) -> Result<(), Error> {
         self.data_bytes += n;
-        while n > 0 {
-            let k = (self.buf.len() as u64).min(n) as usize;
-            let got = tar.read_data(&mut self.buf[..k], self.pos)?;
-            if got == 0 {
-                return Err(early_end());
-            }
-            self.out.write_at(self.pos, &self.buf[..got])?;
-            self.pos += got as u64;
-            n -= got as u64;
+        let (out, mut pos) = (&mut self.out, self.pos);
+        let got = tar.copy_data(n, pos, |bytes| {
+            out.write_at(pos, bytes)?;
+            pos += bytes.len() as u64;
+            Ok(())
+        })?;
+        self.pos = pos;
+        if got < n {
+            return Err(early_end());
         }
         Ok(())
     }

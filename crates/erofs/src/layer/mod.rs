@@ -22,7 +22,7 @@
 mod data;
 
 use std::fs::File;
-use std::io::{BufReader, Read, Write};
+use std::io::{BufRead, Write};
 
 use crate::format::*;
 use crate::framing::Recorder;
@@ -39,16 +39,18 @@ use crate::{xattr, Error, LayerSummary, Xattrs, BLOCK_SIZE};
 /// Largest block address a 32-bit block field can hold, plus one.
 const MAX_BLOCKS: u64 = 1 << 32;
 
-/// Size of each of the read, write and copy buffers.
+/// Size of the write buffer, and of the read buffer callers are expected
+/// to hand in.
 const BUFFER: usize = 1 << 20;
 
-/// Memory a build holds whatever the archive: its three buffers, one
-/// extension header body, the framing's buffers and the process itself
-/// (stack, allocator). Counted against [`MEMORY_BASE`].
-const RESERVED: u64 = 3 * BUFFER as u64 + EXTENSION_HEADER_MAX + (4 << 20);
+/// Memory a build holds whatever the archive: the write buffer and the
+/// caller's read buffer, one extension header body, the framing's
+/// buffers and the process itself (stack, allocator). Counted against
+/// [`MEMORY_BASE`].
+const RESERVED: u64 = 2 * BUFFER as u64 + EXTENSION_HEADER_MAX + (4 << 20);
 
-pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Result<LayerSummary, Error> {
-    let mut reader = TarReader::new(BufReader::with_capacity(BUFFER, tar), Recorder::new(framing));
+pub(crate) fn build<R: BufRead>(tar: R, out: &File, framing: &mut dyn Write) -> Result<LayerSummary, Error> {
+    let mut reader = TarReader::new(tar, Recorder::new(framing));
     let first = ROOT_BLOCK + 1;
     let mut b = Builder {
         tree: Tree::default(),
@@ -57,7 +59,6 @@ pub(crate) fn build<R: Read>(tar: R, out: &File, framing: &mut dyn Write) -> Res
         pos: first * BLOCK_SIZE,
         packs: Packs::default(),
         data_bytes: 0,
-        buf: vec![0u8; BUFFER],
         entries: 0,
         xattrs: Interner::default(),
         last_xattrs: (Shared::default(), Shared::default()),
@@ -91,7 +92,6 @@ struct Builder<'a> {
     data_bytes: u64,
     /// Small files' records, filling the blocks reserved for them.
     packs: Packs,
-    buf: Vec<u8>,
     /// Archive entries read so far, which set the memory budget.
     entries: u64,
     xattrs: Interner,
@@ -158,7 +158,7 @@ fn components(path: &[u8], offset: u64) -> Result<Vec<&[u8]>, Error> {
 
 impl Builder<'_> {
     /// Adds one archive entry to the tree (and its data to the image).
-    fn add<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: Entry) -> Result<(), Error> {
+    fn add<R: BufRead>(&mut self, tar: &mut TarReader<'_, R>, e: Entry) -> Result<(), Error> {
         let comps = components(&e.path, e.offset)?;
         let Some((name, parents)) = comps.split_last() else {
             if e.kind != EntryKind::Directory {
@@ -237,7 +237,7 @@ impl Builder<'_> {
 
     /// The type and contents of a symlink, device, fifo or regular file
     /// (whose data goes into the image now).
-    fn node<R: Read>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<(u32, Kind), Error> {
+    fn node<R: BufRead>(&mut self, tar: &mut TarReader<'_, R>, e: &Entry) -> Result<(u32, Kind), Error> {
         Ok(match e.kind {
             EntryKind::Symlink => {
                 if e.link.is_empty() || e.link.len() > SYMLINK_MAX || e.link.contains(&0) {

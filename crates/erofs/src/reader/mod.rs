@@ -130,12 +130,14 @@ pub enum FileMap {
     },
     /// `size / BLOCK_SIZE` contiguous blocks from `blkaddr` on the image
     /// (none for a file under a block: a packed file), then the last
-    /// partial block, stored after the inode: its bytes.
+    /// partial block, stored after the inode ([`Image::tail_pos`]). Only
+    /// its length: the walks that map files (fsmeta's merge, the seal)
+    /// meet tens of thousands of tails and need none of their bytes.
     Tail {
         /// First block (meaningless without blocks).
         blkaddr: u64,
-        /// The bytes after the last whole block.
-        tail: Vec<u8>,
+        /// Length of the bytes after the last whole block.
+        tail_len: u16,
     },
 }
 
@@ -477,9 +479,12 @@ impl Image {
                 if at % BLOCK_SIZE + len > BLOCK_SIZE {
                     return Err(invalid(format!("nid {}: inline data crosses a block boundary", inode.nid)));
                 }
+                if at + len > self.file_len {
+                    return Err(invalid(format!("nid {}: inline data runs past the end of the image", inode.nid)));
+                }
                 Ok(FileMap::Tail {
                     blkaddr: u64::from(inode.i_u),
-                    tail: self.bytes(at, len as usize)?.into_owned(),
+                    tail_len: len as u16,
                 })
             }
         }

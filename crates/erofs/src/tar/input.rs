@@ -4,7 +4,7 @@
 //! and the stream position and the current entry's unread data are
 //! tracked here.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead};
 
 use super::header::BLOCK;
 use super::invalid;
@@ -24,7 +24,7 @@ pub struct Input<'f, R> {
     framing: Recorder<'f>,
 }
 
-impl<'f, R: Read> Input<'f, R> {
+impl<'f, R: BufRead> Input<'f, R> {
     /// Reads `inner` from its start, recording into `framing`.
     pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         Input {
@@ -117,6 +117,33 @@ impl<'f, R: Read> Input<'f, R> {
         }
         self.remaining -= k as u64;
         Ok(k)
+    }
+
+    /// Hands up to `n` bytes of the current entry's data to `sink` as
+    /// they lie in the reader's buffer (no copy on the way), framed as
+    /// stored from image byte `stored_at`; returns how many. Short only
+    /// at the entry's end; a stream that ends first is a truncated archive.
+    pub fn copy_data(&mut self, n: u64, stored_at: u64, mut sink: impl FnMut(&[u8]) -> io::Result<()>) -> Result<u64, Error> {
+        let n = n.min(self.remaining);
+        let mut done = 0;
+        while done < n {
+            let buf = match self.inner.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if buf.is_empty() {
+                return Err(invalid(self.pos, "archive is truncated"));
+            }
+            let k = buf.len().min((n - done) as usize);
+            sink(&buf[..k])?;
+            self.inner.consume(k);
+            self.framing.stored(stored_at + done, k as u64)?;
+            self.pos += k as u64;
+            done += k as u64;
+        }
+        self.remaining -= n;
+        Ok(n)
     }
 
     /// Reads a whole extension header body (a pax header or GNU long

@@ -23,7 +23,7 @@ mod pax;
 mod records;
 mod sparse;
 
-use std::io::Read;
+use std::io::BufRead;
 
 use crate::framing::Recorder;
 use crate::limits::{GLOBAL_RECORDS_MAX, SPARSE_SEGMENTS_MAX};
@@ -100,7 +100,7 @@ struct Pending {
     long_link: Option<Vec<u8>>,
 }
 
-impl<'f, R: Read> TarReader<'f, R> {
+impl<'f, R: BufRead> TarReader<'f, R> {
     /// Reads the archive `inner`, recording its framing into `framing`.
     pub fn new(inner: R, framing: Recorder<'f>) -> Self {
         TarReader {
@@ -115,6 +115,12 @@ impl<'f, R: Read> TarReader<'f, R> {
     /// at its end.
     pub fn read_data(&mut self, buf: &mut [u8], stored_at: u64) -> Result<usize, Error> {
         self.input.read_data(buf, stored_at)
+    }
+
+    /// [`Self::read_data`] without a copy: up to `n` bytes handed to `sink`
+    /// from the reader's buffer ([`Input::copy_data`]).
+    pub fn copy_data(&mut self, n: u64, stored_at: u64, sink: impl FnMut(&[u8]) -> std::io::Result<()>) -> Result<u64, Error> {
+        self.input.copy_data(n, stored_at, sink)
     }
 
     /// Reads everything left in the stream (end-of-archive blocks and any
@@ -324,7 +330,7 @@ fn header_path(h: &[u8; BLOCK]) -> Vec<u8> {
 /// The data segments and real size of a sparse entry, in whichever of
 /// the four forms it has (`None`: not sparse). The PAX 1.0 map is read
 /// from the start of the entry's data, which `input` must be at.
-fn sparse_map<R: Read>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records<'_>) -> Result<Option<(sparse::Segments, u64)>, Error> {
+fn sparse_map<R: BufRead>(input: &mut Input<'_, R>, h: &[u8; BLOCK], recs: &Records<'_>) -> Result<Option<(sparse::Segments, u64)>, Error> {
     let bad = |m: String| invalid(recs.offset, m);
     let num = |f| header::number(header::field(h, f)).map_err(bad);
     if h[header::TYPEFLAG] == b'S' {

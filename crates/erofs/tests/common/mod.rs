@@ -14,6 +14,17 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The bytes of a tail-packed file's last partial block, read where the
+/// reader says they are.
+pub fn tail_bytes(img: &Path, reader: &erofs::reader::Image, inode: &erofs::reader::Inode) -> Vec<u8> {
+    let erofs::reader::FileMap::Tail { tail_len, .. } = reader.file_map(inode).unwrap() else {
+        panic!("nid {} is not tail-packed", inode.nid)
+    };
+    let mut out = vec![0; usize::from(tail_len)];
+    erofs::read_exact_at(&File::open(img).unwrap(), &mut out, reader.tail_pos(inode).unwrap()).unwrap();
+    out
+}
+
 /// Fails (never skips) when a tool the tests rely on is missing.
 pub fn require_tool(name: &str) {
     let found = std::env::var_os("PATH")
@@ -67,7 +78,11 @@ pub fn extract_tar(tar_path: &Path, dest: &Path) {
 pub fn build_layer_file(tar_path: &Path, img: &Path) -> Result<erofs::LayerSummary, erofs::Error> {
     let out = File::create(img).unwrap();
     let mut framing = Vec::new();
-    let summary = erofs::build_layer(File::open(tar_path).unwrap(), &out, &mut framing)?;
+    let summary = erofs::build_layer(
+        std::io::BufReader::with_capacity(1 << 20, File::open(tar_path).unwrap()),
+        &out,
+        &mut framing,
+    )?;
     let len = fs::metadata(tar_path).unwrap().len();
     assert_rebuilds(img, &framing, File::open(tar_path).unwrap(), len);
     Ok(summary)

@@ -119,7 +119,7 @@ pub fn seal_unsealed(store: &Store, index: &Index) -> Result<()> {
     }
     let mut disk_seals = Vec::new();
     for manifest in manifests {
-        if let Ok(seals) = seal::disk(store, &manifest) {
+        if let Ok(seals) = seal::disk(store, &manifest, None) {
             disk_seals.push((manifest, seals));
         }
     }

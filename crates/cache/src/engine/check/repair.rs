@@ -84,7 +84,7 @@ pub fn rebuild_disks(store: &Store, index: &Index, manifests: &BTreeSet<Digest>,
             failed.push((manifest.clone(), "its layers are no longer all in the cache".into()));
             continue;
         }
-        match disk::ensure(&lease, manifest, &layers).and_then(|sizes| Ok((sizes, seal::disk(store, manifest)?))) {
+        match disk::ensure(&lease, manifest, &layers).and_then(|(sizes, built)| Ok((sizes, seal::disk(store, manifest, built)?))) {
             Ok((sizes, seals)) => rebuilt.push((manifest.clone(), sizes, seals)),
             Err(e) => failed.push((manifest.clone(), e.to_string())),
         }
