@@ -6,9 +6,13 @@ use std::fs::File;
 
 use crate::sequential::read_exact_at;
 
-/// Size and number of the windows kept.
-const WINDOW: u64 = 128 << 10;
-const WINDOWS: usize = 8;
+/// Size and number of the windows kept. A sorted archive puts a
+/// directory's subdirectories between its files, so a walk comes back to
+/// regions it left: fsmeta's merge of a layer of 30,000 small files read
+/// its 68 MiB twice over through 8 windows of 128 KiB (117 ms), 1.3 times
+/// through 32 of 64 KiB (78 ms); more or smaller windows gained nothing.
+const WINDOW: u64 = 64 << 10;
+const WINDOWS: usize = 32;
 
 /// The most recently used windows, newest last: records of a packed layer
 /// are read in directory order, which is mostly the order they were
