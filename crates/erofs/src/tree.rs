@@ -367,9 +367,9 @@ fn inode_cost() -> u64 {
 mod tests {
     use super::*;
 
-    fn file() -> Inode {
+    fn device() -> Inode {
         Inode {
-            mode: crate::format::S_IFREG | 0o644,
+            mode: crate::format::S_IFCHR | 0o644,
             uid: 0,
             gid: 0,
             mtime: 0,
@@ -387,9 +387,9 @@ mod tests {
         assert_eq!(t.ensure_dir(&ab), first);
         assert_eq!(t.missing_dirs_cost(&ab), 0);
         assert_ne!(t.ensure_dir(&[b"a"]), first, "a prefix is another path");
-        // A file replaces `a`: `a/b` must be made again, not remembered.
+        // A device node replaces `a`: `a/b` must be made again, not remembered.
         t.ensure_dir(&ab);
-        let f = t.add(file());
+        let f = t.add(device());
         t.link(ROOT_DIR, b"a", f);
         assert!(t.missing_dirs_cost(&ab) > 0);
         let again = t.ensure_dir(&ab);

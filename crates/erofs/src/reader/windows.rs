@@ -17,9 +17,9 @@ const WINDOWS: usize = 32;
 /// The most recently used windows, newest last: records of a packed layer
 /// are read in directory order, which is mostly the order they were
 /// written in, so a walk reads nearly the whole image through them. The
-/// oldest window's buffer is reused for the next: a fresh 128 KiB buffer
-/// per window is an `mmap`, page faults and zeroing every time, which
-/// cost a walk of a layer of small files a fifth of its time.
+/// oldest window's buffer is reused for the next: a fresh buffer per
+/// window (at 128 KiB an `mmap`) meant page faults and zeroing every
+/// time, a fifth of a walk of a layer of small files.
 #[derive(Default)]
 pub struct Windows(Vec<(u64, Box<[u8]>)>);
 

@@ -1,8 +1,7 @@
-//! The tar byte stream under the entry parser: every byte read goes
-//! through [`Input::fill`], which hands it to the framing [`Recorder`]
-//! (as an image range when the caller stores it, literally otherwise),
-//! and the stream position and the current entry's unread data are
-//! tracked here.
+//! The tar byte stream under the entry parser: every byte read is handed
+//! to the framing [`Recorder`], literally by [`Input::fill`] or as the
+//! image range the caller stores it at by [`Input::copy_data`], and the
+//! stream position and the current entry's unread data are tracked here.
 
 use std::io::{self, BufRead};
 
@@ -36,9 +35,9 @@ impl<'f, R: BufRead> Input<'f, R> {
         }
     }
 
-    /// Reads as much of `buf` as the stream has; returns the count. The
-    /// bytes are framed as stored at image byte `stored_at`, or literal.
-    pub fn fill(&mut self, buf: &mut [u8], stored_at: Option<u64>) -> Result<usize, Error> {
+    /// Reads as much of `buf` as the stream has, framed literally; returns
+    /// the count.
+    pub fn fill(&mut self, buf: &mut [u8]) -> Result<usize, Error> {
         let mut n = 0;
         while n < buf.len() {
             match self.inner.read(&mut buf[n..]) {
@@ -49,16 +48,13 @@ impl<'f, R: BufRead> Input<'f, R> {
             }
         }
         self.pos += n as u64;
-        match stored_at {
-            Some(at) => self.framing.stored(at, n as u64)?,
-            None => self.framing.literal(&buf[..n])?,
-        }
+        self.framing.literal(&buf[..n])?;
         Ok(n)
     }
 
     /// Fills `buf` (framed literally); a short stream is a truncated archive.
     pub fn read_exact(&mut self, buf: &mut [u8]) -> Result<(), Error> {
-        if self.fill(buf, None)? < buf.len() {
+        if self.fill(buf)? < buf.len() {
             return Err(invalid(self.pos, "archive is truncated"));
         }
         Ok(())
@@ -91,7 +87,7 @@ impl<'f, R: BufRead> Input<'f, R> {
         self.padding = 0;
         let here = self.pos;
         let mut h = [0u8; BLOCK];
-        let n = self.fill(&mut h, None)?;
+        let n = self.fill(&mut h)?;
         if n == 0 && !pending {
             return Ok(None);
         }
@@ -111,12 +107,13 @@ impl<'f, R: BufRead> Input<'f, R> {
     /// byte `stored_at` (and that is what the framing records); returns 0
     /// at its end.
     pub fn read_data(&mut self, buf: &mut [u8], stored_at: u64) -> Result<usize, Error> {
-        let k = (buf.len() as u64).min(self.remaining) as usize;
-        if self.fill(&mut buf[..k], Some(stored_at))? < k {
-            return Err(invalid(self.pos, "archive is truncated"));
-        }
-        self.remaining -= k as u64;
-        Ok(k)
+        let mut at = 0;
+        let n = self.copy_data(buf.len() as u64, stored_at, |bytes| {
+            buf[at..at + bytes.len()].copy_from_slice(bytes);
+            at += bytes.len();
+            Ok(())
+        })?;
+        Ok(n as usize)
     }
 
     /// Hands up to `n` bytes of the current entry's data to `sink` as
@@ -165,7 +162,7 @@ impl<'f, R: BufRead> Input<'f, R> {
     /// framing holds it, then ends the framing record.
     pub fn finish(mut self) -> Result<(), Error> {
         let mut buf = vec![0u8; 64 << 10];
-        while self.fill(&mut buf, None)? > 0 {}
+        while self.fill(&mut buf)? > 0 {}
         self.framing.finish()?;
         Ok(())
     }
